@@ -1,0 +1,67 @@
+// Dense, contiguous, row-major tensors. Copies share storage; clone() copies the data.
+#pragma once
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sdrt/base/dtype.hpp"
+#include "sdrt/io/raw_tensor.hpp"
+
+namespace sdrt {
+
+using Shape = std::vector<int64_t>;
+
+class Tensor {
+ public:
+  Tensor() = default;
+  // Uninitialised storage, 64-byte aligned.
+  static Tensor empty(const Shape& shape, DType dtype = DType::F32);
+  static Tensor zeros(const Shape& shape, DType dtype = DType::F32);
+  static Tensor full(const Shape& shape, float value);
+  static Tensor from_vector(const Shape& shape, const std::vector<float>& values);
+  // Views the bytes of a file tensor without copying; the mapping stays alive with the tensor.
+  static Tensor from_raw(const io::RawTensor& raw);
+
+  bool defined() const { return data_ != nullptr || numel() == 0; }
+  const Shape& shape() const { return shape_; }
+  int ndim() const { return static_cast<int>(shape_.size()); }
+  // Dimension i; negative i counts from the end.
+  int64_t dim(int i) const;
+  int64_t numel() const;
+  DType dtype() const { return dtype_; }
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
+
+  void* raw() { return data_; }
+  const void* raw() const { return data_; }
+  // Typed access; throws when the dtype is not F32.
+  float* f32();
+  const float* f32() const;
+  template <class T>
+  T* data() { return static_cast<T*>(data_); }
+  template <class T>
+  const T* data() const { return static_cast<const T*>(data_); }
+
+  // Same storage, new shape (one -1 allowed); throws when the element count differs.
+  Tensor reshape(const Shape& shape) const;
+  // Contiguous slice [begin, end) along dimension 0, sharing storage.
+  Tensor slice0(int64_t begin, int64_t end) const;
+  // Converted copy (or this tensor when the dtype already matches).
+  Tensor to(DType dtype) const;
+  Tensor clone() const;
+  // A file-compatible view of this tensor's bytes.
+  io::RawTensor as_raw() const;
+  std::string describe() const;  // "F32 [2, 4, 8, 8]"
+
+ private:
+  std::shared_ptr<void> owner_;
+  void* data_ = nullptr;
+  Shape shape_;
+  DType dtype_ = DType::F32;
+};
+
+int64_t shape_numel(const Shape& shape);
+std::string shape_str(const Shape& shape);
+
+}  // namespace sdrt

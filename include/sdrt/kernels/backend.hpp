@@ -1,0 +1,69 @@
+// The compute interface the networks are written against. The CPU backend implements it now
+// (oneDNN for convolution and matrix products, our own loops for the rest); a CUDA backend can
+// implement the same interface later. All tensors are F32, contiguous, row-major; images are NCHW.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sdrt/core/tensor.hpp"
+
+namespace sdrt::kernels {
+
+enum class Activation { None, SiLU, GELU, GELUTanh, QuickGELU };
+
+struct Conv2dParams {
+  int stride = 1;
+  int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  static Conv2dParams same(int stride, int pad) { return {stride, pad, pad, pad, pad}; }
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // x [N, C, H, W], w [O, C, kh, kw], bias [O] or an undefined Tensor -> [N, O, H', W'].
+  virtual Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) = 0;
+  // torch.nn.Linear: x [..., K], w [N, K], bias [N] or undefined -> [..., N].
+  virtual Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) = 0;
+  // Batched a [B, M, K] times b [B, K, N] (or b [B, N, K] when transpose_b), times alpha.
+  virtual Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_b, float alpha) = 0;
+
+  // GroupNorm over x [N, C, ...] (statistics per sample and group, biased variance), gamma/beta [C],
+  // then the activation (None or SiLU).
+  virtual Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps,
+                            Activation act) = 0;
+  // LayerNorm over the last dimension; gamma/beta [last].
+  virtual Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) = 0;
+
+  // Multi-head attention on packed heads: q [B, Nq, H*D], k and v [B, Nk, H*D] ->
+  // softmax(q_h k_h^T * scale, causal mask if asked) v_h, written back as [B, Nq, H*D].
+  virtual Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale,
+                           bool causal) = 0;
+  virtual void softmax_lastdim_(Tensor& x) = 0;
+
+  // In-place activation. GELU is the exact erf form, GELUTanh the tanh approximation,
+  // QuickGELU x * sigmoid(1.702 x).
+  virtual void activation_(Tensor& x, Activation act) = 0;
+  // GEGLU: x [..., 2F] -> x[..., :F] * gelu(x[..., F:]) as diffusers' GEGLU.
+  virtual Tensor geglu(const Tensor& x) = 0;
+
+  virtual Tensor add(const Tensor& a, const Tensor& b) = 0;  // same shapes
+  virtual void add_(Tensor& a, const Tensor& b) = 0;          // a += b, same shapes
+  virtual void scale_(Tensor& x, float s) = 0;                // x *= s
+  // x [N, C, H, W] += b [N, C] broadcast over H and W (the time embedding in ResNet blocks).
+  virtual void add_channel_bias_(Tensor& x, const Tensor& b) = 0;
+
+  virtual Tensor upsample_nearest2x(const Tensor& x) = 0;                // NCHW, H and W doubled
+  virtual Tensor concat(const std::vector<Tensor>& xs, int dim) = 0;     // shapes equal except `dim`
+  virtual Tensor nchw_to_nlc(const Tensor& x) = 0;                       // [N, C, H, W] -> [N, H*W, C]
+  virtual Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) = 0;  // [N, H*W, C] -> [N, C, H, W]
+  // Row lookup: table [V, D], ids (each in [0, V)) -> [ids.size(), D]; throws on an id out of range.
+  virtual Tensor embedding(const Tensor& table, const std::vector<int64_t>& ids) = 0;
+};
+
+// The process-wide CPU backend (uses every core OpenMP gives it).
+Backend& cpu_backend();
+
+}  // namespace sdrt::kernels

@@ -1,0 +1,190 @@
+#include "sdrt/core/tensor.hpp"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "sdrt/base/error.hpp"
+#include "sdrt/base/half.hpp"
+
+namespace sdrt {
+
+int64_t shape_numel(const Shape& shape) {
+  return static_cast<int64_t>(io::checked_numel(shape, "tensor"));
+}
+
+std::string shape_str(const Shape& shape) { return io::shape_string(shape); }
+
+Tensor Tensor::empty(const Shape& shape, DType dtype) {
+  Tensor t;
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  const size_t rounded = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+  if (!p) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes for tensor " + shape_str(shape));
+  t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  t.data_ = p;
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype) {
+  Tensor t = empty(shape, dtype);
+  std::memset(t.data_, 0, t.nbytes());
+  return t;
+}
+
+Tensor Tensor::full(const Shape& shape, float value) {
+  Tensor t = empty(shape, DType::F32);
+  float* p = t.f32();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = value;
+  return t;
+}
+
+Tensor Tensor::from_vector(const Shape& shape, const std::vector<float>& values) {
+  Tensor t = empty(shape, DType::F32);
+  if (static_cast<int64_t>(values.size()) != t.numel())
+    throw Error("from_vector: " + std::to_string(values.size()) + " values for shape " + shape_str(shape));
+  std::memcpy(t.data_, values.data(), t.nbytes());
+  return t;
+}
+
+Tensor Tensor::from_raw(const io::RawTensor& raw) {
+  Tensor t;
+  t.shape_ = raw.shape;
+  t.dtype_ = raw.dtype;
+  if (static_cast<size_t>(shape_numel(raw.shape)) * dtype_size(raw.dtype) != raw.nbytes)
+    throw Error("tensor bytes do not match " + t.describe());
+  // Aliasing constructor: shares ownership of the mapping, points at the tensor's bytes.
+  t.owner_ = std::shared_ptr<void>(std::const_pointer_cast<void>(raw.owner), const_cast<uint8_t*>(raw.data));
+  t.data_ = const_cast<uint8_t*>(raw.data);
+  return t;
+}
+
+int64_t Tensor::dim(int i) const {
+  const int n = ndim();
+  const int k = i < 0 ? i + n : i;
+  if (k < 0 || k >= n) throw Error("dimension " + std::to_string(i) + " out of range for " + describe());
+  return shape_[static_cast<size_t>(k)];
+}
+
+int64_t Tensor::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape_) n *= d;
+  return n;
+}
+
+float* Tensor::f32() {
+  if (dtype_ != DType::F32) throw Error("expected an F32 tensor, got " + describe());
+  return static_cast<float*>(data_);
+}
+
+const float* Tensor::f32() const {
+  if (dtype_ != DType::F32) throw Error("expected an F32 tensor, got " + describe());
+  return static_cast<const float*>(data_);
+}
+
+Tensor Tensor::reshape(const Shape& shape) const {
+  Shape s = shape;
+  int infer = -1;
+  int64_t known = 1;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == -1) {
+      if (infer >= 0) throw Error("reshape: more than one -1 in " + shape_str(shape));
+      infer = static_cast<int>(i);
+    } else {
+      known *= s[i];
+    }
+  }
+  if (infer >= 0) {
+    if (known == 0 || numel() % known != 0) throw Error("reshape: cannot reshape " + describe() + " to " + shape_str(shape));
+    s[static_cast<size_t>(infer)] = numel() / known;
+  }
+  if (shape_numel(s) != numel()) throw Error("reshape: cannot reshape " + describe() + " to " + shape_str(shape));
+  Tensor t = *this;
+  t.shape_ = s;
+  return t;
+}
+
+Tensor Tensor::slice0(int64_t begin, int64_t end) const {
+  if (ndim() == 0 || begin < 0 || end > shape_[0] || begin > end)
+    throw Error("slice0: [" + std::to_string(begin) + ", " + std::to_string(end) + ") out of range for " + describe());
+  Tensor t = *this;
+  t.shape_[0] = end - begin;
+  const size_t row = shape_[0] == 0 ? 0 : nbytes() / static_cast<size_t>(shape_[0]);
+  t.data_ = static_cast<uint8_t*>(data_) + row * static_cast<size_t>(begin);
+  return t;
+}
+
+namespace {
+double load_as_double(const void* p, DType t, int64_t i) {
+  switch (t) {
+    case DType::F64: return static_cast<const double*>(p)[i];
+    case DType::F32: return static_cast<const float*>(p)[i];
+    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::I64: return static_cast<double>(static_cast<const int64_t*>(p)[i]);
+    case DType::I32: return static_cast<const int32_t*>(p)[i];
+    case DType::I16: return static_cast<const int16_t*>(p)[i];
+    case DType::I8: return static_cast<const int8_t*>(p)[i];
+    case DType::U8: return static_cast<const uint8_t*>(p)[i];
+    case DType::Bool: return static_cast<const uint8_t*>(p)[i] != 0;
+  }
+  return 0;
+}
+
+void store_from_double(void* p, DType t, int64_t i, double v) {
+  switch (t) {
+    case DType::F64: static_cast<double*>(p)[i] = v; break;
+    case DType::F32: static_cast<float*>(p)[i] = static_cast<float>(v); break;
+    case DType::F16: static_cast<uint16_t*>(p)[i] = f32_to_f16(static_cast<float>(v)); break;
+    case DType::BF16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(static_cast<float>(v)); break;
+    case DType::I64: static_cast<int64_t*>(p)[i] = static_cast<int64_t>(v); break;
+    case DType::I32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(v); break;
+    case DType::I16: static_cast<int16_t*>(p)[i] = static_cast<int16_t>(v); break;
+    case DType::I8: static_cast<int8_t*>(p)[i] = static_cast<int8_t>(v); break;
+    case DType::U8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v); break;
+    case DType::Bool: static_cast<uint8_t*>(p)[i] = v != 0; break;
+  }
+}
+}  // namespace
+
+Tensor Tensor::to(DType dtype) const {
+  if (dtype == dtype_) return *this;
+  Tensor out = empty(shape_, dtype);
+  const int64_t n = numel();
+  if (dtype_ == DType::F16 && dtype == DType::F32) {
+    const auto* s = data<uint16_t>();
+    float* d = out.f32();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) d[i] = f16_to_f32(s[i]);
+  } else if (dtype_ == DType::BF16 && dtype == DType::F32) {
+    const auto* s = data<uint16_t>();
+    float* d = out.f32();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]);
+  } else {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) store_from_double(out.data_, dtype, i, load_as_double(data_, dtype_, i));
+  }
+  return out;
+}
+
+Tensor Tensor::clone() const {
+  Tensor out = empty(shape_, dtype_);
+  if (nbytes()) std::memcpy(out.data_, data_, nbytes());
+  return out;
+}
+
+io::RawTensor Tensor::as_raw() const {
+  io::RawTensor r;
+  r.dtype = dtype_;
+  r.shape = shape_;
+  r.data = static_cast<const uint8_t*>(data_);
+  r.nbytes = nbytes();
+  r.owner = owner_;
+  return r;
+}
+
+std::string Tensor::describe() const { return std::string(dtype_name(dtype_)) + " " + shape_str(shape_); }
+
+}  // namespace sdrt

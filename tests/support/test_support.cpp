@@ -1,0 +1,99 @@
+#include "support/test_support.hpp"
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+#include "sdrt/base/error.hpp"
+#include "sdrt/io/safetensors.hpp"
+
+namespace fs = std::filesystem;
+
+namespace sdrt::test {
+
+std::string reference_dir() {
+  const fs::path p = fs::path(SDRT_REFERENCE_DIR);
+  if (!fs::is_directory(p))
+    throw Error("reference pack missing: " + p.string() + " (tests need ../shared/reference beside the repo)");
+  return fs::canonical(p).string();
+}
+
+std::string reference_path(const std::string& relative) {
+  const fs::path p = fs::path(reference_dir()) / relative;
+  if (!fs::exists(p)) throw Error("reference file missing: " + p.string());
+  return p.string();
+}
+
+std::string source_dir() { return SDRT_SOURCE_DIR; }
+
+std::string make_temp_dir(const std::string& tag) {
+  static std::atomic<int> counter{0};
+  const fs::path p = fs::temp_directory_path() /
+                     ("sdrt-test-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p.string();
+}
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open");
+  return nlohmann::json::parse(in);
+}
+
+Weights read_case(const std::string& path) {
+  auto file = io::SafetensorsFile::open(path);
+  Weights w(path);
+  for (const auto& name : file.names()) w.add(name, Tensor::from_raw(file.get(name)));
+  return w;
+}
+
+double max_abs(const Tensor& t) {
+  const Tensor f = t.to(DType::F32);
+  double m = 0;
+  for (int64_t i = 0; i < f.numel(); ++i) m = std::max(m, static_cast<double>(std::fabs(f.f32()[i])));
+  return m;
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  const Tensor fa = a.to(DType::F32), fb = b.to(DType::F32);
+  double m = 0;
+  for (int64_t i = 0; i < fa.numel(); ++i)
+    m = std::max(m, std::fabs(static_cast<double>(fa.f32()[i]) - fb.f32()[i]));
+  return m;
+}
+
+::testing::AssertionResult all_close(const Tensor& actual, const Tensor& expected, double tol) {
+  if (actual.shape() != expected.shape())
+    return ::testing::AssertionFailure() << "shape " << shape_str(actual.shape()) << " != expected "
+                                         << shape_str(expected.shape());
+  const Tensor a = actual.to(DType::F32), e = expected.to(DType::F32);
+  double worst = -1;
+  int64_t at = -1;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const double d = std::fabs(static_cast<double>(a.f32()[i]) - e.f32()[i]);
+    if (!(d <= worst)) {
+      worst = d;
+      at = i;
+    }
+  }
+  if (a.numel() == 0 || worst <= tol) return ::testing::AssertionSuccess() << "max diff " << worst;
+  return ::testing::AssertionFailure() << "max |diff| " << worst << " > tol " << tol << " at flat index " << at
+                                       << " (actual " << a.f32()[at] << ", expected " << e.f32()[at] << ")";
+}
+
+double psnr(const Tensor& a, const Tensor& b, double peak) {
+  const Tensor fa = a.to(DType::F32), fb = b.to(DType::F32);
+  double se = 0;
+  for (int64_t i = 0; i < fa.numel(); ++i) {
+    const double d = static_cast<double>(fa.f32()[i]) - fb.f32()[i];
+    se += d * d;
+  }
+  const double mse = se / static_cast<double>(std::max<int64_t>(1, fa.numel()));
+  if (mse == 0) return 200.0;
+  return 10.0 * std::log10(peak * peak / mse);
+}
+
+}  // namespace sdrt::test
