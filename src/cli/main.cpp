@@ -1,2 +1,38 @@
 #include <cstdio>
-int main() { std::puts("sdrt"); return 0; }
+#include <exception>
+#include <map>
+#include <string>
+
+#include "cli/commands.hpp"
+#include "sdrt/base/error.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"sdrt: Stable Diffusion runtime and model converter"};
+  app.set_version_flag("--version", std::string("sdrt ") + SDRT_VERSION);
+  app.require_subcommand(1);
+  std::map<CLI::App*, sdrt::cli::Command> commands;
+  auto add = [&](const char* name, const char* help, sdrt::cli::Command (*reg)(CLI::App&)) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    commands[sub] = reg(*sub);
+  };
+  add("generate", "Generate images from a prompt", sdrt::cli::add_generate);
+  add("convert", "Convert a diffusers folder or a single-file checkpoint into an sdrt bundle", sdrt::cli::add_convert);
+  add("inspect", "List the tensors of a weights file or model folder and detect the model kind", sdrt::cli::add_inspect);
+  add("tokenize", "Print the 77 CLIP token ids of a prompt", sdrt::cli::add_tokenize);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto& [sub, run] : commands)
+      if (sub->parsed()) return run();
+  } catch (const sdrt::Cancelled&) {
+    std::fprintf(stderr, "sdrt: cancelled\n");
+    return 130;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sdrt: error: %s\n", e.what());
+    return 1;
+  }
+  return 1;
+}

@@ -1,0 +1,80 @@
+/* sdrt C API: load a Stable Diffusion model and generate images, from any language with a C FFI.
+ * Every function that can fail returns 0 on success and non-zero on failure; sdrt_last_error() then
+ * describes the failure (per thread). */
+#ifndef SDRT_H
+#define SDRT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sdrt_pipeline sdrt_pipeline;
+
+typedef struct {
+  int reduce_memory;          /* build each network just before use, free it after */
+  const char* compute_units;  /* "cpu" or "all"; NULL = "all" */
+} sdrt_load_options;
+
+typedef struct {
+  const char* prompt;
+  const char* negative_prompt; /* NULL = "" */
+  int image_count;             /* default 1 */
+  int step_count;              /* default 50 */
+  float guidance_scale;        /* default 7.5; <= 1 disables classifier-free guidance */
+  uint32_t seed;
+  const char* scheduler;       /* NULL = the model's own; pndm dpmpp dpmpp-karras ddim euler euler-a lms heun ddpm lcm */
+  const char* rng;             /* NULL = "numpy"; "torch", "nvidia" */
+  int width, height;           /* 0 = the model's native size */
+  int disable_safety;
+  /* Image-to-image / inpainting (optional): interleaved RGB and single-channel mask, same size. */
+  const uint8_t* starting_image_rgb;
+  int starting_image_width, starting_image_height;
+  float strength;              /* default 1.0 */
+  const uint8_t* mask_gray;    /* white = repaint */
+  /* ControlNets (optional): control_count entries in each array. */
+  int control_count;
+  const char* const* control_names;
+  const uint8_t* const* control_images_rgb;
+  const int* control_widths;
+  const int* control_heights;
+  const float* control_scales; /* NULL = 1.0 each */
+} sdrt_generation_config;
+
+typedef struct {
+  int width, height, channels; /* channels = 3 (RGB) */
+  uint8_t* pixels;             /* width * height * channels bytes */
+  int nsfw;                    /* flagged by the safety checker (pixels are black) */
+} sdrt_image;
+
+typedef struct {
+  int count;
+  sdrt_image* images;
+  uint32_t seed;
+} sdrt_result;
+
+/* Called after each denoising step; return 0 to cancel generation. */
+typedef int (*sdrt_progress_fn)(int step, int step_count, void* user_data);
+
+const char* sdrt_version(void);
+const char* sdrt_last_error(void);
+
+void sdrt_generation_config_init(sdrt_generation_config* config);
+
+/* path: an sdrt bundle, a diffusers folder or a single-file checkpoint. options may be NULL. */
+int sdrt_pipeline_load(const char* path, const sdrt_load_options* options, sdrt_pipeline** out);
+void sdrt_pipeline_free(sdrt_pipeline* pipeline);
+
+int sdrt_generate(sdrt_pipeline* pipeline, const sdrt_generation_config* config, sdrt_progress_fn progress,
+                  void* user_data, sdrt_result* out);
+void sdrt_result_free(sdrt_result* result);
+
+/* Writes an image as PNG (atomically: no partial file on failure). */
+int sdrt_write_png(const char* path, const sdrt_image* image);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SDRT_H */

@@ -1,0 +1,12 @@
+// JSON files (config.json, model_index.json, *.index.json) with errors that name the file.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace sdrt::io {
+
+// Parses the whole file. Throws sdrt::Error naming the file when it cannot be read, and naming the file
+// and the line, column and byte of the problem when it is not valid JSON.
+nlohmann::json read_json_file(const std::string& path);
+
+}  // namespace sdrt::io

@@ -1,0 +1,73 @@
+// torch.nn layers (Conv2d, Linear, GroupNorm, LayerNorm) holding parameters read from diffusers-named
+// weights, run on a kernels::Backend. Construction reads and shape-checks every parameter.
+#pragma once
+#include <cstdint>
+
+#include "sdrt/core/tensor.hpp"
+#include "sdrt/core/weights.hpp"
+#include "sdrt/kernels/backend.hpp"
+
+namespace sdrt::models {
+
+class Conv2d {
+ public:
+  Conv2d() = default;
+  // <scope>.weight [out, in, kernel, kernel] and <scope>.bias [out].
+  Conv2d(kernels::Backend& backend, const WeightScope& scope, int64_t in_channels, int64_t out_channels, int kernel,
+         kernels::Conv2dParams params);
+  // From tensors already read (e.g. a slice of a larger convolution's output channels).
+  Conv2d(kernels::Backend& backend, Tensor weight, Tensor bias, kernels::Conv2dParams params);
+
+  Tensor operator()(const Tensor& x) const;
+  int64_t out_channels() const { return weight_.dim(0); }
+
+ private:
+  kernels::Backend* backend_ = nullptr;
+  Tensor weight_, bias_;
+  kernels::Conv2dParams params_;
+};
+
+class Linear {
+ public:
+  Linear() = default;
+  // <scope>.weight [out, in] and, when `bias`, <scope>.bias [out].
+  Linear(kernels::Backend& backend, const WeightScope& scope, int64_t in_features, int64_t out_features, bool bias);
+
+  Tensor operator()(const Tensor& x) const;
+
+ private:
+  kernels::Backend* backend_ = nullptr;
+  Tensor weight_, bias_;
+};
+
+class GroupNorm {
+ public:
+  GroupNorm() = default;
+  // <scope>.weight and <scope>.bias [channels]; throws when `groups` does not divide `channels`.
+  GroupNorm(kernels::Backend& backend, const WeightScope& scope, int groups, int64_t channels, float eps);
+
+  // Normalises x [N, channels, ...], then applies `act` (None or SiLU).
+  Tensor operator()(const Tensor& x, kernels::Activation act = kernels::Activation::None) const;
+
+ private:
+  kernels::Backend* backend_ = nullptr;
+  Tensor gamma_, beta_;
+  int groups_ = 1;
+  float eps_ = 1e-5f;
+};
+
+class LayerNorm {
+ public:
+  LayerNorm() = default;
+  // <scope>.weight and <scope>.bias [dim].
+  LayerNorm(kernels::Backend& backend, const WeightScope& scope, int64_t dim, float eps);
+
+  Tensor operator()(const Tensor& x) const;
+
+ private:
+  kernels::Backend* backend_ = nullptr;
+  Tensor gamma_, beta_;
+  float eps_ = 1e-5f;
+};
+
+}  // namespace sdrt::models

@@ -1,0 +1,49 @@
+// diffusers UNet2DConditionModel (Stable Diffusion 1.x / 2.x): time embedding, conv_in, down blocks, mid
+// block, up blocks with skip connections, GroupNorm + SiLU, conv_out.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "sdrt/models/unet_encoder.hpp"
+
+namespace sdrt::models {
+
+struct UNet2DConditionConfig : UNetEncoderConfig {
+  int64_t out_channels = 4;
+  std::vector<std::string> up_block_types;
+  int64_t sample_size = 0;  // latent size the model was trained at; 0 when the config has none
+
+  // Reads unet/config.json; throws sdrt::Error naming unsupported values (block types, embeddings, ...).
+  static UNet2DConditionConfig from_json(const nlohmann::json& j);
+};
+
+class UNet2DConditionModel {
+ public:
+  // Reads and shape-checks every weight; throws naming a missing tensor or one whose shape disagrees
+  // with the config.
+  UNet2DConditionModel(const UNet2DConditionConfig& cfg, const Weights& weights, kernels::Backend& backend);
+
+  // sample [B, in_channels, h, w] (h, w multiples of 2^(number of down blocks - 1)), timesteps: B values (or
+  // one for the whole batch), encoder_hidden_states [B, S, cross_attention_dim] -> [B, out_channels, h, w].
+  // ControlNet residuals, both or neither: one per down-path residual (added to the skip connections) and
+  // one added to the mid block's output, as diffusers does.
+  Tensor forward(const Tensor& sample, const std::vector<float>& timesteps, const Tensor& encoder_hidden_states,
+                 const std::vector<Tensor>* down_block_additional_residuals = nullptr,
+                 const Tensor* mid_block_additional_residual = nullptr) const;
+
+  const UNet2DConditionConfig& config() const { return cfg_; }
+
+ private:
+  UNet2DConditionConfig cfg_;
+  kernels::Backend* backend_;
+  UNetEncoder encoder_;
+  std::vector<std::unique_ptr<UNetUpBlock>> up_blocks_;
+  GroupNorm conv_norm_out_;
+  Conv2d conv_out_;
+};
+
+}  // namespace sdrt::models

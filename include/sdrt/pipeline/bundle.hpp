@@ -1,0 +1,34 @@
+// The sdrt resource bundle: one .safetensors per network (engine-ready names, readable by any
+// safetensors tool), the tokenizer files and manifest.json with configs and per-file checksums.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "sdrt/pipeline/model_source.hpp"
+
+namespace sdrt::pipeline {
+
+inline constexpr int kBundleFormatVersion = 1;
+
+struct BundleWriteOptions {
+  std::string precision = "float16";  // float32 | float16 | bfloat16
+  bool chunk_unet = false;            // UnetChunk1/2.safetensors of about equal size
+  bool text_encoder = true, unet = true, vae_decoder = true, vae_encoder = true, safety_checker = true;
+  bool force = false;                 // replace an existing bundle
+  // Called after each file is written: (files done, files total, file name).
+  std::function<void(int, int, const std::string&)> progress;
+};
+
+// Writes into a temporary folder beside `out_dir` and renames it into place, so a failed
+// conversion never leaves a half bundle. Throws when out_dir exists and !force.
+void write_bundle(const ModelSource& source, const std::string& out_dir, const BundleWriteOptions& options);
+
+// Reads manifest.json, refuses newer format versions, verifies checksums when asked.
+ModelSource read_bundle(const std::string& dir, bool verify_checksums = true);
+
+// Bundle name of a ControlNet: "lllyasviel/sd-controlnet-mlsd" -> "LllyasvielSdControlnetMlsd";
+// a local folder uses its last path component.
+std::string controlnet_bundle_name(const std::string& id_or_path);
+
+}  // namespace sdrt::pipeline

@@ -1,0 +1,68 @@
+// Single-file CompVis/LDM Stable Diffusion checkpoints (SD 1.x with CLIP, SD 2.x with OpenCLIP) turned
+// into diffusers-named weights and configs per component, following diffusers' from_single_file (v0.27.2).
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sdrt/core/weights.hpp"
+#include "sdrt/io/safetensors.hpp"
+
+namespace sdrt::pipeline {
+
+// The settings of an LDM yaml (v1-inference.yaml, v2-inference-v.yaml, ...) the converter uses. Tensor
+// shapes cannot tell attention heads, image size, parameterization, noise schedule or VAE scale; the
+// structural fields are checked against the tensors. Every field is optional; unset ones are inferred.
+struct LdmConfig {
+  // model.params
+  std::optional<double> linear_start, linear_end, scale_factor;
+  std::optional<int64_t> timesteps;
+  std::optional<int64_t> image_size;            // latent size (64 for SD 1.x, 96 for SD 2.x-v)
+  std::optional<std::string> parameterization;  // "eps", "v" or "x0"
+  // model.params.unet_config.params (num_heads / num_head_channels of -1 count as unset)
+  std::optional<int64_t> num_heads, num_head_channels, context_dim, model_channels, num_res_blocks, in_channels,
+      out_channels, transformer_depth;
+  std::optional<bool> use_linear_in_transformer;
+  std::optional<std::vector<int64_t>> channel_mult, attention_resolutions;
+  // model.params.first_stage_config.params.ddconfig
+  std::optional<int64_t> vae_ch, vae_num_res_blocks, vae_z_channels;
+  std::optional<std::vector<int64_t>> vae_ch_mult;
+  // Not in LDM yamls: the text encoder's head count (hidden_size / 64 for the real CLIP/OpenCLIP towers).
+  std::optional<int64_t> text_num_attention_heads;
+
+  // Copies every field that `over` sets.
+  void overlay(const LdmConfig& over);
+};
+
+// Reads the fields above from LDM yaml text with a small line-based reader (block mappings, comments,
+// flow and block lists of scalars). `source` names the text in errors, which name the line of a bad value.
+LdmConfig parse_ldm_yaml(const std::string& text, const std::string& source);
+LdmConfig read_ldm_yaml(const std::string& path);
+
+struct LdmOptions {
+  // "epsilon", "v_prediction" ("v-prediction" accepted) or "sample"; else guessed like diffusers.
+  std::optional<std::string> prediction_type;
+  // An LDM yaml; without it load_ldm_checkpoint uses "<file stem>.yaml" beside the checkpoint if present.
+  std::optional<std::string> yaml_path;
+  // Fields set here replace those read from the yaml.
+  std::optional<LdmConfig> overrides;
+};
+
+struct ConvertedCheckpoint {
+  std::string family;  // "sd1" or "sd2"
+  // diffusers names; tensors share the checkpoint's storage (1x1 conv -> linear and q/k/v splits are views).
+  Weights unet, vae, text_encoder;
+  nlohmann::json unet_config, vae_config, text_encoder_config, scheduler_config, tokenizer_config;
+};
+
+// `tensors` are all tensors of the checkpoint; `source` names the file in error messages.
+ConvertedCheckpoint convert_ldm_checkpoint(const std::vector<io::NamedTensor>& tensors, const std::string& source,
+                                           const LdmOptions& options = {});
+
+// Reads a .safetensors or torch zip (.ckpt) checkpoint, recognised by content, and its yaml (see
+// LdmOptions::yaml_path), and converts it.
+ConvertedCheckpoint load_ldm_checkpoint(const std::string& path, const LdmOptions& options = {});
+
+}  // namespace sdrt::pipeline

@@ -1,0 +1,58 @@
+// Everything a pipeline needs from a model, whichever form it came in: an sdrt bundle, a diffusers
+// folder or a single-file CompVis/LDM checkpoint (converted in memory).
+#pragma once
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "sdrt/core/weights.hpp"
+
+namespace sdrt::pipeline {
+
+struct ComponentData {
+  Weights weights;
+  nlohmann::json config;
+};
+
+struct TokenizerFiles {
+  std::string vocab_json, merges_txt;
+  std::string pad_token = "<|endoftext|>";
+};
+
+struct ModelSource {
+  std::string path;    // what was opened
+  std::string format;  // "bundle", "diffusers" or "single-file"
+  std::string family;  // "sd1" or "sd2"
+  std::string precision = "float32";  // of the stored weights
+  std::optional<ComponentData> text_encoder, unet, safety_checker;
+  // The VAE's weights and config; the encoder or decoder half may be absent in a bundle.
+  std::optional<ComponentData> vae;
+  bool has_vae_encoder = false, has_vae_decoder = false;
+  std::string scheduler_class;
+  nlohmann::json scheduler_config;
+  nlohmann::json feature_extractor_config;  // CLIPImageProcessor settings for the safety checker
+  TokenizerFiles tokenizer;
+  std::map<std::string, ComponentData> controlnets;  // by bundle name
+};
+
+struct SourceOptions {
+  std::optional<std::string> prediction_type;  // single files: epsilon or v_prediction
+  std::optional<std::string> tokenizer_dir;    // single files: where vocab.json/merges.txt live
+  bool verify_checksums = true;                // bundles
+};
+
+// Detects the form of `path` (a folder with manifest.json or model_index.json, or a checkpoint file)
+// and opens it. Throws sdrt::Error naming the path and what is wrong.
+ModelSource open_model_source(const std::string& path, const SourceOptions& options = {});
+
+// A diffusers component folder (config.json + weights), e.g. a ControlNet.
+ComponentData open_component_folder(const std::string& dir);
+
+// "sd1" or "sd2" from a text encoder config (hidden_act gelu / pad token "!" mean SD2).
+std::string detect_family(const nlohmann::json& text_encoder_config, const std::string& pad_token);
+
+// Where the CLIP BPE files installed with sdrt are (for single-file checkpoints, which carry none).
+std::string default_tokenizer_dir();
+
+}  // namespace sdrt::pipeline

@@ -1,0 +1,74 @@
+// The networks of one model and the pipeline-level operations on them: prompt encoding, VAE
+// decode/encode to and from images, the safety checker and ControlNet residuals. Networks are
+// built at load, or, with reduce_memory, just before each use and released right after.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sdrt/io/image.hpp"
+#include "sdrt/kernels/backend.hpp"
+#include "sdrt/models/autoencoder_kl.hpp"
+#include "sdrt/models/clip_text_model.hpp"
+#include "sdrt/models/controlnet.hpp"
+#include "sdrt/models/safety_checker.hpp"
+#include "sdrt/models/unet_2d_condition.hpp"
+#include "sdrt/pipeline/model_source.hpp"
+#include "sdrt/tokenizer/clip_tokenizer.hpp"
+
+namespace sdrt {
+struct ControlInput;
+}
+
+namespace sdrt::pipeline {
+
+struct ControlResiduals {
+  std::vector<Tensor> down;
+  Tensor mid;
+};
+
+class Networks {
+ public:
+  Networks(ModelSource source, bool reduce_memory, kernels::Backend& backend);
+
+  const ModelSource& source() const { return source_; }
+  // Native output size in pixels (UNet sample size times the VAE factor).
+  int native_size() const;
+  int latent_factor() const;  // 2^(VAE levels - 1)
+  int64_t latent_channels() const;
+  int64_t unet_in_channels() const;
+
+  // [negative x n ; positive x n] (or positives only when !guided): [B, 77, D] as diffusers builds them.
+  Tensor encode_prompts(const std::vector<std::string>& prompts, const std::string& negative, int per_prompt,
+                        bool guided);
+  const models::UNet2DConditionModel& unet();
+  void release_unet();  // with reduce_memory, after the denoising loop
+  // latents [B, C, h, w] -> RGB images (decoded / 2 + 0.5, clamped, x255 rounded half to even).
+  std::vector<io::Image> decode_images(const Tensor& latents);
+  // x [1, 3, H, W] in [-1, 1] -> the VAE's latent distribution.
+  models::LatentDistribution encode_image(const Tensor& x);
+  // Per image: flagged by the safety checker (false for all when the model has none). Flagged images are
+  // blacked out in place, as diffusers does.
+  std::vector<bool> check_safety(std::vector<io::Image>& images);
+  // Sum of the residuals of every ControlNet for this step (empty when there are none).
+  ControlResiduals control_residuals(const std::vector<ControlInput>& controls, const std::vector<Tensor>& images,
+                                     const Tensor& sample, const std::vector<float>& timesteps, const Tensor& embeds);
+
+ private:
+  ModelSource source_;
+  bool reduce_memory_;
+  kernels::Backend& backend_;
+  tokenizer::ClipTokenizer tokenizer_;
+  std::unique_ptr<models::UNet2DConditionModel> unet_;
+  std::unique_ptr<models::CLIPTextModel> text_encoder_;
+  std::unique_ptr<models::AutoencoderKL> vae_;
+  std::unique_ptr<models::StableDiffusionSafetyChecker> safety_checker_;
+  std::map<std::string, std::unique_ptr<models::ControlNetModel>> controlnets_;
+
+  models::CLIPTextModel& text_encoder();
+  models::AutoencoderKL& vae();
+  models::ControlNetModel& controlnet(const std::string& name);
+};
+
+}  // namespace sdrt::pipeline

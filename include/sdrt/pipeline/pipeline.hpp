@@ -1,0 +1,82 @@
+// The library's front door: load a model once, generate images from prompts.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sdrt/io/image.hpp"
+#include "sdrt/pipeline/model_source.hpp"
+
+namespace sdrt {
+
+struct PipelineOptions {
+  pipeline::SourceOptions source;
+  // Build each network just before it is used and free it right after (lower peak memory).
+  bool reduce_memory = false;
+  std::string compute_units = "cpu";  // cpu | all (all = every device sdrt can use; the CPU today)
+  // diffusers ControlNet folders to use besides the ones in a bundle, named as a bundle would name them
+  // (pipeline::controlnet_bundle_name: "controlnet-tiny" -> "ControlnetTiny").
+  std::vector<std::string> controlnet_folders;
+};
+
+// One ControlNet applied to a generation.
+struct ControlInput {
+  std::string name;   // as in the bundle's controlnet/ folder
+  io::Image image;    // conditioning image (resized to the output size when it differs)
+  float scale = 1.0f;
+};
+
+struct GenerationConfig {
+  std::string prompt;
+  std::vector<std::string> prompts;  // several prompts in one batch; `prompt` is used when empty
+  std::string negative_prompt;
+  int image_count = 1;               // images per prompt
+  int step_count = 50;
+  float guidance_scale = 7.5f;       // no classifier-free guidance at <= 1
+  uint32_t seed = 0;
+  std::string scheduler;             // empty: the model's own
+  std::string rng = "numpy";         // numpy | torch | nvidia
+  int width = 0, height = 0;         // 0: the model's native size; multiples of 8
+  bool disable_safety = false;
+  // Image-to-image / inpainting.
+  std::optional<io::Image> starting_image;
+  float strength = 1.0f;
+  std::optional<io::Image> mask;     // white = repaint
+  std::vector<ControlInput> controls;
+};
+
+struct StepProgress {
+  int step = 0;        // 1-based, after the step finished
+  int step_count = 0;  // steps that will run
+  double elapsed_seconds = 0;
+  // Decodes the current latents (what the images would look like now); costs a VAE decode.
+  std::function<std::vector<io::Image>()> decode_current;
+};
+// Return false to cancel (generate then throws sdrt::Cancelled).
+using ProgressCallback = std::function<bool(const StepProgress&)>;
+
+struct GenerationResult {
+  std::vector<io::Image> images;
+  std::vector<bool> nsfw;     // per image; flagged images are black
+  uint32_t seed = 0;
+  std::string scheduler;
+  int width = 0, height = 0;
+  std::vector<std::string> notes;  // e.g. "input image resized from 80x80 to 64x64 (bicubic)"
+};
+
+class Pipeline {
+ public:
+  // path: an sdrt bundle, a diffusers folder or a single-file checkpoint.
+  static std::unique_ptr<Pipeline> load(const std::string& path, const PipelineOptions& options = {});
+  virtual ~Pipeline() = default;
+  virtual GenerationResult generate(const GenerationConfig& config, const ProgressCallback& progress = {}) = 0;
+  virtual const pipeline::ModelSource& source() const = 0;
+  virtual int native_width() const = 0;
+  virtual int native_height() const = 0;
+  virtual std::string default_scheduler() const = 0;  // sdrt name of the model's own scheduler
+};
+
+}  // namespace sdrt

@@ -1,0 +1,144 @@
+#include "sdrt.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "sdrt/base/error.hpp"
+#include "sdrt/io/image.hpp"
+#include "sdrt/pipeline/pipeline.hpp"
+
+struct sdrt_pipeline {
+  std::unique_ptr<sdrt::Pipeline> impl;
+};
+
+namespace {
+
+thread_local std::string last_error;
+
+template <class F>
+int guarded(F&& f) {
+  try {
+    f();
+    last_error.clear();
+    return 0;
+  } catch (const sdrt::Cancelled&) {
+    last_error = "cancelled";
+  } catch (const std::exception& e) {
+    last_error = e.what();
+  } catch (...) {
+    last_error = "unknown error";
+  }
+  return 1;
+}
+
+sdrt::io::Image image_from(const uint8_t* pixels, int width, int height, int channels, const char* what) {
+  if (!pixels || width <= 0 || height <= 0) throw sdrt::Error(std::string(what) + ": missing pixels or size");
+  sdrt::io::Image img;
+  img.width = width;
+  img.height = height;
+  img.channels = channels;
+  img.pixels.assign(pixels, pixels + static_cast<size_t>(width) * static_cast<size_t>(height) * static_cast<size_t>(channels));
+  return img;
+}
+
+sdrt::GenerationConfig to_config(const sdrt_generation_config& c) {
+  if (!c.prompt) throw sdrt::Error("prompt is NULL");
+  sdrt::GenerationConfig g;
+  g.prompt = c.prompt;
+  g.negative_prompt = c.negative_prompt ? c.negative_prompt : "";
+  g.image_count = c.image_count;
+  g.step_count = c.step_count;
+  g.guidance_scale = c.guidance_scale;
+  g.seed = c.seed;
+  g.scheduler = c.scheduler ? c.scheduler : "";
+  g.rng = c.rng ? c.rng : "numpy";
+  g.width = c.width;
+  g.height = c.height;
+  g.disable_safety = c.disable_safety != 0;
+  g.strength = c.strength;
+  if (c.starting_image_rgb)
+    g.starting_image = image_from(c.starting_image_rgb, c.starting_image_width, c.starting_image_height, 3, "starting image");
+  if (c.mask_gray) g.mask = image_from(c.mask_gray, c.starting_image_width, c.starting_image_height, 1, "mask");
+  for (int i = 0; i < c.control_count; ++i) {
+    if (!c.control_names || !c.control_images_rgb || !c.control_widths || !c.control_heights)
+      throw sdrt::Error("control_count > 0 but the control arrays are NULL");
+    g.controls.push_back({c.control_names[i],
+                          image_from(c.control_images_rgb[i], c.control_widths[i], c.control_heights[i], 3, "control image"),
+                          c.control_scales ? c.control_scales[i] : 1.0f});
+  }
+  return g;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* sdrt_version(void) { return SDRT_VERSION; }
+const char* sdrt_last_error(void) { return last_error.c_str(); }
+
+void sdrt_generation_config_init(sdrt_generation_config* c) {
+  std::memset(c, 0, sizeof *c);
+  c->image_count = 1;
+  c->step_count = 50;
+  c->guidance_scale = 7.5f;
+  c->strength = 1.0f;
+}
+
+int sdrt_pipeline_load(const char* path, const sdrt_load_options* options, sdrt_pipeline** out) {
+  return guarded([&] {
+    if (!path || !out) throw sdrt::Error("path and out must not be NULL");
+    sdrt::PipelineOptions o;
+    if (options) {
+      o.reduce_memory = options->reduce_memory != 0;
+      if (options->compute_units) o.compute_units = options->compute_units;
+    }
+    *out = new sdrt_pipeline{sdrt::Pipeline::load(path, o)};
+  });
+}
+
+void sdrt_pipeline_free(sdrt_pipeline* p) { delete p; }
+
+int sdrt_generate(sdrt_pipeline* p, const sdrt_generation_config* c, sdrt_progress_fn progress, void* user,
+                  sdrt_result* out) {
+  return guarded([&] {
+    if (!p || !c || !out) throw sdrt::Error("pipeline, config and out must not be NULL");
+    *out = sdrt_result{};
+    sdrt::ProgressCallback cb;
+    if (progress) cb = [&](const sdrt::StepProgress& s) { return progress(s.step, s.step_count, user) != 0; };
+    const auto r = p->impl->generate(to_config(*c), cb);
+    out->seed = r.seed;
+    out->images = static_cast<sdrt_image*>(std::calloc(r.images.size(), sizeof(sdrt_image)));
+    if (!out->images) throw sdrt::Error("out of memory");
+    for (const auto& img : r.images) {
+      sdrt_image& o = out->images[out->count];
+      o.pixels = static_cast<uint8_t*>(std::malloc(img.pixels.size()));
+      if (!o.pixels) {
+        sdrt_result_free(out);
+        throw sdrt::Error("out of memory");
+      }
+      std::memcpy(o.pixels, img.pixels.data(), img.pixels.size());
+      o.width = img.width;
+      o.height = img.height;
+      o.channels = img.channels;
+      o.nsfw = r.nsfw[static_cast<size_t>(out->count)] ? 1 : 0;
+      ++out->count;
+    }
+  });
+}
+
+void sdrt_result_free(sdrt_result* r) {
+  if (!r || !r->images) return;
+  for (int i = 0; i < r->count; ++i) std::free(r->images[i].pixels);
+  std::free(r->images);
+  *r = sdrt_result{};
+}
+
+int sdrt_write_png(const char* path, const sdrt_image* image) {
+  return guarded([&] {
+    if (!path || !image) throw sdrt::Error("path and image must not be NULL");
+    sdrt::io::write_png(path, image_from(image->pixels, image->width, image->height, image->channels, path), {});
+  });
+}
+
+}  // extern "C"

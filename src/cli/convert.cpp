@@ -1,0 +1,86 @@
+// `sdrt convert`: a diffusers folder or a single-file checkpoint -> an sdrt bundle.
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "cli/progress.hpp"
+#include "sdrt/base/error.hpp"
+#include "sdrt/pipeline/bundle.hpp"
+#include "sdrt/pipeline/conversion_check.hpp"
+
+namespace sdrt::cli {
+namespace {
+
+struct ConvertArgs {
+  std::string source, output, precision = "float16", prediction_type, tokenizer_dir;
+  bool chunk_unet = false, force = false, check = false;
+  bool unet = false, text_encoder = false, vae_decoder = false, vae_encoder = false, safety_checker = false;
+  std::vector<std::string> controlnets;
+};
+
+std::string normalise_precision(const std::string& p) {
+  if (p == "float32" || p == "fp32") return "float32";
+  if (p == "float16" || p == "fp16") return "float16";
+  if (p == "bfloat16" || p == "bf16") return "bfloat16";
+  throw Error("--precision: unknown value '" + p + "' (float32, float16 or bfloat16)");
+}
+
+int run_convert(const ConvertArgs& a) {
+  pipeline::SourceOptions so;
+  if (!a.prediction_type.empty()) so.prediction_type = a.prediction_type;
+  if (!a.tokenizer_dir.empty()) so.tokenizer_dir = a.tokenizer_dir;
+  pipeline::ModelSource source = pipeline::open_model_source(a.source, so);
+  for (const auto& dir : a.controlnets)
+    source.controlnets[pipeline::controlnet_bundle_name(dir)] = pipeline::open_component_folder(dir);
+
+  pipeline::BundleWriteOptions opt;
+  opt.precision = normalise_precision(a.precision);
+  opt.chunk_unet = a.chunk_unet;
+  opt.force = a.force;
+  // No --convert-* flag: every component the source has.
+  const bool all = !(a.unet || a.text_encoder || a.vae_decoder || a.vae_encoder || a.safety_checker);
+  opt.unet = all || a.unet;
+  opt.text_encoder = all || a.text_encoder;
+  opt.vae_decoder = all || a.vae_decoder;
+  opt.vae_encoder = all || a.vae_encoder;
+  opt.safety_checker = all || a.safety_checker;
+  opt.progress = [](int done, int total, const std::string& item) { print_bar("Writing bundle", done, total, item); };
+  std::printf("Converting %s (%s, %s) to %s in %s\n", a.source.c_str(), source.format.c_str(), source.family.c_str(),
+              a.output.c_str(), opt.precision.c_str());
+  pipeline::write_bundle(source, a.output, opt);
+  std::printf("Wrote %s\n", a.output.c_str());
+  if (!a.check) return 0;
+
+  const auto converted = pipeline::read_bundle(a.output, true);
+  int failures = 0;
+  for (const auto& r : pipeline::check_conversion(source, converted)) {
+    const bool ok = r.psnr_db >= pipeline::kMinConversionPsnr;
+    failures += ok ? 0 : 1;
+    std::printf("PSNR %-24s %7.2f dB %s\n", r.network.c_str(), r.psnr_db, ok ? "ok" : "FAILED");
+  }
+  if (failures) std::fprintf(stderr, "sdrt: %d network(s) below %.0f dB\n", failures, pipeline::kMinConversionPsnr);
+  return failures ? 2 : 0;
+}
+
+}  // namespace
+
+Command add_convert(CLI::App& app) {
+  auto a = std::make_shared<ConvertArgs>();
+  app.add_option("source", a->source, "diffusers folder, or a single-file .ckpt/.safetensors checkpoint")->required();
+  app.add_option("-o,--output", a->output, "Bundle folder to write")->required();
+  app.add_option("--precision", a->precision, "float32 | float16 | bfloat16 (fp32/fp16/bf16)")->capture_default_str();
+  app.add_flag("--chunk-unet", a->chunk_unet, "Split the UNet into two files of about equal size");
+  app.add_flag("--convert-unet", a->unet, "Convert the UNet");
+  app.add_flag("--convert-text-encoder", a->text_encoder, "Convert the text encoder");
+  app.add_flag("--convert-vae-decoder", a->vae_decoder, "Convert the VAE decoder");
+  app.add_flag("--convert-vae-encoder", a->vae_encoder, "Convert the VAE encoder");
+  app.add_flag("--convert-safety-checker", a->safety_checker, "Convert the safety checker");
+  app.add_option("--convert-controlnet", a->controlnets, "diffusers ControlNet folders to add");
+  app.add_flag("--check-output-correctness", a->check, "Compare each converted network with the source (PSNR)");
+  app.add_option("--prediction-type", a->prediction_type, "Single files: epsilon or v_prediction")
+      ->check(CLI::IsMember({"epsilon", "v_prediction"}));
+  app.add_option("--tokenizer", a->tokenizer_dir, "Single files: folder with vocab.json and merges.txt");
+  app.add_flag("--force", a->force, "Replace an existing bundle");
+  return [a] { return run_convert(*a); };
+}
+
+}  // namespace sdrt::cli

@@ -1,0 +1,190 @@
+// `sdrt generate`: the flags and defaults of Apple's StableDiffusionSample, plus sizes, more
+// schedulers, image-to-image, inpainting and ControlNet.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <filesystem>
+#include <optional>
+#include <random>
+
+#include "cli/commands.hpp"
+#include "cli/progress.hpp"
+#include "sdrt/base/error.hpp"
+#include "sdrt/io/image.hpp"
+#include "sdrt/pipeline/pipeline.hpp"
+#include "sdrt/schedulers/scheduler.hpp"
+
+namespace fs = std::filesystem;
+
+namespace sdrt::cli {
+namespace {
+
+struct GenerateArgs {
+  std::string prompt, negative_prompt, resource_path = "./", output_path = "./", scheduler, rng = "numpy";
+  std::string compute_units = "all", image, mask;
+  int image_count = 1, step_count = 50, save_every = 0, width = 0, height = 0;
+  std::optional<uint32_t> seed;
+  float guidance_scale = 7.5f, strength = 0.5f;
+  bool disable_safety = false, reduce_memory = false;
+  std::vector<std::string> controlnets, controlnet_inputs;
+  std::vector<float> controlnet_scales;
+};
+
+// Apple's naming: prompt prefix with spaces as '_', [.i], [.str<strength>], .seed, .final|.<step>.
+std::string output_name(const GenerateArgs& a, size_t index, uint32_t seed, const std::string& suffix) {
+  std::string name;
+  size_t chars = 0;
+  for (size_t i = 0; i < a.prompt.size() && chars < 75; ++i) {
+    const auto c = static_cast<unsigned char>(a.prompt[i]);
+    if ((c & 0xc0) != 0x80) ++chars;  // count code points, not bytes
+    if (chars > 75) break;
+    name += c == ' ' ? '_' : static_cast<char>(c);
+  }
+  std::replace(name.begin(), name.end(), '/', '_');  // a path separator would point into another folder
+  if (a.image_count != 1) name += "." + std::to_string(index);
+  if (!a.image.empty()) name += ".str" + std::to_string(static_cast<int>(a.strength * 100.0f));
+  return name + "." + std::to_string(seed) + "." + suffix + ".png";
+}
+
+std::string sampler_label(const std::string& scheduler) {
+  static const std::map<std::string, std::string> names{
+      {"pndm", "PLMS"},  {"dpmpp", "DPM++ 2M"}, {"dpmpp-karras", "DPM++ 2M Karras"}, {"ddim", "DDIM"},
+      {"euler", "Euler"}, {"euler-a", "Euler a"}, {"lms", "LMS"}, {"heun", "Heun"}, {"ddpm", "DDPM"}, {"lcm", "LCM"}};
+  auto it = names.find(scheduler);
+  return it == names.end() ? scheduler : it->second;
+}
+
+// A1111's "parameters" text, so other tools can read the settings back.
+std::string parameters_text(const GenerateArgs& a, const GenerationResult& r) {
+  std::string s = a.prompt + "\n";
+  if (!a.negative_prompt.empty()) s += "Negative prompt: " + a.negative_prompt + "\n";
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "Steps: %d, Sampler: %s, CFG scale: %g, Seed: %u, Size: %dx%d, Model: %s, RNG: %s",
+                a.step_count, sampler_label(r.scheduler).c_str(), static_cast<double>(a.guidance_scale), r.seed, r.width,
+                r.height, fs::path(a.resource_path).filename().string().c_str(), a.rng.c_str());
+  s += buf;
+  if (!a.image.empty()) s += ", Denoising strength: " + std::to_string(a.strength);
+  for (size_t i = 0; i < a.controlnets.size(); ++i) s += ", ControlNet " + std::to_string(i) + ": " + a.controlnets[i];
+  return s;
+}
+
+void check_writable(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (!fs::is_directory(dir)) throw Error("output path " + dir + " is not a folder and cannot be created");
+  if (::access(dir.c_str(), W_OK) != 0) throw Error("output path " + dir + " is not writable");
+}
+
+GenerationConfig to_config(const GenerateArgs& a) {
+  GenerationConfig c;
+  c.prompt = a.prompt;
+  c.negative_prompt = a.negative_prompt;
+  c.image_count = a.image_count;
+  c.step_count = a.step_count;
+  c.guidance_scale = a.guidance_scale;
+  c.scheduler = a.scheduler;
+  c.rng = a.rng;
+  c.width = a.width;
+  c.height = a.height;
+  c.disable_safety = a.disable_safety;
+  if (!a.image.empty()) {
+    c.starting_image = io::read_image(a.image, 3);
+    c.strength = a.strength;
+  }
+  if (!a.mask.empty()) c.mask = io::read_image(a.mask, 1);
+  if (a.controlnet_inputs.size() != a.controlnets.size())
+    throw Error("--controlnet names " + std::to_string(a.controlnets.size()) + " model(s) but --controlnet-inputs gives " +
+                std::to_string(a.controlnet_inputs.size()) + " image(s)");
+  if (!a.controlnet_scales.empty() && a.controlnet_scales.size() != a.controlnets.size())
+    throw Error("--controlnet-scale needs one value per --controlnet");
+  for (size_t i = 0; i < a.controlnets.size(); ++i)
+    c.controls.push_back({a.controlnets[i], io::read_image(a.controlnet_inputs[i], 3),
+                          a.controlnet_scales.empty() ? 1.0f : a.controlnet_scales[i]});
+  return c;
+}
+
+int run_generate(GenerateArgs& a) {
+  check_writable(a.output_path);
+  GenerationConfig config = to_config(a);
+  config.seed = a.seed ? *a.seed : std::random_device{}();
+  std::printf("Seed: %u\n", config.seed);
+  PipelineOptions options;
+  options.reduce_memory = a.reduce_memory;
+  options.compute_units = a.compute_units;
+  auto pipe = Pipeline::load(a.resource_path, options);
+
+  StepReporter reporter("Generating");
+  std::vector<std::string> written;
+  auto save = [&](const std::vector<io::Image>& images, const GenerationResult& r, const std::string& suffix) {
+    for (size_t i = 0; i < images.size(); ++i) {
+      const std::string path = (fs::path(a.output_path) / output_name(a, i, config.seed, suffix)).string();
+      io::write_png(path, images[i], {{"parameters", parameters_text(a, r)}});
+      written.push_back(path);
+    }
+  };
+  GenerationResult partial;
+  partial.seed = config.seed;
+  partial.scheduler = config.scheduler.empty() ? pipe->default_scheduler() : config.scheduler;
+  partial.width = config.width ? config.width : pipe->native_width();
+  partial.height = config.height ? config.height : pipe->native_height();
+  const auto result = pipe->generate(config, [&](const StepProgress& p) {
+    reporter.step(p.step, p.step_count);
+    const int index = p.step - 1;  // Apple names intermediates by 0-based step
+    if (a.save_every > 0 && index % a.save_every == 0 && p.step < p.step_count)
+      save(p.decode_current(), partial, std::to_string(index));
+    return true;
+  });
+  reporter.finish();
+  for (const auto& note : result.notes) std::fprintf(stderr, "note: %s\n", note.c_str());
+  int withheld = 0;
+  for (size_t i = 0; i < result.images.size(); ++i) {
+    if (result.nsfw[i]) {
+      std::fprintf(stderr, "Image %zu failed safety check and was not saved\n", i);
+      ++withheld;
+      continue;
+    }
+    const std::string path = (fs::path(a.output_path) / output_name(a, i, config.seed, "final")).string();
+    io::write_png(path, result.images[i], {{"parameters", parameters_text(a, result)}});
+    std::printf("Wrote %s\n", path.c_str());
+  }
+  return withheld ? 3 : 0;
+}
+
+}  // namespace
+
+Command add_generate(CLI::App& app) {
+  auto a = std::make_shared<GenerateArgs>();
+  app.add_option("prompt", a->prompt, "Text prompt")->required();
+  app.add_option("--negative-prompt", a->negative_prompt, "What the image should not show");
+  app.add_option("--resource-path", a->resource_path, "sdrt bundle, diffusers folder or single-file checkpoint")->capture_default_str();
+  app.add_option("--image-count", a->image_count, "Images to generate")->capture_default_str();
+  app.add_option("--step-count", a->step_count, "Denoising steps")->capture_default_str();
+  app.add_option("--save-every", a->save_every, "Also save intermediate images every N steps (0: final only)")->capture_default_str();
+  app.add_option("--output-path", a->output_path, "Folder for the PNGs")->capture_default_str();
+  app.add_option("--seed", a->seed, "Random seed (random when absent; printed)");
+  app.add_option("--guidance-scale", a->guidance_scale, "Classifier-free guidance (none at <= 1)")->capture_default_str();
+  app.add_option("--scheduler", a->scheduler, "pndm dpmpp dpmpp-karras ddim euler euler-a lms heun ddpm lcm (default: the model's)");
+  app.add_option("--rng", a->rng, "Random source")->check(CLI::IsMember({"numpy", "torch", "nvidia"}))->capture_default_str();
+  app.add_flag("--disable-safety", a->disable_safety, "Do not run the safety checker");
+  app.add_flag("--reduce-memory", a->reduce_memory, "Load each network just before use and free it after");
+  app.add_option("--compute-units", a->compute_units, "cpu or all")->check(CLI::IsMember({"cpu", "all"}))->capture_default_str();
+  app.add_option("--width", a->width, "Image width, a multiple of 8 (default: the model's native size)");
+  app.add_option("--height", a->height, "Image height, a multiple of 8 (default: the model's native size)");
+  app.add_option("--image", a->image, "Starting image (PNG or JPEG) for image-to-image or inpainting");
+  app.add_option("--strength", a->strength, "How much of the starting image to repaint (0..1)")->capture_default_str();
+  app.add_option("--mask", a->mask, "Inpainting mask (PNG; white = repaint)");
+  app.add_option("--controlnet", a->controlnets, "ControlNet names in the bundle's controlnet/ folder");
+  app.add_option("--controlnet-inputs", a->controlnet_inputs, "One conditioning image per --controlnet, same order");
+  app.add_option("--controlnet-scale", a->controlnet_scales, "One conditioning scale per --controlnet (default 1.0)");
+  return [a] {
+    if (a->scheduler.empty()) return run_generate(*a);
+    const auto& names = schedulers::scheduler_names();
+    if (std::find(names.begin(), names.end(), a->scheduler) == names.end())
+      throw Error("unknown scheduler '" + a->scheduler + "'");
+    return run_generate(*a);
+  };
+}
+
+}  // namespace sdrt::cli

@@ -1,0 +1,22 @@
+// Multi-head attention on packed heads (q [B, Nq, H*D], k and v [B, Nk, H*D]).
+#pragma once
+#include "sdrt/core/tensor.hpp"
+
+namespace sdrt::kernels::cpu {
+
+// Which code path the tiled kernel uses; Auto picks the widest one the CPU supports.
+enum class AttentionIsa { Auto, Generic, Avx512 };
+
+// Tiled online-softmax ("flash") attention: never holds more than a block of scores per thread.
+Tensor attention_flash(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal,
+                       AttentionIsa isa = AttentionIsa::Auto);
+// Straightforward version: materialises each head's Nq x Nk scores (the test reference and
+// `--attention original`).
+Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal);
+
+// Throws sdrt::Error unless q, k, v are F32 [B, N, H*D] with matching B, H*D and Nk, and heads divides H*D.
+void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, int heads);
+
+bool cpu_has_avx512();
+
+}  // namespace sdrt::kernels::cpu

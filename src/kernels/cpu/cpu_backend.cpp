@@ -1,0 +1,50 @@
+// The CPU implementation of Backend: forwards each method to its kernel in src/kernels/cpu.
+#include "kernels/cpu/attention.hpp"
+#include "kernels/cpu/cpu_ops.hpp"
+
+namespace sdrt::kernels {
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return cpu::cpu_has_avx512() ? "cpu (oneDNN, AVX-512)" : "cpu (oneDNN)"; }
+
+  Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) override {
+    return cpu::conv2d(x, w, bias, p);
+  }
+  Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) override { return cpu::linear(x, w, bias); }
+  Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_b, float alpha) override {
+    return cpu::matmul(a, b, transpose_b, alpha);
+  }
+  Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps,
+                    Activation act) override {
+    return cpu::group_norm(x, groups, gamma, beta, eps, act);
+  }
+  Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) override {
+    return cpu::layer_norm(x, gamma, beta, eps);
+  }
+  Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal) override {
+    return cpu::attention_flash(q, k, v, heads, scale, causal);
+  }
+  void softmax_lastdim_(Tensor& x) override { cpu::softmax_lastdim_(x); }
+  void activation_(Tensor& x, Activation act) override { cpu::activation_(x, act); }
+  Tensor geglu(const Tensor& x) override { return cpu::geglu(x); }
+  Tensor add(const Tensor& a, const Tensor& b) override { return cpu::add(a, b); }
+  void add_(Tensor& a, const Tensor& b) override { cpu::add_(a, b); }
+  void scale_(Tensor& x, float s) override { cpu::scale_(x, s); }
+  void add_channel_bias_(Tensor& x, const Tensor& b) override { cpu::add_channel_bias_(x, b); }
+  Tensor upsample_nearest2x(const Tensor& x) override { return cpu::upsample_nearest2x(x); }
+  Tensor concat(const std::vector<Tensor>& xs, int dim) override { return cpu::concat(xs, dim); }
+  Tensor nchw_to_nlc(const Tensor& x) override { return cpu::nchw_to_nlc(x); }
+  Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) override { return cpu::nlc_to_nchw(x, h, w); }
+  Tensor embedding(const Tensor& table, const std::vector<int64_t>& ids) override { return cpu::embedding(table, ids); }
+};
+
+}  // namespace
+
+Backend& cpu_backend() {
+  static CpuBackend backend;
+  return backend;
+}
+
+}  // namespace sdrt::kernels

@@ -1,0 +1,35 @@
+// The CPU backend's kernels as free functions; CpuBackend forwards to them. Private to src/kernels.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "sdrt/kernels/backend.hpp"
+
+namespace sdrt::kernels::cpu {
+
+// oneDNN (dnnl_ops.cpp).
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p);
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias);
+Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_b, float alpha);
+
+// Normalisation (norm.cpp).
+Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps, Activation act);
+Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps);
+
+// Element-wise (elementwise.cpp).
+void softmax_lastdim_(Tensor& x);
+void activation_(Tensor& x, Activation act);
+Tensor geglu(const Tensor& x);
+Tensor add(const Tensor& a, const Tensor& b);
+void add_(Tensor& a, const Tensor& b);
+void scale_(Tensor& x, float s);
+void add_channel_bias_(Tensor& x, const Tensor& b);
+
+// Data movement (layout.cpp).
+Tensor upsample_nearest2x(const Tensor& x);
+Tensor concat(const std::vector<Tensor>& xs, int dim);
+Tensor nchw_to_nlc(const Tensor& x);
+Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w);
+Tensor embedding(const Tensor& table, const std::vector<int64_t>& ids);
+
+}  // namespace sdrt::kernels::cpu

@@ -1,0 +1,126 @@
+// Data movement: nearest upsampling, concatenation, NCHW <-> token layout, embedding lookup.
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/cpu/check.hpp"
+#include "kernels/cpu/cpu_ops.hpp"
+
+namespace sdrt::kernels::cpu {
+namespace {
+
+// dst[b][j][i] = src[b][i][j] for `batch` row-major [rows, cols] matrices, in cache-sized tiles.
+void transpose_batched(const float* src, float* dst, int64_t batch, int64_t rows, int64_t cols) {
+  constexpr int64_t kTile = 32;
+  const int64_t row_tiles = (rows + kTile - 1) / kTile, col_tiles = (cols + kTile - 1) / kTile;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t t = 0; t < row_tiles * col_tiles; ++t) {
+      const int64_t r0 = (t / col_tiles) * kTile, c0 = (t % col_tiles) * kTile;
+      const int64_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
+      const float* s = src + b * rows * cols;
+      float* d = dst + b * rows * cols;
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t r = r0; r < r1; ++r) d[c * rows + r] = s[r * cols + c];
+    }
+  }
+}
+
+}  // namespace
+
+Tensor upsample_nearest2x(const Tensor& x) {
+  require_f32("upsample_nearest2x", "input", x, 4);
+  const int64_t planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3);
+  Tensor y = Tensor::empty({x.dim(0), x.dim(1), 2 * h, 2 * w});
+  const float* xp = x.f32();
+  float* yp = y.f32();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    for (int64_t i = 0; i < h; ++i) {
+      const float* src = xp + (p * h + i) * w;
+      float* dst = yp + (p * 2 * h + 2 * i) * 2 * w;
+#pragma omp simd
+      for (int64_t j = 0; j < 2 * w; ++j) dst[j] = src[j / 2];
+      std::memcpy(dst + 2 * w, dst, static_cast<size_t>(2 * w) * sizeof(float));
+    }
+  }
+  return y;
+}
+
+Tensor concat(const std::vector<Tensor>& xs, int dim) {
+  const std::string op = "concat";
+  if (xs.empty()) fail(op, "no tensors");
+  for (const Tensor& t : xs) require_f32(op, "input", t);
+  const int rank = xs[0].ndim();
+  const int d = dim < 0 ? dim + rank : dim;
+  if (d < 0 || d >= rank) fail(op, "dim " + std::to_string(dim) + " out of range for " + shape_str(xs[0].shape()));
+  Shape out_shape = xs[0].shape();
+  out_shape[static_cast<size_t>(d)] = 0;
+  for (const Tensor& t : xs) {
+    Shape a = t.shape(), b = xs[0].shape();
+    if (t.ndim() == rank) a[static_cast<size_t>(d)] = b[static_cast<size_t>(d)] = 0;
+    if (a != b)
+      fail(op, "shapes " + shape_str(xs[0].shape()) + " and " + shape_str(t.shape()) + " differ outside dim " +
+                   std::to_string(dim));
+    out_shape[static_cast<size_t>(d)] += t.dim(d);
+  }
+  Tensor y = Tensor::empty(out_shape);
+  if (y.numel() == 0) return y;
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < d; ++i) outer *= out_shape[static_cast<size_t>(i)];
+  for (int i = d + 1; i < rank; ++i) inner *= out_shape[static_cast<size_t>(i)];
+  const int64_t out_row = out_shape[static_cast<size_t>(d)] * inner;
+  std::vector<int64_t> offsets;  // where each input's slab starts within an output row
+  int64_t offset = 0;
+  for (const Tensor& t : xs) {
+    offsets.push_back(offset);
+    offset += t.dim(d) * inner;
+  }
+  const int64_t parts = static_cast<int64_t>(xs.size());
+  float* yp = y.f32();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t k = 0; k < parts; ++k) {
+      const Tensor& t = xs[static_cast<size_t>(k)];
+      const int64_t slab = t.dim(d) * inner;
+      if (slab > 0)
+        std::memcpy(yp + o * out_row + offsets[static_cast<size_t>(k)], t.f32() + o * slab,
+                    static_cast<size_t>(slab) * sizeof(float));
+    }
+  }
+  return y;
+}
+
+Tensor nchw_to_nlc(const Tensor& x) {
+  require_f32("nchw_to_nlc", "input", x, 4);
+  const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
+  Tensor y = Tensor::empty({n, hw, c});
+  transpose_batched(x.f32(), y.f32(), n, c, hw);
+  return y;
+}
+
+Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) {
+  require_f32("nlc_to_nchw", "input", x, 3);
+  if (h < 0 || w < 0 || x.dim(1) != h * w)
+    fail("nlc_to_nchw", "input " + shape_str(x.shape()) + " does not hold " + std::to_string(h) + " x " +
+                            std::to_string(w) + " tokens");
+  const int64_t n = x.dim(0), c = x.dim(2);
+  Tensor y = Tensor::empty({n, c, h, w});
+  transpose_batched(x.f32(), y.f32(), n, h * w, c);
+  return y;
+}
+
+Tensor embedding(const Tensor& table, const std::vector<int64_t>& ids) {
+  require_f32("embedding", "table", table, 2);
+  const int64_t vocab = table.dim(0), d = table.dim(1);
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] < 0 || ids[i] >= vocab)
+      fail("embedding", "id " + std::to_string(ids[i]) + " at position " + std::to_string(i) +
+                            " is out of range for table " + shape_str(table.shape()));
+  Tensor y = Tensor::empty({static_cast<int64_t>(ids.size()), d});
+  for (size_t i = 0; i < ids.size(); ++i)
+    std::memcpy(y.f32() + static_cast<int64_t>(i) * d, table.f32() + ids[i] * d,
+                static_cast<size_t>(d) * sizeof(float));
+  return y;
+}
+
+}  // namespace sdrt::kernels::cpu

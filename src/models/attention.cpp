@@ -1,0 +1,84 @@
+#include "sdrt/models/attention.hpp"
+
+#include <cmath>
+
+#include "sdrt/base/error.hpp"
+
+namespace sdrt::models {
+
+namespace {
+int64_t key_dim(const AttentionArgs& a) { return a.cross_attention_dim > 0 ? a.cross_attention_dim : a.query_dim; }
+int64_t inner_dim(const AttentionArgs& a) { return a.heads * a.dim_head; }
+}  // namespace
+
+Attention::Attention(kernels::Backend& backend, const WeightScope& scope, const AttentionArgs& args)
+    : backend_(&backend),
+      args_(args),
+      to_q_(backend, scope["to_q"], args.query_dim, inner_dim(args), args.bias),
+      to_k_(backend, scope["to_k"], key_dim(args), inner_dim(args), args.bias),
+      to_v_(backend, scope["to_v"], key_dim(args), inner_dim(args), args.bias),
+      to_out_(backend, scope["to_out"][0], inner_dim(args), args.query_dim, true) {
+  if (args.norm_num_groups > 0)
+    group_norm_ = GroupNorm(backend, scope["group_norm"], args.norm_num_groups, args.query_dim, args.eps);
+}
+
+Tensor Attention::attend(const Tensor& tokens, const Tensor& context) const {
+  const Tensor q = to_q_(tokens);
+  const Tensor k = to_k_(context);
+  const Tensor v = to_v_(context);
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(args_.dim_head)));
+  return to_out_(backend_->attention(q, k, v, args_.heads, scale, false));
+}
+
+Tensor Attention::forward(const Tensor& hidden_states, const Tensor* encoder_hidden_states) const {
+  const bool spatial = hidden_states.ndim() == 4;
+  if (!spatial && hidden_states.ndim() != 3)
+    throw Error("Attention: expected [B, N, C] or [B, C, H, W] input, got " + hidden_states.describe());
+  const bool has_norm = args_.norm_num_groups > 0;
+  Tensor tokens;
+  if (spatial) {
+    tokens = backend_->nchw_to_nlc(has_norm ? group_norm_(hidden_states) : hidden_states);
+  } else if (has_norm) {
+    // GroupNorm over channels of [B, N, C]: view the tokens as a [B, C, N, 1] image.
+    const Tensor image = backend_->nlc_to_nchw(hidden_states, hidden_states.dim(1), 1);
+    tokens = backend_->nchw_to_nlc(group_norm_(image));
+  } else {
+    tokens = hidden_states;
+  }
+  Tensor out = attend(tokens, encoder_hidden_states ? *encoder_hidden_states : tokens);
+  if (spatial) out = backend_->nlc_to_nchw(out, hidden_states.dim(2), hidden_states.dim(3));
+  if (args_.residual_connection) backend_->add_(out, hidden_states);
+  if (args_.rescale_output_factor != 1.0f) backend_->scale_(out, 1.0f / args_.rescale_output_factor);
+  return out;
+}
+
+FeedForward::FeedForward(kernels::Backend& backend, const WeightScope& scope, int64_t dim, int64_t inner_dim)
+    : backend_(&backend),
+      proj_(backend, scope["net"][0]["proj"], dim, 2 * inner_dim, true),
+      out_(backend, scope["net"][2], inner_dim, dim, true) {}
+
+Tensor FeedForward::forward(const Tensor& x) const { return out_(backend_->geglu(proj_(x))); }
+
+BasicTransformerBlock::BasicTransformerBlock(kernels::Backend& backend, const WeightScope& scope, int64_t dim,
+                                             int heads, int64_t dim_head, int64_t cross_attention_dim)
+    : backend_(&backend),
+      norm1_(backend, scope["norm1"], dim, 1e-5f),
+      norm2_(backend, scope["norm2"], dim, 1e-5f),
+      norm3_(backend, scope["norm3"], dim, 1e-5f),
+      attn1_(backend, scope["attn1"], AttentionArgs{.query_dim = dim, .heads = heads, .dim_head = dim_head}),
+      attn2_(backend, scope["attn2"],
+             AttentionArgs{.query_dim = dim, .cross_attention_dim = cross_attention_dim, .heads = heads,
+                           .dim_head = dim_head}),
+      ff_(backend, scope["ff"], dim, 4 * dim) {}
+
+Tensor BasicTransformerBlock::forward(const Tensor& x, const Tensor& context) const {
+  Tensor h = attn1_.forward(norm1_(x));
+  backend_->add_(h, x);
+  Tensor cross = attn2_.forward(norm2_(h), &context);
+  backend_->add_(cross, h);
+  Tensor out = ff_.forward(norm3_(cross));
+  backend_->add_(out, cross);
+  return out;
+}
+
+}  // namespace sdrt::models

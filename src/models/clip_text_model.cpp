@@ -1,0 +1,108 @@
+#include "sdrt/models/clip_text_model.hpp"
+
+#include <algorithm>
+
+#include "models/clip_encoder.hpp"
+#include "sdrt/base/error.hpp"
+
+namespace sdrt::models {
+
+using detail::config_value;
+
+CLIPTextConfig CLIPTextConfig::from_json(const nlohmann::json& j) {
+  const std::string what = "CLIP text config";
+  if (!j.is_object()) throw Error(what + ": expected a JSON object");
+  CLIPTextConfig c;
+  c.vocab_size = config_value(j, "vocab_size", c.vocab_size, what);
+  c.hidden_size = config_value(j, "hidden_size", c.hidden_size, what);
+  c.intermediate_size = config_value(j, "intermediate_size", c.intermediate_size, what);
+  c.projection_dim = config_value(j, "projection_dim", c.projection_dim, what);
+  c.num_hidden_layers = config_value(j, "num_hidden_layers", c.num_hidden_layers, what);
+  c.num_attention_heads = config_value(j, "num_attention_heads", c.num_attention_heads, what);
+  c.max_position_embeddings = config_value(j, "max_position_embeddings", c.max_position_embeddings, what);
+  c.hidden_act = config_value(j, "hidden_act", c.hidden_act, what);
+  c.layer_norm_eps = config_value(j, "layer_norm_eps", c.layer_norm_eps, what);
+  c.pad_token_id = config_value(j, "pad_token_id", c.pad_token_id, what);
+  c.bos_token_id = config_value(j, "bos_token_id", c.bos_token_id, what);
+  c.eos_token_id = config_value(j, "eos_token_id", c.eos_token_id, what);
+  detail::clip_activation(c.hidden_act);  // rejects an unknown activation now, not at load time
+  if (c.vocab_size <= 0 || c.max_position_embeddings <= 0 || c.num_hidden_layers < 0 || c.num_attention_heads <= 0 ||
+      c.hidden_size <= 0 || c.hidden_size % c.num_attention_heads != 0 || c.intermediate_size <= 0 ||
+      !(c.layer_norm_eps > 0))
+    throw Error(what + ": inconsistent sizes (vocab_size, max_position_embeddings, hidden_size a multiple of "
+                       "num_attention_heads, intermediate_size and layer_norm_eps must be positive)");
+  return c;
+}
+
+struct CLIPTextModel::Impl {
+  Tensor token_embedding;     // [vocab, hidden]
+  Tensor position_embedding;  // [positions, hidden]
+  detail::CLIPEncoder encoder;
+  detail::NormWeights final_layer_norm;
+};
+
+static detail::CLIPEncoderConfig encoder_config(const CLIPTextConfig& c) {
+  return {c.hidden_size,         c.intermediate_size, c.num_hidden_layers, c.num_attention_heads,
+          detail::clip_activation(c.hidden_act), static_cast<float>(c.layer_norm_eps)};
+}
+
+CLIPTextModel::CLIPTextModel(const CLIPTextConfig& config, const Weights& weights, kernels::Backend& backend)
+    : config_(config), backend_(&backend) {
+  const WeightScope text(weights, "text_model");
+  const int64_t d = config.hidden_size;
+  impl_ = std::make_unique<Impl>(Impl{
+      text["embeddings"]["token_embedding"].get("weight", {config.vocab_size, d}),
+      text["embeddings"]["position_embedding"].get("weight", {config.max_position_embeddings, d}),
+      detail::CLIPEncoder(text["encoder"], encoder_config(config)),
+      detail::load_layer_norm(text["final_layer_norm"], d)});
+}
+
+CLIPTextModel::~CLIPTextModel() = default;
+CLIPTextModel::CLIPTextModel(CLIPTextModel&&) noexcept = default;
+CLIPTextModel& CLIPTextModel::operator=(CLIPTextModel&&) noexcept = default;
+
+Tensor CLIPTextModel::final_layer_norm(const Tensor& hidden) const {
+  return backend_->layer_norm(hidden, impl_->final_layer_norm.gamma, impl_->final_layer_norm.beta,
+                              static_cast<float>(config_.layer_norm_eps));
+}
+
+// The sequence position whose final state is the pooled output. Configs with eos_token_id == 2
+// (SD's) keep transformers' legacy rule: the position of the largest id, i.e. the first EOS
+// 49407; otherwise the first position holding eos_token_id (0 when there is none).
+static int64_t pooled_position(const int64_t* ids, int64_t seq, int64_t eos_token_id) {
+  if (eos_token_id == 2) return std::max_element(ids, ids + seq) - ids;
+  const int64_t* eos = std::find(ids, ids + seq, eos_token_id);
+  return eos == ids + seq ? 0 : eos - ids;
+}
+
+CLIPTextOutput CLIPTextModel::forward(const std::vector<int64_t>& input_ids, int64_t batch) const {
+  const int64_t n = static_cast<int64_t>(input_ids.size());
+  if (batch <= 0 || n == 0 || n % batch != 0)
+    throw Error("CLIPTextModel: " + std::to_string(n) + " input_ids do not form a batch of " + std::to_string(batch));
+  const int64_t seq = n / batch, d = config_.hidden_size;
+  if (seq > config_.max_position_embeddings)
+    throw Error("CLIPTextModel: sequence length " + std::to_string(seq) + " exceeds max_position_embeddings " +
+                std::to_string(config_.max_position_embeddings));
+  for (int64_t i = 0; i < n; ++i)
+    if (input_ids[i] < 0 || input_ids[i] >= config_.vocab_size)
+      throw Error("CLIPTextModel: input_ids[" + std::to_string(i) + "] = " + std::to_string(input_ids[i]) +
+                  " is outside the vocabulary of " + std::to_string(config_.vocab_size));
+
+  kernels::Backend& be = *backend_;
+  std::vector<int64_t> positions(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) positions[i] = i % seq;
+  Tensor embeddings = be.embedding(impl_->token_embedding, input_ids).reshape({batch, seq, d});
+  be.add_(embeddings, be.embedding(impl_->position_embedding, positions).reshape({batch, seq, d}));
+
+  CLIPTextOutput out;
+  out.hidden_states.push_back(embeddings);
+  const Tensor last = impl_->encoder.forward(be, embeddings, /*causal=*/true, &out.hidden_states);
+  out.last_hidden_state = final_layer_norm(last);
+
+  std::vector<int64_t> pooled(static_cast<size_t>(batch));
+  for (int64_t b = 0; b < batch; ++b) pooled[b] = pooled_position(input_ids.data() + b * seq, seq, config_.eos_token_id);
+  out.pooler_output = detail::gather_positions(be, out.last_hidden_state, pooled);
+  return out;
+}
+
+}  // namespace sdrt::models

@@ -1,0 +1,54 @@
+#include "sdrt/models/resnet.hpp"
+
+namespace sdrt::models {
+
+using kernels::Activation;
+using kernels::Conv2dParams;
+
+ResnetBlock2D::ResnetBlock2D(kernels::Backend& backend, const WeightScope& scope, const ResnetBlock2DArgs& args)
+    : backend_(&backend),
+      norm1_(backend, scope["norm1"], args.groups, args.in_channels, args.eps),
+      norm2_(backend, scope["norm2"], args.groups, args.out_channels, args.eps),
+      conv1_(backend, scope["conv1"], args.in_channels, args.out_channels, 3, Conv2dParams::same(1, 1)),
+      conv2_(backend, scope["conv2"], args.out_channels, args.out_channels, 3, Conv2dParams::same(1, 1)),
+      output_scale_factor_(args.output_scale_factor) {
+  if (args.temb_channels > 0) {
+    time_emb_proj_ = Linear(backend, scope["time_emb_proj"], args.temb_channels, args.out_channels, true);
+    has_time_emb_ = true;
+  }
+  if (args.in_channels != args.out_channels) {
+    conv_shortcut_ =
+        Conv2d(backend, scope["conv_shortcut"], args.in_channels, args.out_channels, 1, Conv2dParams::same(1, 0));
+    has_conv_shortcut_ = true;
+  }
+}
+
+Tensor ResnetBlock2D::forward(const Tensor& x, const Tensor& temb) const {
+  Tensor h = conv1_(norm1_(x, Activation::SiLU));
+  if (has_time_emb_) {
+    Tensor t = temb.clone();
+    backend_->activation_(t, Activation::SiLU);
+    backend_->add_channel_bias_(h, time_emb_proj_(t));
+  }
+  h = conv2_(norm2_(h, Activation::SiLU));
+  backend_->add_(h, has_conv_shortcut_ ? conv_shortcut_(x) : x);
+  if (output_scale_factor_ != 1.0f) backend_->scale_(h, 1.0f / output_scale_factor_);
+  return h;
+}
+
+namespace {
+Conv2dParams downsample_params(int padding) {
+  if (padding == 0) return Conv2dParams{2, 0, 0, 1, 1};
+  return Conv2dParams::same(2, padding);
+}
+}  // namespace
+
+Downsample2D::Downsample2D(kernels::Backend& backend, const WeightScope& scope, int64_t channels, int padding)
+    : conv_(backend, scope["conv"], channels, channels, 3, downsample_params(padding)) {}
+
+Upsample2D::Upsample2D(kernels::Backend& backend, const WeightScope& scope, int64_t channels)
+    : backend_(&backend), conv_(backend, scope["conv"], channels, channels, 3, Conv2dParams::same(1, 1)) {}
+
+Tensor Upsample2D::forward(const Tensor& x) const { return conv_(backend_->upsample_nearest2x(x)); }
+
+}  // namespace sdrt::models

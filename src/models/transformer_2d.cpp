@@ -1,0 +1,36 @@
+#include "sdrt/models/transformer_2d.hpp"
+
+namespace sdrt::models {
+
+Transformer2DModel::Transformer2DModel(kernels::Backend& backend, const WeightScope& scope,
+                                       const Transformer2DArgs& args)
+    : backend_(&backend),
+      use_linear_projection_(args.use_linear_projection),
+      norm_(backend, scope["norm"], args.norm_num_groups, args.in_channels, 1e-6f) {
+  const int64_t inner_dim = args.num_attention_heads * args.attention_head_dim;
+  const auto one_by_one = kernels::Conv2dParams::same(1, 0);
+  if (use_linear_projection_) {
+    proj_in_linear_ = Linear(backend, scope["proj_in"], args.in_channels, inner_dim, true);
+    proj_out_linear_ = Linear(backend, scope["proj_out"], inner_dim, args.in_channels, true);
+  } else {
+    proj_in_conv_ = Conv2d(backend, scope["proj_in"], args.in_channels, inner_dim, 1, one_by_one);
+    proj_out_conv_ = Conv2d(backend, scope["proj_out"], inner_dim, args.in_channels, 1, one_by_one);
+  }
+  transformer_blocks_.reserve(static_cast<size_t>(args.num_layers));
+  for (int i = 0; i < args.num_layers; ++i)
+    transformer_blocks_.emplace_back(backend, scope["transformer_blocks"][i], inner_dim, args.num_attention_heads,
+                                     args.attention_head_dim, args.cross_attention_dim);
+}
+
+Tensor Transformer2DModel::forward(const Tensor& x, const Tensor& encoder_hidden_states) const {
+  const int64_t height = x.dim(2), width = x.dim(3);
+  Tensor h = norm_(x);
+  h = use_linear_projection_ ? proj_in_linear_(backend_->nchw_to_nlc(h)) : backend_->nchw_to_nlc(proj_in_conv_(h));
+  for (const auto& block : transformer_blocks_) h = block.forward(h, encoder_hidden_states);
+  h = use_linear_projection_ ? backend_->nlc_to_nchw(proj_out_linear_(h), height, width)
+                             : proj_out_conv_(backend_->nlc_to_nchw(h, height, width));
+  backend_->add_(h, x);
+  return h;
+}
+
+}  // namespace sdrt::models

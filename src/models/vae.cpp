@@ -1,0 +1,80 @@
+#include "sdrt/models/vae.hpp"
+
+namespace sdrt::models {
+namespace {
+
+constexpr float kEps = 1e-6f;
+const kernels::Conv2dParams kPad1 = kernels::Conv2dParams::same(1, 1);
+
+BlockArgs vae_block_args(const VaeCoderArgs& a, int num_layers, int64_t in_channels, int64_t out_channels) {
+  BlockArgs b;
+  b.num_layers = num_layers;
+  b.in_channels = in_channels;
+  b.out_channels = out_channels;
+  b.resnet_groups = a.norm_num_groups;
+  b.resnet_eps = kEps;
+  b.downsample_padding = 0;
+  b.num_attention_heads = 1;  // diffusers: attention_head_dim = channels, so one head
+  return b;
+}
+
+std::vector<DownEncoderBlock2D> make_down_blocks(kernels::Backend& backend, const WeightScope& scope,
+                                                 const VaeCoderArgs& a) {
+  std::vector<DownEncoderBlock2D> blocks;
+  const auto& ch = a.block_out_channels;
+  for (size_t i = 0; i < ch.size(); ++i) {
+    BlockArgs b = vae_block_args(a, a.layers_per_block, ch[i == 0 ? 0 : i - 1], ch[i]);
+    b.add_downsample = i + 1 < ch.size();
+    blocks.emplace_back(backend, scope["down_blocks"][static_cast<int>(i)], b);
+  }
+  return blocks;
+}
+
+std::vector<UpDecoderBlock2D> make_up_blocks(kernels::Backend& backend, const WeightScope& scope,
+                                             const VaeCoderArgs& a) {
+  std::vector<UpDecoderBlock2D> blocks;
+  const auto& ch = a.block_out_channels;
+  const size_t n = ch.size();
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t prev = ch[i == 0 ? n - 1 : n - i];
+    BlockArgs b = vae_block_args(a, a.layers_per_block + 1, prev, ch[n - 1 - i]);
+    b.add_upsample = i + 1 < n;
+    blocks.emplace_back(backend, scope["up_blocks"][static_cast<int>(i)], b);
+  }
+  return blocks;
+}
+
+BlockArgs mid_args(const VaeCoderArgs& a) {
+  return vae_block_args(a, 1, a.block_out_channels.back(), a.block_out_channels.back());
+}
+
+}  // namespace
+
+Encoder::Encoder(kernels::Backend& backend, const WeightScope& scope, const VaeCoderArgs& args)
+    : conv_in_(backend, scope["conv_in"], args.in_channels, args.block_out_channels.at(0), 3, kPad1),
+      down_blocks_(make_down_blocks(backend, scope, args)),
+      mid_block_(backend, scope["mid_block"], mid_args(args)),
+      conv_norm_out_(backend, scope["conv_norm_out"], args.norm_num_groups, args.block_out_channels.back(), kEps),
+      conv_out_(backend, scope["conv_out"], args.block_out_channels.back(), 2 * args.out_channels, 3, kPad1) {}
+
+Tensor Encoder::forward(const Tensor& x) const {
+  Tensor h = conv_in_(x);
+  for (const auto& block : down_blocks_) h = block.forward(h);
+  h = mid_block_.forward(h);
+  return conv_out_(conv_norm_out_(h, kernels::Activation::SiLU));
+}
+
+Decoder::Decoder(kernels::Backend& backend, const WeightScope& scope, const VaeCoderArgs& args)
+    : conv_in_(backend, scope["conv_in"], args.in_channels, args.block_out_channels.back(), 3, kPad1),
+      mid_block_(backend, scope["mid_block"], mid_args(args)),
+      up_blocks_(make_up_blocks(backend, scope, args)),
+      conv_norm_out_(backend, scope["conv_norm_out"], args.norm_num_groups, args.block_out_channels.at(0), kEps),
+      conv_out_(backend, scope["conv_out"], args.block_out_channels.at(0), args.out_channels, 3, kPad1) {}
+
+Tensor Decoder::forward(const Tensor& z) const {
+  Tensor h = mid_block_.forward(conv_in_(z));
+  for (const auto& block : up_blocks_) h = block.forward(h);
+  return conv_out_(conv_norm_out_(h, kernels::Activation::SiLU));
+}
+
+}  // namespace sdrt::models

@@ -1,0 +1,304 @@
+#include "sdrt/pipeline/bundle.hpp"
+
+#include <unistd.h>
+
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+
+#include "sdrt/base/error.hpp"
+#include "sdrt/io/json.hpp"
+#include "sdrt/io/safetensors.hpp"
+#include "sdrt/pipeline/checksum.hpp"
+
+namespace fs = std::filesystem;
+
+namespace sdrt::pipeline {
+namespace {
+
+DType precision_dtype(const std::string& precision) {
+  if (precision == "float32" || precision == "fp32") return DType::F32;
+  if (precision == "float16" || precision == "fp16") return DType::F16;
+  if (precision == "bfloat16" || precision == "bf16") return DType::BF16;
+  throw Error("unknown precision '" + precision + "' (use float32, float16 or bfloat16)");
+}
+
+std::string canonical_precision(const std::string& precision) {
+  switch (precision_dtype(precision)) {
+    case DType::F16: return "float16";
+    case DType::BF16: return "bfloat16";
+    default: return "float32";
+  }
+}
+
+// Tensors of `w` whose names start with one of `prefixes` (all when empty), floats cast to `dtype`.
+std::vector<std::pair<std::string, Tensor>> select(const Weights& w, const std::vector<std::string>& prefixes,
+                                                  DType dtype) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& [name, t] : w.all()) {
+    bool keep = prefixes.empty();
+    for (const auto& p : prefixes) keep = keep || name.rfind(p, 0) == 0;
+    if (!keep) continue;
+    out.emplace_back(name, dtype_is_float(t.dtype()) ? t.to(dtype) : t);
+  }
+  return out;
+}
+
+void write_tensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors) {
+  std::vector<io::NamedTensor> raw;
+  raw.reserve(tensors.size());
+  for (const auto& [name, t] : tensors) raw.emplace_back(name, t.as_raw());
+  io::write_safetensors(path, raw, {{"format", "sdrt"}});
+}
+
+size_t total_bytes(const std::vector<std::pair<std::string, Tensor>>& tensors, size_t begin, size_t end) {
+  size_t n = 0;
+  for (size_t i = begin; i < end; ++i) n += tensors[i].second.nbytes();
+  return n;
+}
+
+// Index where the running byte count first reaches half: two chunks of about equal size.
+size_t half_split(const std::vector<std::pair<std::string, Tensor>>& tensors) {
+  const size_t total = total_bytes(tensors, 0, tensors.size());
+  size_t acc = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    acc += tensors[i].second.nbytes();
+    if (2 * acc >= total) return i + 1;
+  }
+  return tensors.size();
+}
+
+struct PendingFile {
+  std::string name;
+  std::vector<std::pair<std::string, Tensor>> tensors;
+};
+
+struct BundlePlan {
+  std::vector<PendingFile> files;
+  nlohmann::ordered_json components = nlohmann::ordered_json::object();
+};
+
+void plan_component(BundlePlan& plan, const std::string& key, const ComponentData& data,
+                    std::vector<PendingFile> files) {
+  nlohmann::ordered_json names = nlohmann::ordered_json::array();
+  for (const auto& f : files) names.push_back(f.name);
+  plan.components[key] = {{"files", names}, {"config", data.config}};
+  for (auto& f : files) plan.files.push_back(std::move(f));
+}
+
+BundlePlan plan_bundle(const ModelSource& src, const BundleWriteOptions& opt, DType dtype) {
+  BundlePlan plan;
+  if (opt.text_encoder && src.text_encoder)
+    plan_component(plan, "text_encoder", *src.text_encoder,
+                   {{"TextEncoder.safetensors", select(src.text_encoder->weights, {}, dtype)}});
+  if (opt.unet && src.unet) {
+    auto tensors = select(src.unet->weights, {}, dtype);
+    std::vector<PendingFile> files;
+    if (opt.chunk_unet) {
+      const size_t mid = half_split(tensors);
+      files.push_back({"UnetChunk1.safetensors", {tensors.begin(), tensors.begin() + static_cast<long>(mid)}});
+      files.push_back({"UnetChunk2.safetensors", {tensors.begin() + static_cast<long>(mid), tensors.end()}});
+    } else {
+      files.push_back({"Unet.safetensors", std::move(tensors)});
+    }
+    plan_component(plan, "unet", *src.unet, std::move(files));
+  }
+  if (src.vae && opt.vae_decoder && src.has_vae_decoder)
+    plan_component(plan, "vae_decoder", *src.vae,
+                   {{"VAEDecoder.safetensors", select(src.vae->weights, {"decoder.", "post_quant_conv."}, dtype)}});
+  if (src.vae && opt.vae_encoder && src.has_vae_encoder)
+    plan_component(plan, "vae_encoder", *src.vae,
+                   {{"VAEEncoder.safetensors", select(src.vae->weights, {"encoder.", "quant_conv."}, dtype)}});
+  if (opt.safety_checker && src.safety_checker) {
+    plan_component(plan, "safety_checker", *src.safety_checker,
+                   {{"SafetyChecker.safetensors", select(src.safety_checker->weights, {}, dtype)}});
+    plan.components["safety_checker"]["preprocessor"] = src.feature_extractor_config;
+  }
+  nlohmann::ordered_json controlnets = nlohmann::ordered_json::object();
+  for (const auto& [name, data] : src.controlnets) {
+    const std::string file = "controlnet/" + name + ".safetensors";
+    controlnets[name] = {{"files", {file}}, {"config", data.config}};
+    plan.files.push_back({file, select(data.weights, {}, dtype)});
+  }
+  if (!controlnets.empty()) plan.components["controlnets"] = controlnets;
+  return plan;
+}
+
+void copy_file(const std::string& from, const std::string& to) {
+  std::error_code ec;
+  fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+  if (ec) throw Error("cannot copy " + from + " to " + to + ": " + ec.message());
+  fs::permissions(to, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read, ec);
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) throw Error(path + ": write failed");
+}
+
+void write_into(const ModelSource& src, const fs::path& dir, const BundleWriteOptions& opt) {
+  const DType dtype = precision_dtype(opt.precision);
+  BundlePlan plan = plan_bundle(src, opt, dtype);
+  if (plan.files.empty()) throw Error(src.path + ": nothing to convert (no component selected or present)");
+  const int total = static_cast<int>(plan.files.size()) + 3;
+  int done = 0;
+  nlohmann::ordered_json checksums = nlohmann::ordered_json::object();
+  for (auto& f : plan.files) {
+    const fs::path p = dir / f.name;
+    fs::create_directories(p.parent_path());
+    write_tensors(p.string(), f.tensors);
+    f.tensors.clear();  // release converted copies early
+    checksums[f.name] = file_checksum(p.string());
+    if (opt.progress) opt.progress(++done, total, f.name);
+  }
+  copy_file(src.tokenizer.vocab_json, (dir / "vocab.json").string());
+  checksums["vocab.json"] = file_checksum((dir / "vocab.json").string());
+  if (opt.progress) opt.progress(++done, total, "vocab.json");
+  copy_file(src.tokenizer.merges_txt, (dir / "merges.txt").string());
+  checksums["merges.txt"] = file_checksum((dir / "merges.txt").string());
+  if (opt.progress) opt.progress(++done, total, "merges.txt");
+
+  nlohmann::ordered_json manifest;
+  manifest["format"] = "sdrt-bundle";
+  manifest["format_version"] = kBundleFormatVersion;
+  manifest["model_family"] = src.family;
+  manifest["precision"] = canonical_precision(opt.precision);
+  manifest["source"] = {{"path", src.path}, {"format", src.format}};
+  manifest["components"] = plan.components;
+  manifest["scheduler"] = {{"class", src.scheduler_class}, {"config", src.scheduler_config}};
+  manifest["tokenizer"] = {{"files", {"vocab.json", "merges.txt"}}, {"pad_token", src.tokenizer.pad_token}};
+  manifest["checksums"] = checksums;
+  write_text((dir / "manifest.json").string(), manifest.dump(2) + "\n");
+  if (opt.progress) opt.progress(++done, total, "manifest.json");
+}
+
+}  // namespace
+
+void write_bundle(const ModelSource& source, const std::string& out_dir, const BundleWriteOptions& options) {
+  precision_dtype(options.precision);  // reject a bad precision before touching the disk
+  const fs::path out = fs::absolute(out_dir).lexically_normal();
+  const fs::path target = out.filename().empty() ? out.parent_path() : out;
+  if (fs::exists(target) && !options.force)
+    throw Error(target.string() + " already exists (use --force to replace it)");
+  std::error_code ec;
+  fs::create_directories(target.parent_path(), ec);
+  if (ec) throw Error("cannot create " + target.parent_path().string() + ": " + ec.message());
+  const std::string tag = std::to_string(::getpid());
+  const fs::path tmp = target.parent_path() / ("." + target.filename().string() + ".tmp-" + tag);
+  fs::remove_all(tmp, ec);
+  try {
+    if (!fs::create_directory(tmp, ec) || ec)
+      throw Error("cannot create " + tmp.string() + ": " + (ec ? ec.message() : "exists"));
+    write_into(source, tmp, options);
+    const fs::path old = target.parent_path() / ("." + target.filename().string() + ".old-" + tag);
+    if (fs::exists(target)) fs::rename(target, old);
+    fs::rename(tmp, target);
+    fs::remove_all(old, ec);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+std::string controlnet_bundle_name(const std::string& id_or_path) {
+  std::string s = id_or_path;
+  while (!s.empty() && s.back() == '/') s.pop_back();
+  // A local folder: its last component; a hub id "owner/name": both parts, each word capitalised.
+  if (fs::exists(s)) s = fs::path(s).filename().string();
+  std::string out;
+  bool upper = true;
+  for (char c : s) {
+    if (std::isalnum(static_cast<unsigned char>(c))) {
+      const auto u = static_cast<unsigned char>(c);
+      out += static_cast<char>(upper ? std::toupper(u) : std::tolower(u));
+      upper = false;
+    } else {
+      upper = true;
+    }
+  }
+  if (out.empty()) throw Error("cannot derive a ControlNet name from '" + id_or_path + "'");
+  return out;
+}
+
+}  // namespace sdrt::pipeline
+
+namespace sdrt::pipeline {
+namespace {
+
+Weights load_bundle_files(const fs::path& dir, const nlohmann::json& files, const std::string& what) {
+  Weights w((dir / what).string());
+  if (!files.is_array() || files.empty()) throw Error((dir / "manifest.json").string() + ": component '" + what + "' lists no files");
+  for (const auto& f : files) {
+    const std::string path = (dir / f.get<std::string>()).string();
+    const auto st = io::SafetensorsFile::open(path);
+    for (const auto& name : st.names()) w.add(name, Tensor::from_raw(st.get(name)));
+  }
+  return w;
+}
+
+void verify_checksums(const fs::path& dir, const nlohmann::json& checksums) {
+  for (auto it = checksums.begin(); it != checksums.end(); ++it) {
+    const fs::path p = dir / it.key();
+    if (!fs::exists(p)) throw Error(p.string() + ": file listed in the bundle manifest is missing");
+    if (file_checksum(p.string()) != it.value().get<std::string>())
+      throw Error(p.string() + ": checksum mismatch (the file is corrupt or was changed after conversion)");
+  }
+}
+
+std::optional<ComponentData> bundle_component(const fs::path& dir, const nlohmann::json& components,
+                                              const std::string& key) {
+  if (!components.contains(key)) return std::nullopt;
+  const auto& c = components[key];
+  return ComponentData{load_bundle_files(dir, c.at("files"), key), c.at("config")};
+}
+
+}  // namespace
+
+ModelSource read_bundle(const std::string& dir_str, bool verify) {
+  const fs::path dir(dir_str);
+  const std::string manifest_path = (dir / "manifest.json").string();
+  const nlohmann::json m = io::read_json_file(manifest_path);
+  try {
+    if (m.value("format", "") != "sdrt-bundle") throw Error(manifest_path + ": not an sdrt bundle manifest");
+    const int version = m.at("format_version").get<int>();
+    if (version > kBundleFormatVersion)
+      throw Error(manifest_path + ": bundle format version " + std::to_string(version) +
+                  " is newer than this sdrt supports (" + std::to_string(kBundleFormatVersion) + "); upgrade sdrt");
+    if (verify) verify_checksums(dir, m.at("checksums"));
+    ModelSource src;
+    src.path = dir_str;
+    src.format = "bundle";
+    src.family = m.at("model_family").get<std::string>();
+    src.precision = m.at("precision").get<std::string>();
+    const auto& comps = m.at("components");
+    src.text_encoder = bundle_component(dir, comps, "text_encoder");
+    src.unet = bundle_component(dir, comps, "unet");
+    src.safety_checker = bundle_component(dir, comps, "safety_checker");
+    if (src.safety_checker) src.feature_extractor_config = comps["safety_checker"].value("preprocessor", nlohmann::json::object());
+    auto dec = bundle_component(dir, comps, "vae_decoder");
+    auto enc = bundle_component(dir, comps, "vae_encoder");
+    src.has_vae_decoder = dec.has_value();
+    src.has_vae_encoder = enc.has_value();
+    if (dec || enc) {
+      ComponentData vae = dec ? std::move(*dec) : std::move(*enc);
+      if (dec && enc)
+        for (const auto& [name, t] : enc->weights.all()) vae.weights.add(name, t);
+      src.vae = std::move(vae);
+    }
+    if (comps.contains("controlnets"))
+      for (auto it = comps["controlnets"].begin(); it != comps["controlnets"].end(); ++it)
+        src.controlnets[it.key()] = {load_bundle_files(dir, it.value().at("files"), "controlnet " + it.key()),
+                                     it.value().at("config")};
+    src.scheduler_class = m.at("scheduler").at("class").get<std::string>();
+    src.scheduler_config = m.at("scheduler").at("config");
+    src.tokenizer = {(dir / "vocab.json").string(), (dir / "merges.txt").string(),
+                     m.at("tokenizer").value("pad_token", "<|endoftext|>")};
+    return src;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(manifest_path + ": malformed manifest: " + e.what());
+  }
+}
+
+}  // namespace sdrt::pipeline

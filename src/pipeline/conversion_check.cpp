@@ -1,0 +1,105 @@
+#include "sdrt/pipeline/conversion_check.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "sdrt/kernels/backend.hpp"
+#include "sdrt/models/autoencoder_kl.hpp"
+#include "sdrt/models/clip_text_model.hpp"
+#include "sdrt/models/controlnet.hpp"
+#include "sdrt/models/safety_checker.hpp"
+#include "sdrt/models/unet_2d_condition.hpp"
+#include "sdrt/rng/random_source.hpp"
+
+namespace sdrt::pipeline {
+namespace {
+
+kernels::Backend& be() { return kernels::cpu_backend(); }
+
+Tensor randn(const Shape& shape, uint32_t seed) { return rng::make_random_source("torch", seed)->randn(shape); }
+
+std::vector<int64_t> sample_ids(int64_t vocab) {
+  std::vector<int64_t> ids(77, vocab - 1);
+  ids[0] = vocab - 2;
+  for (int i = 1; i < 20; ++i) ids[static_cast<size_t>(i)] = (i * 7919) % (vocab - 2);
+  return ids;
+}
+
+// Latent size for the check: the model's own, capped to keep the fp32 run short.
+int64_t latent_side(const nlohmann::json& unet_config) { return std::min<int64_t>(unet_config.value("sample_size", 64), 32); }
+
+Tensor text_output(const ComponentData& c) {
+  models::CLIPTextModel m(models::CLIPTextConfig::from_json(c.config), c.weights, be());
+  return m.forward(sample_ids(c.config.value("vocab_size", 49408)), 1).last_hidden_state;
+}
+
+Tensor unet_output(const ComponentData& c, const ComponentData& text) {
+  models::UNet2DConditionModel m(models::UNet2DConditionConfig::from_json(c.config), c.weights, be());
+  const int64_t s = latent_side(c.config);
+  const int64_t cross = c.config.value("cross_attention_dim", text.config.value("hidden_size", 768));
+  return m.forward(randn({2, c.config.value("in_channels", 4), s, s}, 1), {999.0f, 1.0f}, randn({2, 77, cross}, 2));
+}
+
+Tensor vae_decoder_output(const ModelSource& src) {
+  models::AutoencoderKL m(models::AutoencoderKLConfig::from_json(src.vae->config), src.vae->weights, be(), false, true);
+  return m.decode(randn({1, src.vae->config.value("latent_channels", 4), 16, 16}, 3));
+}
+
+Tensor vae_encoder_output(const ModelSource& src) {
+  models::AutoencoderKL m(models::AutoencoderKLConfig::from_json(src.vae->config), src.vae->weights, be(), true, false);
+  Tensor x = randn({1, 3, 64, 64}, 4);
+  for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = std::tanh(x.f32()[i]);
+  return m.encode(x).mean;
+}
+
+Tensor safety_output(const ComponentData& c) {
+  models::StableDiffusionSafetyChecker m(models::SafetyCheckerConfig::from_json(c.config), c.weights, be());
+  const int64_t side = c.config.at("vision_config").value("image_size", 224);
+  return m.check(randn({1, 3, side, side}, 5)).image_embeds;
+}
+
+Tensor controlnet_output(const ComponentData& c) {
+  models::ControlNetModel m(models::ControlNetConfig::from_json(c.config), c.weights, be());
+  const int64_t s = latent_side(c.config);
+  const int64_t cross = c.config.value("cross_attention_dim", 768);
+  const int64_t factor = 8;  // conditioning embedding downscale of SD ControlNets
+  Tensor cond = randn({2, 3, s * factor, s * factor}, 6);
+  for (int64_t i = 0; i < cond.numel(); ++i) cond.f32()[i] = 0.5f + 0.5f * std::tanh(cond.f32()[i]);
+  return m.forward(randn({2, c.config.value("in_channels", 4), s, s}, 1), {500.0f, 500.0f}, randn({2, 77, cross}, 2), cond, 1.0f)
+      .mid_block_res_sample;
+}
+
+}  // namespace
+
+double output_psnr(const Tensor& reference, const Tensor& test) {
+  double peak = 0, se = 0;
+  for (int64_t i = 0; i < reference.numel(); ++i) {
+    const double r = reference.f32()[i], d = r - test.f32()[i];
+    peak = std::max(peak, std::fabs(r));
+    se += d * d;
+  }
+  const double rms = std::sqrt(se / static_cast<double>(std::max<int64_t>(1, reference.numel())));
+  return 20.0 * std::log10((peak + 1e-12) / (rms + 1e-12));
+}
+
+std::vector<NetworkPsnr> check_conversion(const ModelSource& ref, const ModelSource& out) {
+  std::vector<NetworkPsnr> r;
+  if (ref.text_encoder && out.text_encoder)
+    r.push_back({"text_encoder", output_psnr(text_output(*ref.text_encoder), text_output(*out.text_encoder))});
+  if (ref.unet && out.unet && ref.text_encoder)
+    r.push_back({"unet", output_psnr(unet_output(*ref.unet, *ref.text_encoder), unet_output(*out.unet, *ref.text_encoder))});
+  if (ref.vae && out.vae && out.has_vae_decoder)
+    r.push_back({"vae_decoder", output_psnr(vae_decoder_output(ref), vae_decoder_output(out))});
+  if (ref.vae && out.vae && out.has_vae_encoder)
+    r.push_back({"vae_encoder", output_psnr(vae_encoder_output(ref), vae_encoder_output(out))});
+  if (ref.safety_checker && out.safety_checker)
+    r.push_back({"safety_checker", output_psnr(safety_output(*ref.safety_checker), safety_output(*out.safety_checker))});
+  for (const auto& [name, data] : out.controlnets) {
+    auto it = ref.controlnets.find(name);
+    if (it != ref.controlnets.end())
+      r.push_back({"controlnet " + name, output_psnr(controlnet_output(it->second), controlnet_output(data))});
+  }
+  return r;
+}
+
+}  // namespace sdrt::pipeline

@@ -1,0 +1,164 @@
+// LDM text encoders -> transformers CLIPTextModel names: SD 1.x keeps HF CLIP names under
+// cond_stage_model.transformer.*; SD 2.x stores the OpenCLIP tower under cond_stage_model.model.*,
+// whose last resblock diffusers drops (its text_encoder has one layer fewer, "penultimate" output).
+#include "pipeline/ldm_internal.hpp"
+#include "sdrt/base/error.hpp"
+
+namespace sdrt::pipeline::ldm {
+
+namespace {
+
+const std::string kClipPrefix = "cond_stage_model.transformer.";
+const std::string kOpenClipPrefix = "cond_stage_model.model.";
+
+std::string at(const std::string& path, int64_t index) { return path + "." + std::to_string(index); }
+
+// Older transformers versions had no "text_model." level in CLIPTextModel.
+std::string clip_root(const TensorTable& t) {
+  return t.has_prefix(kClipPrefix + "text_model.") ? kClipPrefix + "text_model." : kClipPrefix;
+}
+
+const char* dtype_label(DType d) {
+  switch (d) {
+    case DType::F16:
+      return "float16";
+    case DType::BF16:
+      return "bfloat16";
+    case DType::F64:
+      return "float64";
+    default:
+      return "float32";
+  }
+}
+
+void convert_clip(const TensorTable& t, const TextLayout& l, Weights& w) {
+  const int64_t h = l.hidden, i = l.intermediate;
+  ComponentMapper m(t, clip_root(t), "text_encoder", w);
+  m.copy("embeddings.token_embedding.weight", "text_model.embeddings.token_embedding.weight", {l.vocab, h});
+  m.copy("embeddings.position_embedding.weight", "text_model.embeddings.position_embedding.weight", {l.positions, h});
+  m.skip("embeddings.position_ids");  // a buffer, not a weight
+  for (int64_t n = 0; n < l.layers; ++n) {
+    const std::string layer = at("encoder.layers", n), dif = "text_model." + layer;
+    for (const char* proj : {".q_proj", ".k_proj", ".v_proj", ".out_proj"})
+      m.copy_layer(layer + ".self_attn" + proj, dif + ".self_attn" + proj, {h, h});
+    m.copy_layer(layer + ".layer_norm1", dif + ".layer_norm1", {h});
+    m.copy_layer(layer + ".layer_norm2", dif + ".layer_norm2", {h});
+    m.copy_layer(layer + ".mlp.fc1", dif + ".mlp.fc1", {i, h});
+    m.copy_layer(layer + ".mlp.fc2", dif + ".mlp.fc2", {h, i});
+  }
+  m.copy_layer("final_layer_norm", "text_model.final_layer_norm", {h});
+  m.check_all_used();
+}
+
+void convert_open_clip(const TensorTable& t, const TextLayout& l, Weights& w) {
+  const int64_t h = l.hidden, i = l.intermediate;
+  ComponentMapper m(t, kOpenClipPrefix, "text_encoder", w);
+  m.copy("token_embedding.weight", "text_model.embeddings.token_embedding.weight", {l.vocab, h});
+  m.copy("positional_embedding", "text_model.embeddings.position_embedding.weight", {l.positions, h});
+  for (int64_t n = 0; n < l.layers; ++n) {
+    const std::string block = at("transformer.resblocks", n), dif = at("text_model.encoder.layers", n);
+    const char* qkv[] = {".q_proj", ".k_proj", ".v_proj"};
+    for (int64_t part = 0; part < 3; ++part) {
+      m.copy_rows(block + ".attn.in_proj_weight", dif + ".self_attn" + qkv[part] + ".weight", {3 * h, h}, part, 3);
+      m.copy_rows(block + ".attn.in_proj_bias", dif + ".self_attn" + qkv[part] + ".bias", {3 * h}, part, 3);
+    }
+    m.copy_layer(block + ".attn.out_proj", dif + ".self_attn.out_proj", {h, h});
+    m.copy_layer(block + ".ln_1", dif + ".layer_norm1", {h});
+    m.copy_layer(block + ".ln_2", dif + ".layer_norm2", {h});
+    m.copy_layer(block + ".mlp.c_fc", dif + ".mlp.fc1", {i, h});
+    m.copy_layer(block + ".mlp.c_proj", dif + ".mlp.fc2", {h, i});
+  }
+  m.copy_layer("ln_final", "text_model.final_layer_norm", {h});
+  m.skip_prefix(at("transformer.resblocks", l.layers) + ".");  // the last block: see the file comment
+  // Used by OpenCLIP's pooled output / contrastive loss only; attn_mask is a buffer.
+  for (const char* unused : {"text_projection", "logit_scale", "attn_mask"}) m.skip(unused);
+  m.check_all_used();
+}
+
+}  // namespace
+
+TextLayout infer_text_layout(const TensorTable& t) {
+  TextLayout l;
+  if (t.has_prefix(kOpenClipPrefix + "transformer.resblocks.")) {
+    l.open_clip = true;
+    const int64_t blocks = static_cast<int64_t>(t.indices(kOpenClipPrefix + "transformer.resblocks.").size());
+    if (blocks < 2)
+      throw Error(t.source() + ": OpenCLIP text encoder with " + std::to_string(blocks) +
+                  " resblock(s); SD 2.x drops the last one, so at least 2 are needed");
+    l.layers = blocks - 1;
+    const std::string& p = kOpenClipPrefix;
+    l.vocab = t.dim(p + "token_embedding.weight", 2, 0);
+    l.hidden = t.dim(p + "token_embedding.weight", 2, 1);
+    l.positions = t.dim(p + "positional_embedding", 2, 0);
+    l.intermediate = t.dim(p + "transformer.resblocks.0.mlp.c_fc.weight", 2, 0);
+    l.dtype = t.get(p + "token_embedding.weight").dtype;
+  } else if (t.has_prefix(kClipPrefix)) {
+    const std::string p = clip_root(t);
+    l.layers = static_cast<int64_t>(t.indices(p + "encoder.layers.").size());
+    l.vocab = t.dim(p + "embeddings.token_embedding.weight", 2, 0);
+    l.hidden = t.dim(p + "embeddings.token_embedding.weight", 2, 1);
+    l.positions = t.dim(p + "embeddings.position_embedding.weight", 2, 0);
+    l.intermediate = t.dim(p + "encoder.layers.0.mlp.fc1.weight", 2, 0);
+    l.dtype = t.get(p + "embeddings.token_embedding.weight").dtype;
+  } else {
+    throw Error(t.source() +
+                ": no text encoder found: expected cond_stage_model.transformer.* (CLIP, SD 1.x) or "
+                "cond_stage_model.model.transformer.* (OpenCLIP, SD 2.x)");
+  }
+  return l;
+}
+
+Weights convert_text_encoder(const TensorTable& t, const TextLayout& l) {
+  Weights w(t.source() + " (text_encoder)");
+  if (l.open_clip)
+    convert_open_clip(t, l, w);
+  else
+    convert_clip(t, l, w);
+  return w;
+}
+
+nlohmann::json text_encoder_config_json(const TextLayout& l, int64_t num_heads) {
+  // Token ids as in the SD configs: bos 0, eos 2, pad 1 (transformers' legacy pooled-output rule).
+  return {
+      {"architectures", {"CLIPTextModel"}},
+      {"attention_dropout", 0.0},
+      {"bos_token_id", 0},
+      {"eos_token_id", 2},
+      {"hidden_act", l.open_clip ? "gelu" : "quick_gelu"},
+      {"hidden_size", l.hidden},
+      {"initializer_factor", 1.0},
+      {"initializer_range", 0.02},
+      {"intermediate_size", l.intermediate},
+      {"layer_norm_eps", 1e-05},
+      {"max_position_embeddings", l.positions},
+      {"model_type", "clip_text_model"},
+      {"num_attention_heads", num_heads},
+      {"num_hidden_layers", l.layers},
+      {"pad_token_id", 1},
+      {"projection_dim", l.hidden},
+      {"torch_dtype", dtype_label(l.dtype)},
+      {"vocab_size", l.vocab},
+  };
+}
+
+nlohmann::json tokenizer_config_json(bool sd2, int64_t max_length) {
+  auto added = [](const char* content, bool normalized) {
+    return nlohmann::json{{"content", content}, {"lstrip", false},      {"normalized", normalized},
+                          {"rstrip", false},    {"single_word", false}, {"special", true}};
+  };
+  nlohmann::json decoder = {{"49406", added("<|startoftext|>", true)}, {"49407", added("<|endoftext|>", true)}};
+  if (sd2) decoder["0"] = added("!", false);  // stabilityai/stable-diffusion-2 pads with "!"
+  return {
+      {"added_tokens_decoder", decoder},
+      {"bos_token", "<|startoftext|>"},
+      {"clean_up_tokenization_spaces", true},
+      {"eos_token", "<|endoftext|>"},
+      {"errors", "replace"},
+      {"model_max_length", max_length},
+      {"pad_token", sd2 ? "!" : "<|endoftext|>"},
+      {"tokenizer_class", "CLIPTokenizer"},
+      {"unk_token", "<|endoftext|>"},
+  };
+}
+
+}  // namespace sdrt::pipeline::ldm

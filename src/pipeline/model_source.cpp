@@ -1,0 +1,121 @@
+#include "sdrt/pipeline/model_source.hpp"
+
+#include <filesystem>
+
+#include "sdrt/base/error.hpp"
+#include "sdrt/core/weights_loader.hpp"
+#include "sdrt/io/json.hpp"
+#include "sdrt/pipeline/bundle.hpp"
+#include "sdrt/pipeline/ldm_checkpoint.hpp"
+
+namespace fs = std::filesystem;
+
+namespace sdrt::pipeline {
+namespace {
+
+// A diffusers component listed in model_index.json as [library, class] (null when absent).
+bool listed(const nlohmann::json& index, const std::string& name) {
+  return index.contains(name) && index[name].is_array() && !index[name].empty() && !index[name][0].is_null();
+}
+
+
+// The pad token from tokenizer_config.json or special_tokens_map.json (a string or {"content": ...}).
+std::string read_pad_token(const fs::path& tokenizer_dir) {
+  for (const char* file : {"tokenizer_config.json", "special_tokens_map.json"}) {
+    const fs::path p = tokenizer_dir / file;
+    if (!fs::exists(p)) continue;
+    const auto j = io::read_json_file(p.string());
+    if (!j.contains("pad_token")) continue;
+    const auto& pad = j["pad_token"];
+    if (pad.is_string()) return pad.get<std::string>();
+    if (pad.is_object() && pad.contains("content")) return pad["content"].get<std::string>();
+  }
+  return "<|endoftext|>";
+}
+
+TokenizerFiles tokenizer_files(const fs::path& dir) {
+  TokenizerFiles t{(dir / "vocab.json").string(), (dir / "merges.txt").string(), read_pad_token(dir)};
+  for (const auto& f : {t.vocab_json, t.merges_txt})
+    if (!fs::exists(f)) throw Error(f + ": tokenizer file missing");
+  return t;
+}
+
+ModelSource open_diffusers_folder(const fs::path& dir) {
+  const auto index = io::read_json_file((dir / "model_index.json").string());
+  ModelSource src;
+  src.path = dir.string();
+  src.format = "diffusers";
+  for (const char* required : {"unet", "vae", "text_encoder", "tokenizer", "scheduler"})
+    if (!listed(index, required) || !fs::is_directory(dir / required))
+      throw Error(dir.string() + ": diffusers folder has no '" + required + "' component");
+  src.unet = open_component_folder((dir / "unet").string());
+  src.vae = open_component_folder((dir / "vae").string());
+  src.has_vae_encoder = src.has_vae_decoder = true;
+  src.text_encoder = open_component_folder((dir / "text_encoder").string());
+  if (listed(index, "safety_checker") && fs::is_directory(dir / "safety_checker")) {
+    src.safety_checker = open_component_folder((dir / "safety_checker").string());
+    const fs::path fe = dir / "feature_extractor" / "preprocessor_config.json";
+    if (!fs::exists(fe)) throw Error(fe.string() + ": the safety checker needs its feature extractor config");
+    src.feature_extractor_config = io::read_json_file(fe.string());
+  }
+  src.scheduler_config = io::read_json_file((dir / "scheduler" / "scheduler_config.json").string());
+  src.scheduler_class = src.scheduler_config.value("_class_name", index["scheduler"][1].get<std::string>());
+  src.tokenizer = tokenizer_files(dir / "tokenizer");
+  src.family = detect_family(src.text_encoder->config, src.tokenizer.pad_token);
+  return src;
+}
+
+ModelSource open_single_file(const fs::path& file, const SourceOptions& options) {
+  LdmOptions ldm;
+  ldm.prediction_type = options.prediction_type;
+  ConvertedCheckpoint ckpt = load_ldm_checkpoint(file.string(), ldm);
+  ModelSource src;
+  src.path = file.string();
+  src.format = "single-file";
+  src.family = ckpt.family;
+  src.unet = ComponentData{std::move(ckpt.unet), ckpt.unet_config};
+  src.vae = ComponentData{std::move(ckpt.vae), ckpt.vae_config};
+  src.has_vae_encoder = src.has_vae_decoder = true;
+  src.text_encoder = ComponentData{std::move(ckpt.text_encoder), ckpt.text_encoder_config};
+  src.scheduler_config = ckpt.scheduler_config;
+  src.scheduler_class = ckpt.scheduler_config.value("_class_name", "PNDMScheduler");
+  src.tokenizer = tokenizer_files(options.tokenizer_dir ? fs::path(*options.tokenizer_dir) : fs::path(default_tokenizer_dir()));
+  src.tokenizer.pad_token = ckpt.tokenizer_config.value("pad_token", src.family == "sd2" ? "!" : "<|endoftext|>");
+  return src;
+}
+
+}  // namespace
+
+ComponentData open_component_folder(const std::string& dir) {
+  return {load_component(dir), io::read_json_file((fs::path(dir) / "config.json").string())};
+}
+
+std::string detect_family(const nlohmann::json& text_encoder_config, const std::string& pad_token) {
+  if (pad_token == "!" || text_encoder_config.value("hidden_act", "quick_gelu") == "gelu") return "sd2";
+  return "sd1";
+}
+
+std::string default_tokenizer_dir() {
+  if (const char* env = std::getenv("SDRT_TOKENIZER_DIR")) return env;
+  // Installed next to the binary (<prefix>/share/sdrt), else the source tree this was built from.
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const fs::path installed = exe.parent_path().parent_path() / "share" / "sdrt" / "clip-tokenizer";
+    if (fs::exists(installed / "vocab.json")) return installed.string();
+  }
+  return SDRT_SOURCE_RESOURCES "/clip-tokenizer";
+}
+
+ModelSource open_model_source(const std::string& path, const SourceOptions& options) {
+  const fs::path p(path);
+  if (!fs::exists(p)) throw Error(path + ": no such file or folder");
+  if (fs::is_directory(p)) {
+    if (fs::exists(p / "manifest.json")) return read_bundle(path, options.verify_checksums);
+    if (fs::exists(p / "model_index.json")) return open_diffusers_folder(p);
+    throw Error(path + ": neither an sdrt bundle (manifest.json) nor a diffusers folder (model_index.json)");
+  }
+  return open_single_file(p, options);
+}
+
+}  // namespace sdrt::pipeline

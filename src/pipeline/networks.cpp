@@ -1,0 +1,190 @@
+#include "sdrt/pipeline/networks.hpp"
+
+#include <cmath>
+
+#include "sdrt/base/error.hpp"
+#include "sdrt/pipeline/image_processing.hpp"
+#include "sdrt/pipeline/pipeline.hpp"
+
+namespace sdrt::pipeline {
+namespace {
+
+const ComponentData& require(const std::optional<ComponentData>& c, const ModelSource& src, const char* what) {
+  if (!c) throw Error(src.path + ": the model has no " + what);
+  return *c;
+}
+
+// Repeats each of the B rows of x [B, ...] `n` times: [x0 x n, x1 x n, ...] (torch repeat + view).
+Tensor repeat_rows(const Tensor& x, int n) {
+  Shape shape = x.shape();
+  const int64_t rows = shape[0];
+  shape[0] = rows * n;
+  Tensor out = Tensor::empty(shape);
+  const size_t row_bytes = x.nbytes() / static_cast<size_t>(rows);
+  auto* dst = static_cast<uint8_t*>(out.raw());
+  const auto* src = static_cast<const uint8_t*>(x.raw());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int k = 0; k < n; ++k, dst += row_bytes) std::memcpy(dst, src + r * static_cast<int64_t>(row_bytes), row_bytes);
+  return out;
+}
+
+io::Image to_image(const float* chw, int64_t h, int64_t w) {
+  io::Image img;
+  img.width = static_cast<int>(w);
+  img.height = static_cast<int>(h);
+  img.channels = 3;
+  img.pixels.resize(static_cast<size_t>(h * w * 3));
+  for (int64_t c = 0; c < 3; ++c)
+    for (int64_t i = 0; i < h * w; ++i) {
+      float v = chw[c * h * w + i] / 2.0f + 0.5f;
+      v = std::min(1.0f, std::max(0.0f, v));
+      img.pixels[static_cast<size_t>(i * 3 + c)] = static_cast<uint8_t>(std::nearbyint(v * 255.0f));
+    }
+  return img;
+}
+
+}  // namespace
+
+Networks::Networks(ModelSource source, bool reduce_memory, kernels::Backend& backend)
+    : source_(std::move(source)),
+      reduce_memory_(reduce_memory),
+      backend_(backend),
+      tokenizer_(tokenizer::ClipTokenizer::from_files(source_.tokenizer.vocab_json, source_.tokenizer.merges_txt,
+                                                      source_.tokenizer.pad_token)) {
+  require(source_.unet, source_, "UNet");
+  require(source_.text_encoder, source_, "text encoder");
+  require(source_.vae, source_, "VAE");
+  if (!reduce_memory_) {
+    unet();
+    text_encoder();
+    vae();
+  }
+}
+
+int Networks::latent_factor() const {
+  const auto& blocks = source_.vae->config.at("block_out_channels");
+  return 1 << (static_cast<int>(blocks.size()) - 1);
+}
+
+int Networks::native_size() const {
+  return source_.unet->config.value("sample_size", 64) * latent_factor();
+}
+
+int64_t Networks::latent_channels() const { return source_.vae->config.value("latent_channels", 4); }
+int64_t Networks::unet_in_channels() const { return source_.unet->config.value("in_channels", 4); }
+
+const models::UNet2DConditionModel& Networks::unet() {
+  if (!unet_)
+    unet_ = std::make_unique<models::UNet2DConditionModel>(models::UNet2DConditionConfig::from_json(source_.unet->config),
+                                                           source_.unet->weights, backend_);
+  return *unet_;
+}
+
+void Networks::release_unet() {
+  if (reduce_memory_) unet_.reset();
+}
+
+models::CLIPTextModel& Networks::text_encoder() {
+  if (!text_encoder_)
+    text_encoder_ = std::make_unique<models::CLIPTextModel>(models::CLIPTextConfig::from_json(source_.text_encoder->config),
+                                                            source_.text_encoder->weights, backend_);
+  return *text_encoder_;
+}
+
+models::AutoencoderKL& Networks::vae() {
+  if (!vae_)
+    vae_ = std::make_unique<models::AutoencoderKL>(models::AutoencoderKLConfig::from_json(source_.vae->config),
+                                                   source_.vae->weights, backend_, source_.has_vae_encoder,
+                                                   source_.has_vae_decoder);
+  return *vae_;
+}
+
+Tensor Networks::encode_prompts(const std::vector<std::string>& prompts, const std::string& negative, int per_prompt,
+                                bool guided) {
+  auto encode = [&](const std::vector<std::string>& texts) {
+    std::vector<int64_t> ids;
+    for (const auto& t : texts) {
+      const auto one = tokenizer_.encode(t);
+      ids.insert(ids.end(), one.begin(), one.end());
+    }
+    return repeat_rows(text_encoder().forward(ids, static_cast<int64_t>(texts.size())).last_hidden_state, per_prompt);
+  };
+  Tensor positive = encode(prompts);
+  Tensor result = guided ? backend_.concat({encode(std::vector<std::string>(prompts.size(), negative)), positive}, 0)
+                         : positive;
+  if (reduce_memory_) text_encoder_.reset();
+  return result;
+}
+
+std::vector<io::Image> Networks::decode_images(const Tensor& latents) {
+  const float scaling = source_.vae->config.value("scaling_factor", 0.18215f);
+  Tensor z = latents.clone();
+  float* p = z.f32();
+  for (int64_t i = 0; i < z.numel(); ++i) p[i] = p[i] / scaling;
+  if (!source_.has_vae_decoder) throw Error(source_.path + ": the model has no VAE decoder");
+  const Tensor decoded = vae().decode(z);
+  std::vector<io::Image> images;
+  const int64_t h = decoded.dim(2), w = decoded.dim(3);
+  for (int64_t b = 0; b < decoded.dim(0); ++b) images.push_back(to_image(decoded.f32() + b * 3 * h * w, h, w));
+  if (reduce_memory_) vae_.reset();
+  return images;
+}
+
+models::LatentDistribution Networks::encode_image(const Tensor& x) {
+  if (!source_.has_vae_encoder) throw Error(source_.path + ": the model has no VAE encoder (convert it with --convert-vae-encoder)");
+  auto dist = vae().encode(x);
+  if (reduce_memory_) vae_.reset();
+  return dist;
+}
+
+std::vector<bool> Networks::check_safety(std::vector<io::Image>& images) {
+  std::vector<bool> flags(images.size(), false);
+  if (!source_.safety_checker || images.empty()) return flags;
+  if (!safety_checker_)
+    safety_checker_ = std::make_unique<models::StableDiffusionSafetyChecker>(
+        models::SafetyCheckerConfig::from_json(source_.safety_checker->config), source_.safety_checker->weights, backend_);
+  std::vector<const uint8_t*> pixels;
+  for (const auto& img : images) pixels.push_back(img.pixels.data());
+  const Tensor pixel_values =
+      clip_image_preprocess(pixels, images[0].width, images[0].height, source_.feature_extractor_config);
+  const auto result = safety_checker_->check(pixel_values);
+  for (size_t i = 0; i < images.size(); ++i) {
+    flags[i] = result.has_nsfw_concept[i];
+    if (flags[i]) std::fill(images[i].pixels.begin(), images[i].pixels.end(), uint8_t{0});
+  }
+  if (reduce_memory_) safety_checker_.reset();
+  return flags;
+}
+
+models::ControlNetModel& Networks::controlnet(const std::string& name) {
+  auto it = controlnets_.find(name);
+  if (it != controlnets_.end()) return *it->second;
+  auto src = source_.controlnets.find(name);
+  if (src == source_.controlnets.end()) {
+    std::string known;
+    for (const auto& kv : source_.controlnets) known += (known.empty() ? "" : ", ") + kv.first;
+    throw Error("ControlNet '" + name + "' is not in " + source_.path + " (available: " + (known.empty() ? "none" : known) + ")");
+  }
+  auto model = std::make_unique<models::ControlNetModel>(models::ControlNetConfig::from_json(src->second.config),
+                                                         src->second.weights, backend_);
+  return *controlnets_.emplace(name, std::move(model)).first->second;
+}
+
+ControlResiduals Networks::control_residuals(const std::vector<ControlInput>& controls, const std::vector<Tensor>& images,
+                                             const Tensor& sample, const std::vector<float>& timesteps,
+                                             const Tensor& embeds) {
+  ControlResiduals sum;
+  for (size_t i = 0; i < controls.size(); ++i) {
+    auto out = controlnet(controls[i].name).forward(sample, timesteps, embeds, images[i], controls[i].scale);
+    if (i == 0) {
+      sum.down = std::move(out.down_block_res_samples);
+      sum.mid = out.mid_block_res_sample;
+      continue;
+    }
+    for (size_t k = 0; k < sum.down.size(); ++k) backend_.add_(sum.down[k], out.down_block_res_samples[k]);
+    backend_.add_(sum.mid, out.mid_block_res_sample);
+  }
+  return sum;
+}
+
+}  // namespace sdrt::pipeline

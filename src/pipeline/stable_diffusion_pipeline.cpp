@@ -1,0 +1,128 @@
+// Text-to-image, image-to-image and inpainting with classifier-free guidance, as diffusers'
+// StableDiffusion*Pipeline computes them (same order of operations, same random draws).
+#include <chrono>
+#include <cmath>
+
+#include "sdrt/base/error.hpp"
+#include "sdrt/kernels/backend.hpp"
+#include "sdrt/pipeline/denoise_inputs.hpp"
+#include "sdrt/pipeline/bundle.hpp"
+#include "sdrt/pipeline/networks.hpp"
+#include "sdrt/pipeline/pipeline.hpp"
+#include "sdrt/rng/random_source.hpp"
+#include "sdrt/schedulers/scheduler.hpp"
+
+namespace sdrt {
+namespace {
+
+using pipeline::Networks;
+
+void validate(const GenerationConfig& c, int width, int height, int latent_factor) {
+  if (c.step_count <= 0) throw Error("step count must be positive (got " + std::to_string(c.step_count) + ")");
+  if (c.step_count > 1000) throw Error("step count " + std::to_string(c.step_count) + " exceeds the 1000 training timesteps");
+  if (c.image_count <= 0 || c.image_count > 64) throw Error("image count must be between 1 and 64");
+  if (width <= 0 || height <= 0 || width % 8 || height % 8)
+    throw Error("width and height must be positive multiples of 8 (got " + std::to_string(width) + "x" + std::to_string(height) + ")");
+  if (width % latent_factor || height % latent_factor)
+    throw Error("width and height must be multiples of the VAE's downscale factor " + std::to_string(latent_factor));
+  if (static_cast<int64_t>(width) * height > 4096LL * 4096LL) throw Error("image size " + std::to_string(width) + "x" + std::to_string(height) + " is too large");
+  if (!std::isfinite(c.guidance_scale)) throw Error("guidance scale must be a finite number");
+  if (!(c.strength >= 0.0f && c.strength <= 1.0f)) throw Error("strength must be between 0 and 1");
+  if (c.mask && !c.starting_image) throw Error("a mask needs a starting image (--image)");
+}
+
+// noise_pred_uncond + g * (noise_pred_text - noise_pred_uncond), as diffusers writes it.
+Tensor apply_guidance(const Tensor& noise_pred, float g) {
+  const int64_t half = noise_pred.dim(0) / 2;
+  Tensor out = Tensor::empty(noise_pred.slice0(0, half).shape());
+  const float* u = noise_pred.f32();
+  const float* c = u + out.numel();
+  float* o = out.f32();
+  for (int64_t i = 0; i < out.numel(); ++i) o[i] = u[i] + g * (c[i] - u[i]);
+  return out;
+}
+
+class StableDiffusionPipeline final : public Pipeline {
+ public:
+  StableDiffusionPipeline(pipeline::ModelSource source, const PipelineOptions& options)
+      : networks_(std::move(source), options.reduce_memory, kernels::cpu_backend()) {}
+
+  const pipeline::ModelSource& source() const override { return networks_.source(); }
+  int native_width() const override { return networks_.native_size(); }
+  int native_height() const override { return networks_.native_size(); }
+  std::string default_scheduler() const override {
+    return schedulers::make_scheduler(networks_.source().scheduler_class, networks_.source().scheduler_config)->name();
+  }
+
+  GenerationResult generate(const GenerationConfig& c, const ProgressCallback& progress) override {
+    const auto start = std::chrono::steady_clock::now();
+    GenerationResult result;
+    result.width = c.width ? c.width : native_width();
+    result.height = c.height ? c.height : native_height();
+    result.seed = c.seed;
+    validate(c, result.width, result.height, networks_.latent_factor());
+
+    const std::vector<std::string> prompts = c.prompts.empty() ? std::vector<std::string>{c.prompt} : c.prompts;
+    const bool guided = c.guidance_scale > 1.0f;
+    const Tensor embeds = networks_.encode_prompts(prompts, c.negative_prompt, c.image_count, guided);
+
+    auto scheduler = schedulers::make_scheduler(c.scheduler.empty() ? networks_.source().scheduler_class : c.scheduler,
+                                                networks_.source().scheduler_config);
+    result.scheduler = scheduler->name();
+    scheduler->set_timesteps(c.step_count);
+
+    // numpy: latents from RandomState, scheduler noise from a torch generator of the same seed
+    // (diffusers' convention when latents are passed in); torch and nvidia: one stream for both.
+    auto latent_rng = rng::make_random_source(c.rng, c.seed);
+    std::unique_ptr<rng::RandomSource> torch_noise;
+    if (c.rng == "numpy") torch_noise = rng::make_random_source("torch", c.seed);
+    rng::RandomSource& noise_rng = torch_noise ? *torch_noise : *latent_rng;
+    const schedulers::NoiseFn noise = [&](const Shape& s) { return noise_rng.randn(s); };
+
+    const int64_t batch = static_cast<int64_t>(prompts.size()) * c.image_count;
+    pipeline::DenoiseInputs in = pipeline::prepare_denoise_inputs(networks_, c, *scheduler, *latent_rng, noise_rng,
+                                                                  batch, result.width, result.height, result.notes);
+    std::vector<double> timesteps = in.timesteps;
+    const auto& unet = networks_.unet();
+    Tensor latents = in.latents;
+    for (size_t i = 0; i < timesteps.size(); ++i) {
+      const double t = timesteps[i];
+      Tensor model_in = guided ? kernels::cpu_backend().concat({latents, latents}, 0) : latents;
+      model_in = scheduler->scale_model_input(model_in, t);
+      model_in = pipeline::add_inpaint_channels(in, model_in);
+      const std::vector<float> tv(static_cast<size_t>(model_in.dim(0)), static_cast<float>(t));
+      pipeline::ControlResiduals control = networks_.control_residuals(c.controls, in.control_images, model_in, tv, embeds);
+      Tensor noise_pred = unet.forward(model_in, tv, embeds, control.down.empty() ? nullptr : &control.down,
+                                       control.down.empty() ? nullptr : &control.mid);
+      if (guided) noise_pred = apply_guidance(noise_pred, c.guidance_scale);
+      latents = scheduler->step(noise_pred, t, latents, noise).prev_sample;
+      latents = pipeline::blend_known_region(in, *scheduler, latents, timesteps, i);
+      if (progress) {
+        StepProgress p;
+        p.step = static_cast<int>(i + 1);
+        p.step_count = static_cast<int>(timesteps.size());
+        p.elapsed_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        p.decode_current = [this, latents] { return networks_.decode_images(latents); };
+        if (!progress(p)) throw Cancelled();
+      }
+    }
+    result.images = networks_.decode_images(latents);
+    result.nsfw = c.disable_safety ? std::vector<bool>(result.images.size(), false) : networks_.check_safety(result.images);
+    return result;
+  }
+
+ private:
+  Networks networks_;
+};
+
+}  // namespace
+
+std::unique_ptr<Pipeline> Pipeline::load(const std::string& path, const PipelineOptions& options) {
+  if (options.compute_units != "cpu" && options.compute_units != "all")
+    throw Error("unknown compute units '" + options.compute_units + "' (use cpu or all)");
+  pipeline::ModelSource source = pipeline::open_model_source(path, options.source);
+  for (const auto& dir : options.controlnet_folders) source.controlnets[pipeline::controlnet_bundle_name(dir)] = pipeline::open_component_folder(dir);
+  return std::make_unique<StableDiffusionPipeline>(std::move(source), options);
+}
+
+}  // namespace sdrt

@@ -1,0 +1,161 @@
+#include "sdrt/tokenizer/clip_tokenizer.hpp"
+
+#include <algorithm>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include "sdrt/base/error.hpp"
+#include "tokenizer/basic_normalizer.hpp"
+#include "tokenizer/byte_pair_encoder.hpp"
+#include "tokenizer/clip_word_splitter.hpp"
+#include "tokenizer/utf8.hpp"
+#include "tokenizer/vocabulary.hpp"
+
+namespace sdrt::tokenizer {
+namespace {
+
+constexpr std::string_view kStartOfText = "<|startoftext|>";
+constexpr std::string_view kEndOfText = "<|endoftext|>";  // also the unknown token
+constexpr size_t kMaxCachedWords = 1 << 16;               // bounds memory for long-running processes
+constexpr int kMaxLength = 1 << 16;                        // far above CLIP's 77 positions
+
+int64_t required_id(const Vocabulary& vocab, std::string_view token, const std::string& vocab_path) {
+  const auto id = vocab.find(std::string(token));
+  if (!id) throw Error(vocab_path + ": vocabulary has no entry for '" + std::string(token) + "'");
+  return *id;
+}
+
+std::u32string decode_added_token(std::string_view token) {
+  try {
+    return decode_utf8(token);
+  } catch (const Error& e) {
+    throw Error("CLIP tokenizer: added token '" + std::string(token) + "': " + e.what());
+  }
+}
+
+// A piece of the raw text: either an added token (matched verbatim) or text between them.
+struct Chunk {
+  std::u32string_view text;
+  bool is_added_token;
+};
+
+}  // namespace
+
+struct ClipTokenizer::State {
+  Vocabulary vocab;
+  BytePairEncoder bpe;
+  std::string pad_token;
+  std::vector<std::u32string> added_tokens;  // longest first
+  int64_t bos = 0, eos = 0, pad = 0;
+
+  std::mutex cache_mutex;
+  std::unordered_map<std::string, std::vector<std::string>> word_cache;
+
+  // The leftmost added token, longest at that position, as transformers' trie finds CLIP's added tokens; the
+  // text around it is kept whole, since the CLIP special tokens strip no whitespace (lstrip/rstrip false).
+  std::vector<Chunk> split_added_tokens(std::u32string_view text) const {
+    std::vector<Chunk> chunks;
+    size_t plain_start = 0;
+    size_t pos = 0;
+    while (pos < text.size()) {
+      const auto match = std::find_if(added_tokens.begin(), added_tokens.end(), [&](const std::u32string& token) {
+        return text.substr(pos, token.size()) == token;
+      });
+      if (match == added_tokens.end()) {
+        ++pos;
+        continue;
+      }
+      if (pos > plain_start) chunks.push_back({text.substr(plain_start, pos - plain_start), false});
+      chunks.push_back({text.substr(pos, match->size()), true});
+      pos += match->size();
+      plain_start = pos;
+    }
+    if (pos > plain_start) chunks.push_back({text.substr(plain_start), false});
+    return chunks;
+  }
+
+  void append_word_tokens(const std::string& word, std::vector<std::string>& out) {
+    // CLIPTokenizer's BPE cache is seeded with the special tokens, so the pattern's own
+    // <|startoftext|> / <|endoftext|> matches stay whole, without "</w>".
+    if (word == kStartOfText || word == kEndOfText) {
+      out.push_back(word);
+      return;
+    }
+    const std::lock_guard<std::mutex> lock(cache_mutex);
+    auto it = word_cache.find(word);
+    if (it == word_cache.end()) {
+      if (word_cache.size() >= kMaxCachedWords) word_cache.clear();
+      it = word_cache.emplace(word, bpe.encode_word(word)).first;
+    }
+    out.insert(out.end(), it->second.begin(), it->second.end());
+  }
+
+  std::vector<std::string> tokenize(std::string_view utf8_text) {
+    const std::u32string text = decode_utf8(utf8_text);
+    std::vector<std::string> tokens;
+    for (const Chunk& chunk : split_added_tokens(text)) {
+      if (chunk.is_added_token) {
+        tokens.push_back(encode_utf8(chunk.text));
+        continue;
+      }
+      for (const std::u32string& word : basic_tokenize(chunk.text))
+        for (std::u32string_view piece : split_clip_words(word)) append_word_tokens(encode_utf8(piece), tokens);
+    }
+    return tokens;
+  }
+};
+
+ClipTokenizer::ClipTokenizer(std::shared_ptr<State> state) : state_(std::move(state)) {}
+
+ClipTokenizer ClipTokenizer::from_files(const std::string& vocab_json, const std::string& merges_txt,
+                                        const std::string& pad_token) {
+  auto state = std::make_shared<State>();
+  state->vocab = Vocabulary::from_json_file(vocab_json);
+  state->bpe = BytePairEncoder::from_merges_file(merges_txt);
+  if (pad_token.empty()) throw Error("CLIP tokenizer: the pad token must not be empty");
+  state->pad_token = pad_token;
+  state->bos = required_id(state->vocab, kStartOfText, vocab_json);
+  state->eos = required_id(state->vocab, kEndOfText, vocab_json);
+  state->pad = required_id(state->vocab, pad_token, vocab_json);
+  for (std::string_view token : {kStartOfText, kEndOfText, std::string_view(pad_token)}) {
+    std::u32string decoded = decode_added_token(token);
+    if (std::find(state->added_tokens.begin(), state->added_tokens.end(), decoded) == state->added_tokens.end())
+      state->added_tokens.push_back(std::move(decoded));
+  }
+  std::stable_sort(state->added_tokens.begin(), state->added_tokens.end(),
+                   [](const std::u32string& a, const std::u32string& b) { return a.size() > b.size(); });
+  return ClipTokenizer(std::move(state));
+}
+
+std::vector<std::string> ClipTokenizer::tokenize(std::string_view text) const { return state_->tokenize(text); }
+
+std::vector<int64_t> ClipTokenizer::encode(std::string_view text, int max_length) const {
+  if (max_length < 2 || max_length > kMaxLength)
+    throw Error("CLIP tokenizer: max_length " + std::to_string(max_length) + " is outside [2, " +
+                std::to_string(kMaxLength) + "]");
+  const std::vector<std::string> tokens = state_->tokenize(text);
+  const size_t length = static_cast<size_t>(max_length);
+  std::vector<int64_t> ids;
+  ids.reserve(length);
+  ids.push_back(state_->bos);
+  for (size_t i = 0; i < tokens.size() && ids.size() + 1 < length; ++i)
+    ids.push_back(state_->vocab.find(tokens[i]).value_or(state_->eos));  // the unknown token is <|endoftext|>
+  ids.push_back(state_->eos);
+  ids.resize(length, state_->pad);
+  return ids;
+}
+
+int64_t ClipTokenizer::bos_id() const { return state_->bos; }
+int64_t ClipTokenizer::eos_id() const { return state_->eos; }
+int64_t ClipTokenizer::pad_id() const { return state_->pad; }
+const std::string& ClipTokenizer::pad_token() const { return state_->pad_token; }
+int64_t ClipTokenizer::vocab_size() const { return state_->vocab.size(); }
+
+const std::string& ClipTokenizer::token_of(int64_t id) const {
+  const std::string* token = state_->vocab.token_of(id);
+  if (!token) throw Error("CLIP tokenizer: no token has id " + std::to_string(id));
+  return *token;
+}
+
+}  // namespace sdrt::tokenizer

@@ -1,0 +1,194 @@
+// UNet2DConditionModel against diffusers 0.27.2 (cases/unet/unet_<model>), plus config and weight errors.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "sdrt/base/error.hpp"
+#include "sdrt/core/weights_loader.hpp"
+#include "sdrt/models/embeddings.hpp"
+#include "sdrt/models/unet_2d_condition.hpp"
+#include "support/test_support.hpp"
+
+namespace sdrt {
+namespace {
+
+using models::UNet2DConditionConfig;
+using models::UNet2DConditionModel;
+
+// The reference README's bound for fp32 engines: 1e-4, relative to the output's magnitude when it exceeds 1
+// (fp32 reference vs float64 differs by 1.4e-6; our kernels sum in other orders).
+double unet_tolerance(const Tensor& expected) { return 1e-4 * std::max(1.0, test::max_abs(expected)); }
+
+Weights unet_weights(const std::string& model) {
+  return test::read_case(test::reference_path("models/" + model + "/unet/diffusion_pytorch_model.safetensors"));
+}
+
+nlohmann::json unet_config_json(const std::string& model) {
+  return test::read_json(test::reference_path("models/" + model + "/unet/config.json"));
+}
+
+std::vector<float> as_vector(const Tensor& t) {
+  const Tensor f = t.to(DType::F32);
+  return std::vector<float>(f.f32(), f.f32() + f.numel());
+}
+
+// Every case of cases/unet/unet_<model>: one shared timestep per call, then per-sample timesteps.
+void expect_matches_reference(const std::string& model) {
+  SCOPED_TRACE(model);
+  const auto cfg = UNet2DConditionConfig::from_json(unet_config_json(model));
+  const UNet2DConditionModel unet(cfg, unet_weights(model), kernels::cpu_backend());
+  const std::string case_path = "cases/unet/unet_" + model;
+  const Weights data = test::read_case(test::reference_path(case_path + ".safetensors"));
+  const auto meta = test::read_json(test::reference_path(case_path + ".json"));
+  const Tensor& sample = data.stored("sample");
+  const Tensor& ehs = data.stored("encoder_hidden_states");
+
+  ASSERT_EQ(meta.at("cases").size(), 3u);
+  for (const auto& c : meta.at("cases")) {
+    const float t = c.at("timestep").get<float>();
+    SCOPED_TRACE("t = " + std::to_string(t));
+    const Tensor& expected = data.stored(c.at("output").get<std::string>());
+    EXPECT_TRUE(test::all_close(unet.forward(sample, {t}, ehs), expected, unet_tolerance(expected)));
+  }
+  const Tensor& expected = data.stored("out_per_sample_t");
+  EXPECT_TRUE(test::all_close(unet.forward(sample, as_vector(data.stored("timesteps_per_sample")), ehs), expected,
+                              unet_tolerance(expected)));
+}
+
+TEST(UNet2DConditionModel, MatchesDiffusersSd1) { expect_matches_reference("sd1-tiny"); }
+TEST(UNet2DConditionModel, MatchesDiffusersSd2LinearProjectionPerBlockHeads) {
+  expect_matches_reference("sd2-tiny-v");
+}
+TEST(UNet2DConditionModel, MatchesDiffusersInpaintNineChannels) { expect_matches_reference("sd1-tiny-inpaint"); }
+
+// The same sd1-tiny weights saved as a torch zip-pickle .bin give the same outputs.
+TEST(UNet2DConditionModel, LoadsTorchBinFolder) {
+  const std::string dir = test::reference_path("models/sd1-tiny-bin/unet");
+  const auto cfg = UNet2DConditionConfig::from_json(test::read_json(dir + "/config.json"));
+  const UNet2DConditionModel unet(cfg, load_component(dir), kernels::cpu_backend());
+  const Weights data = test::read_case(test::reference_path("cases/unet/unet_sd1-tiny.safetensors"));
+  const Tensor& expected = data.stored("out_t0");
+  EXPECT_TRUE(test::all_close(unet.forward(data.stored("sample"), {999.0f}, data.stored("encoder_hidden_states")),
+                              expected, unet_tolerance(expected)));
+}
+
+TEST(UNet2DConditionConfig, ReadsSdConventions) {
+  const auto sd1 = UNet2DConditionConfig::from_json(unet_config_json("sd1-tiny"));
+  EXPECT_EQ(sd1.num_attention_heads, (std::vector<int>{4, 4}));  // SD1's attention_head_dim is a head count
+  EXPECT_EQ(sd1.layers_per_block, (std::vector<int>{2, 2}));
+  EXPECT_EQ(sd1.cross_attention_dim, 32);
+  EXPECT_FALSE(sd1.use_linear_projection);
+  const auto sd2 = UNet2DConditionConfig::from_json(unet_config_json("sd2-tiny-v"));
+  EXPECT_EQ(sd2.num_attention_heads, (std::vector<int>{2, 4}));
+  EXPECT_TRUE(sd2.use_linear_projection);
+  EXPECT_EQ(sd2.norm_num_groups, 16);
+  EXPECT_EQ(UNet2DConditionConfig::from_json(unet_config_json("sd1-tiny-inpaint")).in_channels, 9);
+
+  auto j = unet_config_json("sd1-tiny");
+  j["num_attention_heads"] = 2;  // overrides attention_head_dim
+  EXPECT_EQ(UNet2DConditionConfig::from_json(j).num_attention_heads, (std::vector<int>{2, 2}));
+}
+
+void expect_config_error(const nlohmann::json& j, const std::string& needle) {
+  try {
+    (void)UNet2DConditionConfig::from_json(j);
+    ADD_FAILURE() << "no error for " << needle;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(UNet2DConditionConfig, RejectsUnknownBlockTypesByName) {
+  auto j = unet_config_json("sd1-tiny");
+  j["down_block_types"][0] = "SimpleCrossAttnDownBlock2D";
+  expect_config_error(j, "SimpleCrossAttnDownBlock2D");
+  j = unet_config_json("sd1-tiny");
+  j["up_block_types"][1] = "AttnUpBlock2D";
+  expect_config_error(j, "AttnUpBlock2D");
+  j = unet_config_json("sd1-tiny");
+  j["mid_block_type"] = "UNetMidBlock2DSimpleCrossAttn";
+  expect_config_error(j, "UNetMidBlock2DSimpleCrossAttn");
+}
+
+TEST(UNet2DConditionConfig, RejectsUnsupportedFeaturesByKey) {
+  const std::vector<std::pair<std::string, nlohmann::json>> unsupported = {
+      {"act_fn", "gelu"},           {"class_embed_type", "timestep"},     {"addition_embed_type", "text_time"},
+      {"only_cross_attention", true}, {"conv_in_kernel", 7},               {"time_embedding_type", "fourier"},
+      {"center_input_sample", true},  {"resnet_time_scale_shift", "scale_shift"}};
+  for (const auto& [key, value] : unsupported) {
+    auto j = unet_config_json("sd1-tiny");
+    j[key] = value;
+    expect_config_error(j, key);
+  }
+  auto j = unet_config_json("sd1-tiny");
+  j["attention_head_dim"] = {4, 4, 4};  // three entries for two blocks
+  expect_config_error(j, "attention_head_dim");
+  j = unet_config_json("sd1-tiny");
+  j["layers_per_block"] = "two";
+  expect_config_error(j, "layers_per_block");
+}
+
+std::string construction_error(const Weights& weights) {
+  const auto cfg = UNet2DConditionConfig::from_json(unet_config_json("sd1-tiny"));
+  try {
+    UNet2DConditionModel unet(cfg, weights, kernels::cpu_backend());
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(UNet2DConditionModel, WrongShapeNamesTensorAndBothShapes) {
+  const Weights good = unet_weights("sd1-tiny");
+  Weights bad(good.source());
+  for (const auto& [name, t] : good.all()) bad.add(name, t);
+  const std::string name = "up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight";
+  bad.add(name, Tensor::zeros({32, 16}));
+  const std::string msg = construction_error(bad);
+  EXPECT_NE(msg.find(name), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[32, 16]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[32, 32]"), std::string::npos) << msg;
+}
+
+TEST(UNet2DConditionModel, MissingTensorIsNamed) {
+  const Weights good = unet_weights("sd1-tiny");
+  const std::string missing = "up_blocks.1.resnets.2.conv_shortcut.bias";
+  Weights bad(good.source());
+  for (const auto& [name, t] : good.all())
+    if (name != missing) bad.add(name, t);
+  const std::string msg = construction_error(bad);
+  EXPECT_NE(msg.find(missing), std::string::npos) << msg;
+}
+
+TEST(UNet2DConditionModel, ChecksInputs) {
+  const auto cfg = UNet2DConditionConfig::from_json(unet_config_json("sd1-tiny"));
+  const UNet2DConditionModel unet(cfg, unet_weights("sd1-tiny"), kernels::cpu_backend());
+  const Tensor ehs = Tensor::zeros({2, 77, 32});
+  EXPECT_THROW(unet.forward(Tensor::zeros({2, 9, 8, 8}), {1.0f}, ehs), Error);       // channels
+  EXPECT_THROW(unet.forward(Tensor::zeros({2, 4, 8, 7}), {1.0f}, ehs), Error);       // width not even
+  EXPECT_THROW(unet.forward(Tensor::zeros({2, 4, 8, 8}), {1, 2, 3}, ehs), Error);    // 3 timesteps, batch 2
+  EXPECT_THROW(unet.forward(Tensor::zeros({2, 4, 8, 8}), {1.0f}, Tensor::zeros({2, 77, 16})), Error);
+  EXPECT_THROW(unet.forward(Tensor::zeros({1, 4, 8, 8}), {1.0f}, ehs), Error);       // batch mismatch
+  const std::vector<Tensor> down(6, Tensor::zeros({2, 32, 8, 8}));
+  EXPECT_THROW(unet.forward(Tensor::zeros({2, 4, 8, 8}), {1.0f}, ehs, &down, nullptr), Error);  // mid missing
+  const Tensor mid = Tensor::zeros({2, 64, 4, 4});
+  EXPECT_THROW(unet.forward(Tensor::zeros({2, 4, 8, 8}), {1.0f}, ehs, &down, &mid), Error);  // wrong shapes
+}
+
+TEST(TimestepEmbedding, SinCosLayoutAndFlip) {
+  // t = 0: every sin is 0 and every cos 1; flip_sin_to_cos puts the cosines first; odd sizes get a zero column.
+  const Tensor plain = models::timestep_embedding({0.0f}, 7, false, 1.0f);
+  EXPECT_TRUE(test::all_close(plain, Tensor::from_vector({1, 7}, {0, 0, 0, 1, 1, 1, 0}), 0));
+  const Tensor flipped = models::timestep_embedding({0.0f}, 6, true, 0.0f);
+  EXPECT_TRUE(test::all_close(flipped, Tensor::from_vector({1, 6}, {1, 1, 1, 0, 0, 0}), 0));
+  // Frequencies exp(-ln(10000) i / (half - shift)): with half 2 and shift 0, t = 1 gives sin(1), sin(0.01).
+  const Tensor t1 = models::timestep_embedding({1.0f}, 4, false, 0.0f);
+  EXPECT_NEAR(t1.f32()[0], std::sin(1.0), 1e-7);
+  EXPECT_NEAR(t1.f32()[1], std::sin(0.01), 1e-7);
+  EXPECT_NEAR(t1.f32()[3], std::cos(0.01), 1e-7);
+}
+
+}  // namespace
+}  // namespace sdrt
