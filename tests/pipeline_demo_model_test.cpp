@@ -133,6 +133,8 @@ const std::vector<Caption>& held_out_captions() {
 }
 
 constexpr std::array<uint32_t, 3> kSeeds = {0, 1, 2};
+// The small model's unconditional prediction is weak: with PNDM, guidance above ~4 overshoots into blotches.
+constexpr float kGuidance = 3.0f;
 // The model is small and trained for ~30 CPU minutes: a caption may fail for one of its seeds (the Python
 // check of the same generations documents which), but never for most of them, and 12 of the 15 images must match.
 constexpr int kMinPassesPerCaption = 2;
@@ -149,7 +151,7 @@ TEST(PipelineDemoModel, HeldOutCaptionsDrawTheRightColoursAndPlaces) {
       GenerationConfig config;
       config.prompt = caption.text;
       config.step_count = 20;
-      config.guidance_scale = 7.5f;
+      config.guidance_scale = kGuidance;
       config.seed = seed;  // numpy rng and the model's PNDM scheduler, as tools/check_demo_model.py
       const GenerationResult result = pipe->generate(config);
       ASSERT_EQ(result.images.size(), 1u);
@@ -173,6 +175,7 @@ TEST(PipelineDemoModel, CaptionChangesTheImage) {
   auto pipe = Pipeline::load(test::source_dir() + "/models/demo");
   GenerationConfig config;
   config.step_count = 20;
+  config.guidance_scale = kGuidance;
   config.seed = 0;
   config.prompt = "a yellow circle on a blue background";
   const ImageStatistics first = image_statistics(pipe->generate(config).images.at(0));

@@ -113,6 +113,7 @@ def train_vae(args, pool):
         loss = mse + args.kl_weight * kl
         opt.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         step += 1
         if step % 25 == 0:
@@ -224,12 +225,12 @@ def main():
     p.add_argument("--work", default="/tmp/demo-train", help="checkpoints and logs")
     p.add_argument("--out", default=os.path.join(REPO, "models", "demo"))
     p.add_argument("--pool", type=int, default=12000, help="generated training images")
-    p.add_argument("--vae-steps", type=int, default=1200)
+    p.add_argument("--vae-steps", type=int, default=2500)
     p.add_argument("--vae-batch", type=int, default=12)
     p.add_argument("--vae-lr", type=float, default=1e-3)
-    p.add_argument("--kl-weight", type=float, default=1e-4)
+    p.add_argument("--kl-weight", type=float, default=1e-6, help="on the mean KL per latent element")
     p.add_argument("--unet-steps", type=int, default=100000)
-    p.add_argument("--unet-minutes", type=float, default=35.0, help="wall-clock budget of the UNet stage")
+    p.add_argument("--unet-minutes", type=float, default=20.0, help="wall-clock budget of the UNet stage")
     p.add_argument("--unet-batch", type=int, default=32)
     p.add_argument("--unet-lr", type=float, default=1e-3)
     p.add_argument("--fp32", action="store_true", help="store float32 weights (default float16: half the size)")

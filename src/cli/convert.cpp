@@ -13,6 +13,7 @@ namespace {
 struct ConvertArgs {
   std::string source, output, precision = "float16", prediction_type, tokenizer_dir;
   bool chunk_unet = false, force = false, check = false;
+  int64_t text_encoder_heads = 0;
   bool unet = false, text_encoder = false, vae_decoder = false, vae_encoder = false, safety_checker = false;
   std::vector<std::string> controlnets;
 };
@@ -28,6 +29,7 @@ int run_convert(const ConvertArgs& a) {
   pipeline::SourceOptions so;
   if (!a.prediction_type.empty()) so.prediction_type = a.prediction_type;
   if (!a.tokenizer_dir.empty()) so.tokenizer_dir = a.tokenizer_dir;
+  if (a.text_encoder_heads > 0) so.text_encoder_heads = a.text_encoder_heads;
   pipeline::ModelSource source = pipeline::open_model_source(a.source, so);
   for (const auto& dir : a.controlnets)
     source.controlnets[pipeline::controlnet_bundle_name(dir)] = pipeline::open_component_folder(dir);
@@ -79,6 +81,9 @@ Command add_convert(CLI::App& app) {
   app.add_option("--prediction-type", a->prediction_type, "Single files: epsilon or v_prediction")
       ->check(CLI::IsMember({"epsilon", "v_prediction"}));
   app.add_option("--tokenizer", a->tokenizer_dir, "Single files: folder with vocab.json and merges.txt");
+  app.add_option("--text-encoder-heads", a->text_encoder_heads,
+                 "Single files: attention heads of the text encoder (default: hidden size / 64)")
+      ->check(CLI::PositiveNumber);
   app.add_flag("--force", a->force, "Replace an existing bundle");
   return [a] { return run_convert(*a); };
 }

@@ -8,7 +8,7 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"sdrt: Stable Diffusion runtime and model converter"};
-  app.set_version_flag("--version", std::string("sdrt ") + SDRT_VERSION);
+  app.set_version_flag("--version", "sdrt " SDRT_VERSION);
   app.require_subcommand(1);
   std::map<CLI::App*, sdrt::cli::Command> commands;
   auto add = [&](const char* name, const char* help, sdrt::cli::Command (*reg)(CLI::App&)) {

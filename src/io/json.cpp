@@ -6,6 +6,50 @@
 #include "sdrt/base/error.hpp"
 
 namespace sdrt::io {
+namespace {
+
+// Python's json module writes NaN, Infinity and -Infinity (diffusers' DPM-Solver config has
+// lambda_min_clipped: -Infinity). JSON has no such literals: map them, outside strings, to the
+// largest finite doubles (and NaN to null) so such configs load.
+std::string replace_python_literals(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size()) out += text[++i];
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    if (text.compare(i, 9, "-Infinity") == 0) {
+      out += "-1.7976931348623157e308";
+      i += 8;
+    } else if (text.compare(i, 8, "Infinity") == 0) {
+      out += "1.7976931348623157e308";
+      i += 7;
+    } else if (text.compare(i, 3, "NaN") == 0) {
+      out += "null";
+      i += 2;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json parse_json_text(const std::string& text, const std::string& source) {
+  try {
+    return nlohmann::json::parse(replace_python_literals(text));
+  } catch (const nlohmann::json::parse_error& e) {
+    // e.what() gives the line and column; byte is 1-based in nlohmann.
+    throw Error(source + ": not valid JSON (byte " + std::to_string(e.byte) + "): " + e.what());
+  }
+}
 
 nlohmann::json read_json_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -13,12 +57,7 @@ nlohmann::json read_json_file(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) throw Error(path + ": read failed");
-  try {
-    return nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    // e.what() gives the line and column; byte is 1-based in nlohmann.
-    throw Error(path + ": not valid JSON (byte " + std::to_string(e.byte) + "): " + e.what());
-  }
+  return parse_json_text(text.str(), path);
 }
 
 }  // namespace sdrt::io

@@ -68,6 +68,11 @@ ModelSource open_diffusers_folder(const fs::path& dir) {
 ModelSource open_single_file(const fs::path& file, const SourceOptions& options) {
   LdmOptions ldm;
   ldm.prediction_type = options.prediction_type;
+  if (options.text_encoder_heads) {
+    LdmConfig overrides;
+    overrides.text_num_attention_heads = options.text_encoder_heads;
+    ldm.overrides = overrides;
+  }
   ConvertedCheckpoint ckpt = load_ldm_checkpoint(file.string(), ldm);
   ModelSource src;
   src.path = file.string();

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "sdrt/base/error.hpp"
+#include "sdrt/io/json.hpp"
 #include "sdrt/io/safetensors.hpp"
 
 namespace fs = std::filesystem;
@@ -38,16 +39,7 @@ std::string make_temp_dir(const std::string& tag) {
   return p.string();
 }
 
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // Python's json writes -Infinity/Infinity/NaN (e.g. lambda_min_clipped); JSON has no such literals.
-  for (const auto& [from, to] : {std::pair<std::string, std::string>{"-Infinity", "-1.0e308"}, {"Infinity", "1.0e308"}, {"NaN", "null"}})
-    for (size_t pos = text.find(from); pos != std::string::npos; pos = text.find(from, pos + to.size()))
-      text.replace(pos, from.size(), to);
-  return nlohmann::json::parse(text);
-}
+nlohmann::json read_json(const std::string& path) { return io::read_json_file(path); }
 
 Weights read_case(const std::string& path) {
   auto file = io::SafetensorsFile::open(path);

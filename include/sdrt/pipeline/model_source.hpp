@@ -39,6 +39,8 @@ struct ModelSource {
 struct SourceOptions {
   std::optional<std::string> prediction_type;  // single files: epsilon or v_prediction
   std::optional<std::string> tokenizer_dir;    // single files: where vocab.json/merges.txt live
+  // single files: the text encoder's head count, which no tensor shape shows (default hidden size / 64)
+  std::optional<int64_t> text_encoder_heads;
   bool verify_checksums = true;                // bundles
 };
 

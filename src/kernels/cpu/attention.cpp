@@ -1,12 +1,9 @@
 // Attention: a tiled online-softmax kernel (generic C++ and AVX-512 paths) and the materialised
-// reference. Scores are computed as (q . k) * scale, softmax'd per query row, then applied to v.
+// reference: softmax over each query row of (q . k) * scale, applied to v.
 #include "kernels/cpu/attention.hpp"
 
-#include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <limits>
-#include <vector>
 
 #include "kernels/cpu/attention_tiles.hpp"
 #include "kernels/cpu/check.hpp"
@@ -32,36 +29,11 @@ bool cpu_has_avx512() {
   return yes;
 }
 
-Tensor attention_flash(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal,
-                       AttentionIsa isa) {
-  check_attention_inputs(q, k, v, heads);
-  const bool avx512 = isa == AttentionIsa::Avx512 || (isa == AttentionIsa::Auto && cpu_has_avx512());
-  if (isa == AttentionIsa::Avx512 && !cpu_has_avx512()) fail("attention", "this CPU has no AVX-512");
-  AttentionProblem pb;
-  pb.batch = q.dim(0);
-  pb.heads = heads;
-  pb.nq = q.dim(1);
-  pb.nk = k.dim(1);
-  pb.head_dim = q.dim(2) / heads;
-  pb.scale = scale;
-  pb.causal = causal;
-  Tensor out = Tensor::empty(q.shape());
-  if (out.numel() == 0) return out;
-  pb.q = q.f32();
-  pb.k = k.f32();
-  pb.v = v.f32();
-  pb.out = out.f32();
-  if (avx512)
-    flash_attention_avx512(pb);
-  else
-    flash_attention_generic(pb);
-  return out;
-}
-
 namespace {
 
-// [B, N, H*D] -> [B*H, N, D].
+// [B, N, H*D] -> [B*H, N, D] (x itself when there is one head).
 Tensor split_heads(const Tensor& x, int heads) {
+  if (heads == 1) return x;
   const int64_t b = x.dim(0), n = x.dim(1), d = x.dim(2) / heads;
   Tensor y = Tensor::empty({b * heads, n, d});
   const float* xp = x.f32();
@@ -85,6 +57,33 @@ void merge_head(const Tensor& head, int64_t bh, int heads, Tensor& out) {
 }
 
 }  // namespace
+
+Tensor attention_flash(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal,
+                       AttentionIsa isa) {
+  check_attention_inputs(q, k, v, heads);
+  const bool avx512 = isa == AttentionIsa::Avx512 || (isa == AttentionIsa::Auto && cpu_has_avx512());
+  if (isa == AttentionIsa::Avx512 && !cpu_has_avx512()) fail("attention", "this CPU has no AVX-512");
+  AttentionProblem pb;
+  pb.batch = q.dim(0);
+  pb.heads = heads;
+  pb.nq = q.dim(1);
+  pb.nk = k.dim(1);
+  pb.head_dim = q.dim(2) / heads;
+  pb.scale = scale;
+  pb.causal = causal;
+  Tensor out = Tensor::empty(q.shape());
+  if (out.numel() == 0) return out;
+  const Tensor k_heads = split_heads(k, heads), v_heads = split_heads(v, heads);
+  pb.q = q.f32();
+  pb.k = k_heads.f32();
+  pb.v = v_heads.f32();
+  pb.out = out.f32();
+  if (avx512)
+    flash_attention_avx512(pb);
+  else
+    flash_attention_generic(pb);
+  return out;
+}
 
 Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal) {
   check_attention_inputs(q, k, v, heads);

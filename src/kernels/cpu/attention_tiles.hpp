@@ -1,4 +1,8 @@
 // The tiled attention driver and the per-tile kernels each instruction-set path provides.
+//
+// Tiles are transposed so every kernel is vertical SIMD across a block of kQueryBlock queries:
+// scores st[j][i] (key j, query i), probabilities pt[j][i], output ot[t][i] (head-dim t, query i),
+// running max / sum / correction per query lane.
 #pragma once
 #include <cstdint>
 
@@ -9,28 +13,23 @@ struct AttentionProblem {
   float scale = 1.0f;
   bool causal = false;
   const float* q = nullptr;  // [batch, nq, heads * head_dim]
-  const float* k = nullptr;  // [batch, nk, heads * head_dim]
-  const float* v = nullptr;  // [batch, nk, heads * head_dim]
+  const float* k = nullptr;  // [batch * heads, nk, head_dim]: split per head so a tile's rows are dense
+  const float* v = nullptr;  // [batch * heads, nk, head_dim]
   float* out = nullptr;      // [batch, nq, heads * head_dim]
 };
 
-// Kernels on one tile of `rows` queries against `cols` keys (cols a multiple of kLanes). Keys and
-// values come packed per key block: kt [d][kt_stride] (k transposed) and v [keys][dp], where dp is
-// the head dim rounded up to kLanes and zero-padded.
-struct TileKernels {
-  // s[i][j] = scale * sum_{t < d} q[i][t] * kt[t][j]; q rows `q_stride` apart.
-  void (*scores)(const float* q, int64_t q_stride, int64_t rows, const float* kt, int64_t kt_stride, int64_t cols,
-                 int64_t d, float scale, float* s);
-  // Online softmax over each row of s, which holds scores in base 2 (cols entries, masked ones
-  // -inf): updates the running max m and sum l, overwrites s with 2^(s - m_new) and writes
-  // corr = 2^(m_old - m_new).
-  void (*softmax)(float* s, int64_t rows, int64_t cols, float* m, float* l, float* corr);
-  // o[i][:dp] = o[i][:dp] * corr[i] + sum_{j < valid} p[i][j] * v[j][:dp]; p rows `cols` apart, o rows dp apart.
-  void (*accumulate)(const float* p, int64_t rows, int64_t cols, int64_t valid, const float* v, int64_t dp,
-                     const float* corr, float* o);
-};
+constexpr int64_t kQueryBlock = 32;
 
-constexpr int64_t kLanes = 16;
+struct TileKernels {
+  // st[j][:] = sum_t k[j][t] * qt[t][:] for j < keys; k rows `k_stride` apart, qt [d][kQueryBlock].
+  void (*scores)(const float* k, int64_t k_stride, int64_t keys, const float* qt, int64_t d, float* st);
+  // Online softmax down each query lane of st (base-2 scores, masked ones -inf): updates the running
+  // max m and sum l, overwrites st with 2^(st - m_new) and writes corr = 2^(m_old - m_new).
+  void (*softmax)(float* st, int64_t keys, float* m, float* l, float* corr);
+  // ot[t][:] = ot[t][:] * corr + sum_{j < keys} v[j][t] * pt[j][:] for t < d; v rows `v_stride` apart.
+  void (*accumulate)(const float* pt, int64_t keys, const float* v, int64_t v_stride, int64_t d, const float* corr,
+                     float* ot);
+};
 
 void run_flash_attention(const AttentionProblem& pb, const TileKernels& kernels);
 void flash_attention_generic(const AttentionProblem& pb);

@@ -220,7 +220,7 @@ void run_matmul(const char* op, const Tensor& src, const Tensor& weights, const 
   const bool with_bias = has(bias);
   int32_t alpha_bits = 0;
   std::memcpy(&alpha_bits, &alpha, sizeof alpha);
-  const Key key{1, b, m, k, n, weights_batch, transpose_b, alpha_bits, with_bias};
+  const Key key{b, m, k, n, weights_batch, transpose_b, alpha_bits, with_bias};
   const memory::desc src_md({b, m, k}, dt::f32, tag::abc);
   const memory::desc w_md({weights_batch, k, n}, dt::f32, transpose_b ? tag::acb : tag::abc);
   const memory::desc b_md = with_bias ? memory::desc({1, 1, n}, dt::f32, tag::abc) : memory::desc();

@@ -29,8 +29,8 @@ inline float fast_exp(float x) {
   return underflow ? 0.0f : p * scale;
 }
 
-// 2^x for x <= 0 to about 1 ulp; 0 below -150 (so 2^-inf == 0). Used where scores are kept in
-// base 2 (attention), so no multiplication by log2(e) sits between the score and the exponent.
+// 2^x for x <= 0 to about 1 ulp; 0 below -126 (so 2^-inf == 0). Used where scores are kept in base 2
+// (attention), so no multiplication by log2(e) sits between the score and the exponent.
 inline float fast_exp2_nonpositive(float x) {
   const bool underflow = x < -126.0f;
   x = x < -126.0f ? -126.0f : x;
