@@ -18,7 +18,9 @@ Tensor Tensor::empty(const Shape& shape, DType dtype) {
   Tensor t;
   t.shape_ = shape;
   t.dtype_ = dtype;
-  const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  const auto numel = static_cast<uint64_t>(shape_numel(shape));
+  if (numel > (uint64_t{1} << 48) / dtype_size(dtype)) throw Error("tensor " + shape_str(shape) + " is too large");
+  const size_t bytes = static_cast<size_t>(numel) * dtype_size(dtype);
   const size_t rounded = (bytes + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
   if (!p) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes for tensor " + shape_str(shape));

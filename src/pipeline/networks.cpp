@@ -80,8 +80,10 @@ const models::UNet2DConditionModel& Networks::unet() {
   return *unet_;
 }
 
-void Networks::release_unet() {
-  if (reduce_memory_) unet_.reset();
+void Networks::release_denoisers() {
+  if (!reduce_memory_) return;
+  unet_.reset();
+  controlnets_.clear();
 }
 
 models::CLIPTextModel& Networks::text_encoder() {

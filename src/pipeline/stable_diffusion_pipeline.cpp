@@ -106,6 +106,7 @@ class StableDiffusionPipeline final : public Pipeline {
         if (!progress(p)) throw Cancelled();
       }
     }
+    networks_.release_denoisers();
     result.images = networks_.decode_images(latents);
     result.nsfw = c.disable_safety ? std::vector<bool>(result.images.size(), false) : networks_.check_safety(result.images);
     return result;

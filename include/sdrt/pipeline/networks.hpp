@@ -43,7 +43,8 @@ class Networks {
   Tensor encode_prompts(const std::vector<std::string>& prompts, const std::string& negative, int per_prompt,
                         bool guided);
   const models::UNet2DConditionModel& unet();
-  void release_unet();  // with reduce_memory, after the denoising loop
+  // With reduce_memory: frees the UNet and ControlNets after the denoising loop.
+  void release_denoisers();
   // latents [B, C, h, w] -> RGB images (decoded / 2 + 0.5, clamped, x255 rounded half to even).
   std::vector<io::Image> decode_images(const Tensor& latents);
   // x [1, 3, H, W] in [-1, 1] -> the VAE's latent distribution.

@@ -1,0 +1,113 @@
+// sdrt::Pipeline behaviour beyond parity: progress, cancellation, reduce-memory, input validation.
+#include <gtest/gtest.h>
+
+#include "sdrt/base/error.hpp"
+#include "sdrt/pipeline/pipeline.hpp"
+#include "support/test_support.hpp"
+
+namespace sdrt {
+namespace {
+
+std::unique_ptr<Pipeline> tiny(bool reduce_memory = false) {
+  PipelineOptions o;
+  o.reduce_memory = reduce_memory;
+  return Pipeline::load(test::reference_path("models/sd1-tiny"), o);
+}
+
+GenerationConfig config() {
+  GenerationConfig c;
+  c.prompt = "a photo of a cat";
+  c.step_count = 4;
+  c.seed = 5;
+  c.disable_safety = true;
+  return c;
+}
+
+std::string error_of(Pipeline& p, const GenerationConfig& c) {
+  try {
+    p.generate(c);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(PipelineGeneration, ReportsEveryStepAndCanDecodeIntermediates) {
+  auto p = tiny();
+  std::vector<int> steps;
+  size_t decoded = 0;
+  const auto r = p->generate(config(), [&](const StepProgress& s) {
+    steps.push_back(s.step);
+    EXPECT_GE(s.elapsed_seconds, 0.0);
+    if (s.step == 2) decoded = s.decode_current().size();
+    return true;
+  });
+  // PNDM runs N + 1 model evaluations (the second timestep repeats).
+  EXPECT_EQ(steps, (std::vector<int>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(decoded, 1u);
+  ASSERT_EQ(r.images.size(), 1u);
+  EXPECT_EQ(r.images[0].width, 64);
+  EXPECT_EQ(r.scheduler, "pndm");
+}
+
+TEST(PipelineGeneration, CallbackCancels) {
+  auto p = tiny();
+  int calls = 0;
+  EXPECT_THROW(p->generate(config(), [&](const StepProgress& s) {
+    ++calls;
+    return s.step < 2;
+  }),
+               Cancelled);
+  EXPECT_EQ(calls, 2);
+}
+
+TEST(PipelineGeneration, ReduceMemoryGivesTheSameImage) {
+  const auto a = tiny(false)->generate(config());
+  const auto b = tiny(true)->generate(config());
+  EXPECT_EQ(a.images[0].pixels, b.images[0].pixels);
+}
+
+TEST(PipelineGeneration, SameSeedSameImageOtherSeedOtherImage) {
+  auto p = tiny();
+  auto c = config();
+  const auto a = p->generate(c);
+  const auto b = p->generate(c);
+  c.seed = 6;
+  const auto d = p->generate(c);
+  EXPECT_EQ(a.images[0].pixels, b.images[0].pixels);
+  EXPECT_NE(a.images[0].pixels, d.images[0].pixels);
+}
+
+TEST(PipelineGeneration, RejectsBadSettings) {
+  auto p = tiny();
+  auto c = config();
+  c.step_count = 0;
+  EXPECT_NE(error_of(*p, c).find("step count"), std::string::npos);
+  c = config();
+  c.width = 65;
+  EXPECT_NE(error_of(*p, c).find("multiples of 8"), std::string::npos);
+  c = config();
+  c.scheduler = "nope";
+  EXPECT_NE(error_of(*p, c).find("nope"), std::string::npos);
+  c = config();
+  c.rng = "dice";
+  EXPECT_NE(error_of(*p, c).find("dice"), std::string::npos);
+  c = config();
+  c.prompt = "bad \xff utf-8";
+  EXPECT_NE(error_of(*p, c).find("UTF-8"), std::string::npos) << error_of(*p, c);
+  c = config();
+  c.strength = 1.5f;
+  EXPECT_NE(error_of(*p, c).find("strength"), std::string::npos);
+  c = config();
+  c.mask = io::Image{64, 64, 1, std::vector<uint8_t>(64 * 64, 255)};
+  EXPECT_NE(error_of(*p, c).find("starting image"), std::string::npos);
+}
+
+TEST(PipelineGeneration, UnknownComputeUnitsAreRejected) {
+  PipelineOptions o;
+  o.compute_units = "tpu";
+  EXPECT_THROW(Pipeline::load(test::reference_path("models/sd1-tiny"), o), Error);
+}
+
+}  // namespace
+}  // namespace sdrt
