@@ -2,25 +2,14 @@
 
 #include <cstring>
 #include <fstream>
-#include <functional>
 #include <nlohmann/json.hpp>
 
-#include "sdrt/base/error.hpp"
 #include "sdrt/core/weights_loader.hpp"
 #include "sdrt/io/safetensors.hpp"
 #include "support/test_support.hpp"
 
 namespace sdrt {
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 void expect_same_weights(const Weights& a, const Weights& b) {
   ASSERT_EQ(a.names(), b.names());
@@ -65,14 +54,14 @@ TEST(WeightsLoader, LoadsShardedComponents) {
   // A weight_map that puts a tensor in the wrong shard is reported.
   map["decoder.conv_in.weight"] = "diffusion_pytorch_model-00001-of-00002.safetensors";
   std::ofstream(dir + "/diffusion_pytorch_model.safetensors.index.json") << nlohmann::json{{"weight_map", map}}.dump();
-  const std::string err = error_of([&] { load_component(dir); });
+  const std::string err = test::error_message([&] { load_component(dir); });
   EXPECT_NE(err.find("weight_map puts 'decoder.conv_in.weight' in"), std::string::npos) << err;
 }
 
 TEST(WeightsLoader, RejectsTensorsInTwoFiles) {
   const std::string a = test::reference_path("models/sd1-tiny/vae/diffusion_pytorch_model.safetensors");
   const std::string b = test::reference_path("models/sd1-tiny-bin/vae/diffusion_pytorch_model.bin");
-  const std::string err = error_of([&] { load_weights({a, b}, "my-vae"); });
+  const std::string err = test::error_message([&] { load_weights({a, b}, "my-vae"); });
   EXPECT_NE(err.find("my-vae: tensor '"), std::string::npos) << err;
   EXPECT_NE(err.find("is in both " + a + " and " + b), std::string::npos) << err;
 }
@@ -86,9 +75,9 @@ TEST(WeightsLoader, LoadsLdmCheckpointStateDict) {
 
 TEST(WeightsLoader, ErrorsNameTheComponentFolder) {
   const std::string dir = test::make_temp_dir("empty-component");
-  EXPECT_NE(error_of([&] { load_component(dir); }).find(dir + ": no weight file found"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { load_component(dir); }).find(dir + ": no weight file found"), std::string::npos);
   std::ofstream(dir + "/diffusion_pytorch_model.safetensors") << "garbage";
-  EXPECT_NE(error_of([&] { load_component(dir); }).find(dir + "/diffusion_pytorch_model.safetensors"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { load_component(dir); }).find(dir + "/diffusion_pytorch_model.safetensors"), std::string::npos);
 }
 
 }  // namespace

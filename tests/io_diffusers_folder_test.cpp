@@ -2,7 +2,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <functional>
 
 #include "sdrt/base/error.hpp"
 #include "sdrt/io/diffusers_folder.hpp"
@@ -29,15 +28,6 @@ std::string found_name(const std::string& dir, const std::string& variant = "") 
   return found.files.empty() ? "" : file_name(found.files[0]);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 TEST(ModelIndex, ReadsReferenceModelIndex) {
   const auto index = io::read_model_index(test::reference_path("models/sd1-tiny"));
   EXPECT_EQ(index.pipeline_class, "StableDiffusionPipeline");
@@ -52,12 +42,12 @@ TEST(ModelIndex, ReadsReferenceModelIndex) {
 
 TEST(ModelIndex, RejectsMissingAndMalformedFiles) {
   const std::string empty = folder_with({});
-  EXPECT_NE(error_of([&] { io::read_model_index(empty); }).find(empty + ": no model_index.json"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { io::read_model_index(empty); }).find(empty + ": no model_index.json"), std::string::npos);
   const std::string bad = folder_with({{"model_index.json", R"({"unet": ["diffusers"]})"}});
-  EXPECT_NE(error_of([&] { io::read_model_index(bad); }).find("component 'unet' is not a [library, class]"),
+  EXPECT_NE(test::error_message([&] { io::read_model_index(bad); }).find("component 'unet' is not a [library, class]"),
             std::string::npos);
   const std::string broken = folder_with({{"model_index.json", "{\"unet\": [\"diffusers\",\n  }"}});
-  const std::string err = error_of([&] { io::read_model_index(broken); });
+  const std::string err = test::error_message([&] { io::read_model_index(broken); });
   EXPECT_NE(err.find(broken + "/model_index.json: not valid JSON"), std::string::npos) << err;
   EXPECT_NE(err.find("line 2"), std::string::npos) << err;
 }
@@ -65,10 +55,10 @@ TEST(ModelIndex, RejectsMissingAndMalformedFiles) {
 TEST(JsonFile, ErrorsNameFileAndPosition) {
   const std::string dir = folder_with({{"config.json", "{\"a\": 1,\n \"b\": tru }"}, {"ok.json", "{\"a\": [1, 2]}"}});
   EXPECT_EQ(io::read_json_file(dir + "/ok.json")["a"][1], 2);
-  const std::string err = error_of([&] { io::read_json_file(dir + "/config.json"); });
+  const std::string err = test::error_message([&] { io::read_json_file(dir + "/config.json"); });
   EXPECT_NE(err.find(dir + "/config.json: not valid JSON (byte "), std::string::npos) << err;
   EXPECT_NE(err.find("line 2, column"), std::string::npos) << err;
-  EXPECT_NE(error_of([&] { io::read_json_file(dir + "/missing.json"); }).find("missing.json: cannot open"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { io::read_json_file(dir + "/missing.json"); }).find("missing.json: cannot open"), std::string::npos);
 }
 
 TEST(ComponentWeights, PrefersSafetensorsAndPlainFiles) {
@@ -121,20 +111,20 @@ TEST(ComponentWeights, ReadsShardIndexes) {
 
 TEST(ComponentWeights, ErrorsNameFolderAndWhatIsMissing) {
   const std::string empty = folder_with({{"config.json", "{}"}});
-  const std::string err = error_of([&] { io::find_component_weights(empty); });
+  const std::string err = test::error_message([&] { io::find_component_weights(empty); });
   EXPECT_NE(err.find(empty + ": no weight file found"), std::string::npos) << err;
   EXPECT_NE(err.find("diffusion_pytorch_model.safetensors"), std::string::npos) << err;
-  EXPECT_NE(error_of([&] { io::find_component_weights(empty + "/nope"); }).find("nope: component folder does not exist"),
+  EXPECT_NE(test::error_message([&] { io::find_component_weights(empty + "/nope"); }).find("nope: component folder does not exist"),
             std::string::npos);
 
   const std::string missing = folder_with({{"model.safetensors.index.json", R"({"weight_map": {"w": "model-2.safetensors"}})"}});
-  const std::string err2 = error_of([&] { io::find_component_weights(missing); });
+  const std::string err2 = test::error_message([&] { io::find_component_weights(missing); });
   EXPECT_NE(err2.find("shard 'model-2.safetensors' is missing from " + missing), std::string::npos) << err2;
 
   const std::string escape = folder_with({{"model.safetensors.index.json", R"({"weight_map": {"w": "../x.safetensors"}})"}});
-  EXPECT_NE(error_of([&] { io::find_component_weights(escape); }).find("not a plain file name"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { io::find_component_weights(escape); }).find("not a plain file name"), std::string::npos);
   const std::string no_map = folder_with({{"model.safetensors.index.json", R"({"metadata": {}})"}});
-  EXPECT_NE(error_of([&] { io::find_component_weights(no_map); }).find("no \"weight_map\""), std::string::npos);
+  EXPECT_NE(test::error_message([&] { io::find_component_weights(no_map); }).find("no \"weight_map\""), std::string::npos);
 }
 
 TEST(ComponentWeights, FindsReferenceComponents) {

@@ -23,15 +23,6 @@ namespace {
 namespace fs = std::filesystem;
 using io::Image;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -239,14 +230,14 @@ TEST(Png, WritesAtomically) {
   EXPECT_EQ(io::read_image(dir + "/x.png", 1).pixels, b.pixels);
   EXPECT_EQ(io::read_png_text(dir + "/x.png"), (io::TextChunks{{"k", "2"}}));
   // Bad input leaves nothing behind: neither the PNG nor a temporary file.
-  EXPECT_NE(error_of([&] { io::write_png(dir + "/bad.png", a, {{" lead", "x"}}); }).find("keyword ' lead'"), std::string::npos);
-  EXPECT_NE(error_of([&] { io::write_png(dir + "/bad.png", a, {{"k", std::string("a\0b", 3)}}); }).find("NUL"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { io::write_png(dir + "/bad.png", a, {{" lead", "x"}}); }).find("keyword ' lead'"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { io::write_png(dir + "/bad.png", a, {{"k", std::string("a\0b", 3)}}); }).find("NUL"), std::string::npos);
   EXPECT_THROW(io::write_png(dir + "/bad.png", a, {{std::string(80, 'k'), "x"}}), Error);
   EXPECT_THROW(io::write_png(dir + "/bad.png", a, {{"k", "\xff\xfe"}}), Error);
   EXPECT_THROW(io::write_png(dir + "/bad.png", Image{4, 4, 3, std::vector<uint8_t>(47)}, {}), Error);
   EXPECT_THROW(io::write_png(dir + "/bad.png", Image{4, 4, 2, std::vector<uint8_t>(32)}, {}), Error);
   EXPECT_THROW(io::write_png(dir + "/bad.png", Image{0, 4, 3, {}}, {}), Error);
-  EXPECT_NE(error_of([&] { io::write_png(dir + "/no/such/dir/y.png", a); }).find("no/such/dir/y.png"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { io::write_png(dir + "/no/such/dir/y.png", a); }).find("no/such/dir/y.png"), std::string::npos);
   EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
 }
 
@@ -311,7 +302,7 @@ TEST(Image, RejectsBadFiles) {
   };
   for (const auto& [name, bytes] : files) {
     const std::string path = write_bytes(dir + "/" + name, bytes);
-    const std::string err = error_of([&] { io::read_image(path, 3); });
+    const std::string err = test::error_message([&] { io::read_image(path, 3); });
     EXPECT_NE(err.find(path), std::string::npos) << name << ": " << err;
   }
   // A bit flipped inside the compressed data fails the CRC / zlib checks.
@@ -321,7 +312,7 @@ TEST(Image, RejectsBadFiles) {
   EXPECT_THROW(io::read_png_text(dir + "/cut.png"), Error);
   EXPECT_THROW(io::read_png_text(dir + "/cut.jpg"), Error);
   EXPECT_THROW(io::read_image(dir + "/missing.png", 3), Error);
-  EXPECT_NE(error_of([&] { io::read_image(dir + "/ok.png", 2); }).find("channels must be 1"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { io::read_image(dir + "/ok.png", 2); }).find("channels must be 1"), std::string::npos);
 }
 
 std::string be32(uint32_t v) {
@@ -346,7 +337,7 @@ TEST(Image, RejectsDecompressionBombs) {
                              png_chunk("IHDR", be32(20000) + be32(20000) + std::string("\x08\0\0\0\0", 5)) +
                              png_chunk("IEND", "");
   const std::string path = write_bytes(dir + "/big.png", header);
-  const std::string err = error_of([&] { io::read_image(path, 1); });
+  const std::string err = test::error_message([&] { io::read_image(path, 1); });
   EXPECT_NE(err.find("pixel limit"), std::string::npos) << err;
 }
 

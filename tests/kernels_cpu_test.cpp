@@ -430,6 +430,28 @@ TEST(KernelsCpu, UpsampleNearest2x) {
   EXPECT_TRUE(close(cpu().upsample_nearest2x(x), {2, 3, 10, 14}, y, 0));
 }
 
+// torch's nearest interpolation to a given size: source index floor(dst * (float)in / out).
+TEST(KernelsCpu, UpsampleNearestToASize) {
+  const Tensor x = random({1, 2, 5, 3}, 111);
+  const int64_t oh = 9, ow = 7;
+  Ref y(static_cast<size_t>(2 * oh * ow));
+  for (int64_t p = 0; p < 2; ++p)
+    for (int64_t i = 0; i < oh; ++i)
+      for (int64_t j = 0; j < ow; ++j) {
+        const auto si = std::min<int64_t>(static_cast<int64_t>(std::floor(static_cast<float>(i) * (5.0f / 9.0f))), 4);
+        const auto sj = std::min<int64_t>(static_cast<int64_t>(std::floor(static_cast<float>(j) * (3.0f / 7.0f))), 2);
+        y[static_cast<size_t>((p * oh + i) * ow + j)] = at(x, (p * 5 + si) * 3 + sj);
+      }
+  EXPECT_TRUE(close(cpu().upsample_nearest(x, oh, ow), {1, 2, oh, ow}, y, 0));
+  EXPECT_TRUE(close(cpu().upsample_nearest(x, 10, 6), {1, 2, 10, 6}, [&] {
+    Ref r(2 * 10 * 6);
+    for (int64_t p = 0; p < 2; ++p)
+      for (int64_t i = 0; i < 10; ++i)
+        for (int64_t j = 0; j < 6; ++j) r[static_cast<size_t>((p * 10 + i) * 6 + j)] = at(x, (p * 5 + i / 2) * 3 + j / 2);
+    return r;
+  }(), 0));
+}
+
 TEST(KernelsCpu, ConcatAlongEveryDim) {
   const Tensor a = random({2, 3, 4}, 120);
   for (int dim = 0; dim < 3; ++dim) {

@@ -1,11 +1,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <functional>
 #include <string>
 #include <vector>
 
-#include "sdrt/base/error.hpp"
 #include "sdrt/kernels/backend.hpp"
 #include "sdrt/models/clip_text_model.hpp"
 #include "support/test_support.hpp"
@@ -32,15 +30,6 @@ std::vector<int64_t> ids_of(const Tensor& t) {
 // The task's fp32 criterion: max |ours - ref| <= 1e-4 * max(1, max|ref|); the reference's own
 // float64 deviation is 1.4e-6, so this leaves room only for summation-order differences.
 double tolerance(const Tensor& ref) { return 1e-4 * std::max(1.0, test::max_abs(ref)); }
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 class ClipTextParity : public ::testing::TestWithParam<std::string> {};
 
@@ -109,12 +98,12 @@ TEST(ClipText, PoolerFollowsEosRuleOfTheConfig) {
 
 TEST(ClipText, RejectsBadInputIds) {
   const CLIPTextModel encoder(load_config("sd1-tiny"), load_weights("sd1-tiny"), kernels::cpu_backend());
-  EXPECT_NE(error_of([&] { encoder.forward({49406, 49408, 49407}, 1); }).find("input_ids[1] = 49408"),
+  EXPECT_NE(test::error_message([&] { encoder.forward({49406, 49408, 49407}, 1); }).find("input_ids[1] = 49408"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { encoder.forward({49406, -1}, 1); }).find("outside the vocabulary"), std::string::npos);
-  EXPECT_NE(error_of([&] { encoder.forward({1, 2, 3}, 2); }).find("batch of 2"), std::string::npos);
-  EXPECT_NE(error_of([&] { encoder.forward({}, 1); }).find("batch"), std::string::npos);
-  EXPECT_NE(error_of([&] { encoder.forward(std::vector<int64_t>(78, 1), 1); }).find("max_position_embeddings"),
+  EXPECT_NE(test::error_message([&] { encoder.forward({49406, -1}, 1); }).find("outside the vocabulary"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { encoder.forward({1, 2, 3}, 2); }).find("batch of 2"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { encoder.forward({}, 1); }).find("batch"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { encoder.forward(std::vector<int64_t>(78, 1), 1); }).find("max_position_embeddings"),
             std::string::npos);
 }
 
@@ -126,18 +115,18 @@ TEST(ClipText, MissingOrMisshapedTensorIsNamed) {
   Weights missing(full.source());
   for (const auto& [name, t] : full.all())
     if (name != victim) missing.add(name, t);
-  const std::string e1 = error_of([&] { CLIPTextModel(config, missing, kernels::cpu_backend()); });
+  const std::string e1 = test::error_message([&] { CLIPTextModel(config, missing, kernels::cpu_backend()); });
   EXPECT_NE(e1.find(victim), std::string::npos) << e1;
 
   Weights misshapen = full;
   misshapen.add(victim, Tensor::zeros({36, 32}));
-  const std::string e2 = error_of([&] { CLIPTextModel(config, misshapen, kernels::cpu_backend()); });
+  const std::string e2 = test::error_message([&] { CLIPTextModel(config, misshapen, kernels::cpu_backend()); });
   EXPECT_NE(e2.find(victim), std::string::npos) << e2;
   EXPECT_NE(e2.find("[36, 32]"), std::string::npos) << e2;
 
   CLIPTextConfig deeper = config;
   deeper.num_hidden_layers = 4;  // layer 3 is not in the file
-  const std::string e3 = error_of([&] { CLIPTextModel(deeper, full, kernels::cpu_backend()); });
+  const std::string e3 = test::error_message([&] { CLIPTextModel(deeper, full, kernels::cpu_backend()); });
   EXPECT_NE(e3.find("text_model.encoder.layers.3."), std::string::npos) << e3;
 }
 
@@ -156,12 +145,15 @@ TEST(ClipTextConfig, ReadsConfigAndRejectsUnknownActivation) {
 
   nlohmann::json j = test::read_json(test::reference_path("models/sd1-tiny/text_encoder/config.json"));
   j["hidden_act"] = "swish";
-  EXPECT_NE(error_of([&] { CLIPTextConfig::from_json(j); }).find("'swish'"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { CLIPTextConfig::from_json(j); }).find("'swish'"), std::string::npos);
   j["hidden_act"] = "gelu";
   j["num_attention_heads"] = 5;  // 32 is not a multiple of 5
-  EXPECT_NE(error_of([&] { CLIPTextConfig::from_json(j); }).find("num_attention_heads"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { CLIPTextConfig::from_json(j); }).find("num_attention_heads"), std::string::npos);
   j["num_attention_heads"] = "4";
-  EXPECT_NE(error_of([&] { CLIPTextConfig::from_json(j); }).find("num_attention_heads"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { CLIPTextConfig::from_json(j); }).find("num_attention_heads"), std::string::npos);
+  j["num_attention_heads"] = 4;
+  j["num_hidden_layers"] = (int64_t{1} << 32) + 3;  // must not wrap to 3 layers
+  EXPECT_NE(test::error_message([&] { CLIPTextConfig::from_json(j); }).find("'num_hidden_layers'"), std::string::npos);
 }
 
 }  // namespace

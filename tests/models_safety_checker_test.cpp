@@ -1,11 +1,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <functional>
 #include <string>
 #include <vector>
 
-#include "sdrt/base/error.hpp"
 #include "sdrt/kernels/backend.hpp"
 #include "sdrt/models/safety_checker.hpp"
 #include "support/test_support.hpp"
@@ -26,15 +24,6 @@ Weights load_case() { return test::read_case(test::reference_path("cases/safety/
 
 // The task's fp32 criterion: max |ours - ref| <= 1e-4 * max(1, max|ref|) (summation order only).
 double tolerance(const Tensor& ref) { return 1e-4 * std::max(1.0, test::max_abs(ref)); }
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(SafetyChecker, MatchesDiffusersFromPixelValues) {
   const StableDiffusionSafetyChecker checker(load_config(), load_weights(), kernels::cpu_backend());
@@ -72,9 +61,9 @@ TEST(SafetyChecker, SpecialCareHitLowersConceptThresholds) {
 
 TEST(SafetyChecker, RejectsWrongPixelShape) {
   const StableDiffusionSafetyChecker checker(load_config(), load_weights(), kernels::cpu_backend());
-  const std::string e = error_of([&] { checker.check(Tensor::zeros({1, 3, 64, 64})); });
+  const std::string e = test::error_message([&] { checker.check(Tensor::zeros({1, 3, 64, 64})); });
   EXPECT_NE(e.find("[1, 3, 64, 64]"), std::string::npos) << e;
-  EXPECT_NE(error_of([&] { checker.check(Tensor::zeros({3, 32, 32})); }).find("pixel_values"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { checker.check(Tensor::zeros({3, 32, 32})); }).find("pixel_values"), std::string::npos);
 }
 
 TEST(SafetyChecker, MissingOrMisshapedTensorIsNamed) {
@@ -85,7 +74,7 @@ TEST(SafetyChecker, MissingOrMisshapedTensorIsNamed) {
     Weights missing(full.source());
     for (const auto& [name, t] : full.all())
       if (name != victim) missing.add(name, t);
-    const std::string e1 = error_of([&] { StableDiffusionSafetyChecker(load_config(), missing, kernels::cpu_backend()); });
+    const std::string e1 = test::error_message([&] { StableDiffusionSafetyChecker(load_config(), missing, kernels::cpu_backend()); });
     EXPECT_NE(e1.find("'" + victim + "'"), std::string::npos) << e1;
 
     Weights misshapen = full;
@@ -93,7 +82,7 @@ TEST(SafetyChecker, MissingOrMisshapedTensorIsNamed) {
     wrong[0] += 1;
     misshapen.add(victim, Tensor::zeros(wrong));
     const std::string e2 =
-        error_of([&] { StableDiffusionSafetyChecker(load_config(), misshapen, kernels::cpu_backend()); });
+        test::error_message([&] { StableDiffusionSafetyChecker(load_config(), misshapen, kernels::cpu_backend()); });
     EXPECT_NE(e2.find("'" + victim + "'"), std::string::npos) << e2;
   }
 }
@@ -120,7 +109,7 @@ TEST(SafetyCheckerConfig, VisionConfigOverDefaultsThenLegacyDict) {
   EXPECT_EQ(c.vision.image_size, 224);
   EXPECT_EQ(c.vision.num_patches(), 256);
 
-  const std::string e = error_of(
+  const std::string e = test::error_message(
       [] { SafetyCheckerConfig::from_json(nlohmann::json::parse(R"({"vision_config": {"hidden_act": "tanh"}})")); });
   EXPECT_NE(e.find("'tanh'"), std::string::npos) << e;
 }

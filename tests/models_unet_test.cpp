@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -167,7 +168,7 @@ TEST(UNet2DConditionModel, ChecksInputs) {
   const UNet2DConditionModel unet(cfg, unet_weights("sd1-tiny"), kernels::cpu_backend());
   const Tensor ehs = Tensor::zeros({2, 77, 32});
   EXPECT_THROW(unet.forward(Tensor::zeros({2, 9, 8, 8}), {1.0f}, ehs), Error);       // channels
-  EXPECT_THROW(unet.forward(Tensor::zeros({2, 4, 8, 7}), {1.0f}, ehs), Error);       // width not even
+  EXPECT_THROW(unet.forward(Tensor::zeros({2, 4, 0, 8}), {1.0f}, ehs), Error);       // empty height
   EXPECT_THROW(unet.forward(Tensor::zeros({2, 4, 8, 8}), {1, 2, 3}, ehs), Error);    // 3 timesteps, batch 2
   EXPECT_THROW(unet.forward(Tensor::zeros({2, 4, 8, 8}), {1.0f}, Tensor::zeros({2, 77, 16})), Error);
   EXPECT_THROW(unet.forward(Tensor::zeros({1, 4, 8, 8}), {1.0f}, ehs), Error);       // batch mismatch
@@ -188,6 +189,20 @@ TEST(TimestepEmbedding, SinCosLayoutAndFlip) {
   EXPECT_NEAR(t1.f32()[0], std::sin(1.0), 1e-7);
   EXPECT_NEAR(t1.f32()[1], std::sin(0.01), 1e-7);
   EXPECT_NEAR(t1.f32()[3], std::cos(0.01), 1e-7);
+}
+
+// Latents that do not halve evenly (an image of 72x64 gives 9x8): the up path upsamples to each skip
+// connection's size, as diffusers does with upsample_size, and the output keeps the input's size.
+TEST(UNet2DConditionModel, RunsOnLatentsThatDoNotHalveEvenly) {
+  const std::string dir = test::reference_path("models/sd1-tiny/unet");
+  const auto cfg = models::UNet2DConditionConfig::from_json(test::read_json(dir + "/config.json"));
+  const Weights weights = load_component(dir);
+  const models::UNet2DConditionModel unet(cfg, weights, kernels::cpu_backend());
+  const Tensor sample = Tensor::full({1, 4, 9, 7}, 0.1f);
+  const Tensor ehs = Tensor::full({1, 77, 32}, 0.01f);
+  const Tensor out = unet.forward(sample, {500.0f}, ehs);
+  EXPECT_EQ(out.shape(), (Shape{1, 4, 9, 7}));
+  for (int64_t i = 0; i < out.numel(); ++i) ASSERT_TRUE(std::isfinite(out.f32()[i]));
 }
 
 }  // namespace

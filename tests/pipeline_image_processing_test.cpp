@@ -1,11 +1,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <functional>
 #include <string>
 #include <vector>
 
-#include "sdrt/base/error.hpp"
 #include "sdrt/pipeline/image_processing.hpp"
 #include "support/test_support.hpp"
 
@@ -32,15 +30,6 @@ uint64_t fnv1a(const std::vector<uint8_t>& bytes) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (uint8_t b : bytes) h = (h ^ b) * 0x100000001b3ull;
   return h;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 struct PilCase {
@@ -108,14 +97,14 @@ TEST(ResizePil, SameSizeCopiesAndConstantStaysConstant) {
 
 TEST(ResizePil, RejectsBadArguments) {
   const auto img = pattern(4, 4, 3);
-  EXPECT_NE(error_of([&] { pipeline::resize_pil(img.data(), 4, 4, 3, 0, 4, Resample::Bicubic); }).find("invalid size"),
+  EXPECT_NE(test::error_message([&] { pipeline::resize_pil(img.data(), 4, 4, 3, 0, 4, Resample::Bicubic); }).find("invalid size"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { pipeline::resize_pil(img.data(), 4, 4, 5, 2, 2, Resample::Bicubic); }).find("channels"),
+  EXPECT_NE(test::error_message([&] { pipeline::resize_pil(img.data(), 4, 4, 5, 2, 2, Resample::Bicubic); }).find("channels"),
             std::string::npos);
-  EXPECT_NE(error_of([] { pipeline::resize_pil(static_cast<const uint8_t*>(nullptr), 4, 4, 3, 2, 2, Resample::Box); })
+  EXPECT_NE(test::error_message([] { pipeline::resize_pil(static_cast<const uint8_t*>(nullptr), 4, 4, 3, 2, 2, Resample::Box); })
                 .find("null"),
             std::string::npos);
-  EXPECT_NE(error_of([] { pipeline::resample_from_pil(6); }).find("6"), std::string::npos);
+  EXPECT_NE(test::error_message([] { pipeline::resample_from_pil(6); }).find("6"), std::string::npos);
   EXPECT_EQ(pipeline::resample_from_pil(3), Resample::Bicubic);
   EXPECT_EQ(pipeline::resample_from_pil(1), Resample::Lanczos);
 }
@@ -130,7 +119,7 @@ TEST(CenterCrop, CropsWithFlooredOffsetsAndPadsWithCeiledOffsets) {
   // 8 wide, 3 high from 5x4: width padded by ceil(3/2) = 2 on the left, rows start at (4-3)//2 = 0.
   EXPECT_EQ(pipeline::center_crop(img.data(), 5, 4, 1, 8, 3),
             (std::vector<uint8_t>{0, 0, 1, 2, 3, 4, 5, 0, 0, 0, 11, 12, 13, 14, 15, 0, 0, 0, 21, 22, 23, 24, 25, 0}));
-  EXPECT_NE(error_of([&] { pipeline::center_crop(img.data(), 5, 4, 1, 0, 2); }).find("center_crop"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { pipeline::center_crop(img.data(), 5, 4, 1, 0, 2); }).find("center_crop"), std::string::npos);
 }
 
 TEST(ClipImageProcessor, MatchesTransformersOnSafetyCase) {
@@ -189,12 +178,12 @@ TEST(ClipImageProcessor, ReadsLegacyAndCurrentConfigs) {
   EXPECT_EQ(pipeline::clip_image_preprocess({img.data(), img.data()}, 7, 9, exact).shape(), (Shape{2, 3, 20, 30}));
 
   using Cfg = pipeline::ClipImageProcessorConfig;
-  EXPECT_NE(error_of([] { Cfg::from_json({{"size", {{"longest_edge", 3}}}}); }).find("'size'"), std::string::npos);
-  EXPECT_NE(error_of([] { Cfg::from_json({{"crop_size", -2}}); }).find("crop_size"), std::string::npos);
-  EXPECT_NE(error_of([] { Cfg::from_json({{"resample", 9}}); }).find("resample filter 9"), std::string::npos);
-  EXPECT_NE(error_of([] { Cfg::from_json({{"image_mean", {0.5, 0.5}}}); }).find("image_mean"), std::string::npos);
-  EXPECT_NE(error_of([] { Cfg::from_json({{"do_resize", "yes"}}); }).find("do_resize"), std::string::npos);
-  EXPECT_NE(error_of([] { pipeline::clip_image_preprocess({}, 4, 4, Cfg{}); }).find("no images"), std::string::npos);
+  EXPECT_NE(test::error_message([] { Cfg::from_json({{"size", {{"longest_edge", 3}}}}); }).find("'size'"), std::string::npos);
+  EXPECT_NE(test::error_message([] { Cfg::from_json({{"crop_size", -2}}); }).find("crop_size"), std::string::npos);
+  EXPECT_NE(test::error_message([] { Cfg::from_json({{"resample", 9}}); }).find("resample filter 9"), std::string::npos);
+  EXPECT_NE(test::error_message([] { Cfg::from_json({{"image_mean", {0.5, 0.5}}}); }).find("image_mean"), std::string::npos);
+  EXPECT_NE(test::error_message([] { Cfg::from_json({{"do_resize", "yes"}}); }).find("do_resize"), std::string::npos);
+  EXPECT_NE(test::error_message([] { pipeline::clip_image_preprocess({}, 4, 4, Cfg{}); }).find("no images"), std::string::npos);
 }
 
 }  // namespace

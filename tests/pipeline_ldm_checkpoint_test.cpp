@@ -6,9 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <functional>
 
-#include "sdrt/base/error.hpp"
 #include "sdrt/io/safetensors.hpp"
 #include "sdrt/pipeline/ldm_checkpoint.hpp"
 #include "support/test_support.hpp"
@@ -67,15 +65,6 @@ std::vector<io::NamedTensor> read_tensors(const std::string& path) {
   std::vector<io::NamedTensor> out;
   for (const auto& name : file.names()) out.emplace_back(name, file.get(name));
   return out;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 // The tiny CLIP towers' 4 heads cannot be read from shapes (real ones use hidden / 64).
@@ -147,13 +136,13 @@ TEST(LdmCheckpoint, PredictionTypeOptionWins) {
   EXPECT_EQ(pipeline::convert_ldm_checkpoint(tensors, kSd1Ldm, o).scheduler_config["prediction_type"], "v_prediction");
   o.prediction_type = "bogus";
   EXPECT_NE(
-      error_of([&] { pipeline::convert_ldm_checkpoint(tensors, kSd1Ldm, o); }).find("unknown prediction type 'bogus'"),
+      test::error_message([&] { pipeline::convert_ldm_checkpoint(tensors, kSd1Ldm, o); }).find("unknown prediction type 'bogus'"),
       std::string::npos);
 }
 
 TEST(LdmCheckpoint, TextHeadsOfATinyTowerMustBeGiven) {
   const auto tensors = read_tensors(test::reference_path(kSd1Ldm));
-  const std::string e = error_of([&] { pipeline::convert_ldm_checkpoint(tensors, kSd1Ldm); });
+  const std::string e = test::error_message([&] { pipeline::convert_ldm_checkpoint(tensors, kSd1Ldm); });
   EXPECT_NE(e.find("text_num_attention_heads"), std::string::npos) << e;
 }
 
@@ -421,7 +410,7 @@ TEST(LdmCheckpoint, Sd2PredictionTypeGuessFollowsTheLatentSize) {
 
 TEST(LdmCheckpoint, Sd2HeadsWithoutYamlNeedChannelsDivisibleBy64) {
   const Sd2Ldm ldm = sd2_ldm_tensors();
-  const std::string e = error_of([&] { pipeline::convert_ldm_checkpoint(ldm.tensors, "sd2", tiny_options()); });
+  const std::string e = test::error_message([&] { pipeline::convert_ldm_checkpoint(ldm.tensors, "sd2", tiny_options()); });
   EXPECT_NE(e.find("num_head_channels 64"), std::string::npos) << e;
 }
 
@@ -452,7 +441,7 @@ std::vector<io::NamedTensor> without_prefix(const std::vector<io::NamedTensor>& 
 
 TEST(LdmCheckpoint, RejectsACheckpointWithoutUnet) {
   const auto tensors = without_prefix(read_tensors(test::reference_path(kSd1Ldm)), "model.diffusion_model.");
-  const std::string e = error_of([&] { pipeline::convert_ldm_checkpoint(tensors, "x.safetensors", tiny_options()); });
+  const std::string e = test::error_message([&] { pipeline::convert_ldm_checkpoint(tensors, "x.safetensors", tiny_options()); });
   EXPECT_NE(e.find("x.safetensors: not a CompVis/LDM Stable Diffusion checkpoint"), std::string::npos) << e;
   EXPECT_NE(e.find("first_stage_model.decoder.* ("), std::string::npos) << e;  // says what it found
 }
@@ -461,7 +450,7 @@ TEST(LdmCheckpoint, RejectsSdxlKeys) {
   auto tensors = read_tensors(test::reference_path(kSd1Ldm));
   const Tensor bias = constant({32}, 0);
   tensors.emplace_back("conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias", bias.as_raw());
-  const std::string e = error_of([&] { pipeline::convert_ldm_checkpoint(tensors, "xl", tiny_options()); });
+  const std::string e = test::error_message([&] { pipeline::convert_ldm_checkpoint(tensors, "xl", tiny_options()); });
   EXPECT_NE(e.find("SDXL"), std::string::npos) << e;
 }
 
@@ -470,7 +459,7 @@ TEST(LdmCheckpoint, RejectsATensorWithAnUnexpectedShape) {
   const Tensor wrong = constant({32, 16}, 0);
   for (auto& [name, raw] : tensors)
     if (name == "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight") raw = wrong.as_raw();
-  const std::string e = error_of([&] { pipeline::convert_ldm_checkpoint(tensors, "f", tiny_options()); });
+  const std::string e = test::error_message([&] { pipeline::convert_ldm_checkpoint(tensors, "f", tiny_options()); });
   EXPECT_NE(e.find("f: tensor 'model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight' "
                    "has shape [32, 16], expected [32, 32]"),
             std::string::npos)
@@ -481,19 +470,19 @@ TEST(LdmCheckpoint, RejectsUnknownAndMissingComponentTensors) {
   auto tensors = read_tensors(test::reference_path(kSd1Ldm));
   const Tensor extra = constant({4}, 0);
   tensors.emplace_back("model.diffusion_model.input_blocks.1.0.mystery.weight", extra.as_raw());
-  std::string e = error_of([&] { pipeline::convert_ldm_checkpoint(tensors, "f", tiny_options()); });
+  std::string e = test::error_message([&] { pipeline::convert_ldm_checkpoint(tensors, "f", tiny_options()); });
   EXPECT_NE(e.find("unexpected unet tensors"), std::string::npos) << e;
   EXPECT_NE(e.find("mystery"), std::string::npos) << e;
 
   tensors = without_prefix(read_tensors(test::reference_path(kSd1Ldm)), "first_stage_model.decoder.up.2.upsample.");
-  e = error_of([&] { pipeline::convert_ldm_checkpoint(tensors, "f", tiny_options()); });
+  e = test::error_message([&] { pipeline::convert_ldm_checkpoint(tensors, "f", tiny_options()); });
   EXPECT_NE(e.find("missing tensor 'first_stage_model.decoder.up.2.upsample.conv.weight' (vae "
                    "'decoder.up_blocks.1.upsamplers.0.conv.weight')"),
             std::string::npos)
       << e;
 
   tensors = without_prefix(read_tensors(test::reference_path(kSd1Ldm)), "cond_stage_model.");
-  e = error_of([&] { pipeline::convert_ldm_checkpoint(tensors, "f", tiny_options()); });
+  e = test::error_message([&] { pipeline::convert_ldm_checkpoint(tensors, "f", tiny_options()); });
   EXPECT_NE(e.find("no text encoder found"), std::string::npos) << e;
 }
 
@@ -502,7 +491,7 @@ TEST(LdmCheckpoint, RejectsAYamlThatContradictsTheTensors) {
   LdmOptions o = tiny_options();
   o.yaml_path = test::reference_path("models/sd1-tiny-ldm.yaml");
   o.overrides->attention_resolutions = std::vector<int64_t>{2};
-  const std::string e = error_of([&] { pipeline::convert_ldm_checkpoint(tensors, "f", o); });
+  const std::string e = test::error_message([&] { pipeline::convert_ldm_checkpoint(tensors, "f", o); });
   EXPECT_NE(e.find("attention_resolutions (down blocks with attention) is [false,true] but the checkpoint's tensors "
                    "have [true,false]"),
             std::string::npos)
@@ -513,18 +502,18 @@ TEST(LdmCheckpoint, RejectsOutOfRangeSettings) {
   const auto tensors = read_tensors(test::reference_path(kSd1Ldm));
   LdmOptions o = tiny_options();
   o.overrides->num_heads = 0;
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_message([&] {
               pipeline::convert_ldm_checkpoint(tensors, "f", o);
             }).find("unet_config.params.num_heads is 0, expected 1.."),
             std::string::npos);
   o = tiny_options();
   o.overrides->image_size = -8;
-  EXPECT_NE(error_of([&] { pipeline::convert_ldm_checkpoint(tensors, "f", o); }).find("image_size is -8"),
+  EXPECT_NE(test::error_message([&] { pipeline::convert_ldm_checkpoint(tensors, "f", o); }).find("image_size is -8"),
             std::string::npos);
   o = tiny_options();
   o.overrides->linear_end = std::nan("");
   EXPECT_NE(
-      error_of([&] { pipeline::convert_ldm_checkpoint(tensors, "f", o); }).find("linear_end must be a positive number"),
+      test::error_message([&] { pipeline::convert_ldm_checkpoint(tensors, "f", o); }).find("linear_end must be a positive number"),
       std::string::npos);
 }
 
@@ -593,12 +582,12 @@ TEST(LdmYaml, HandlesCommentsQuotesListsAndIndentation) {
 
 TEST(LdmYaml, BadValuesNameTheLine) {
   const std::string text = "model:\n  params:\n    unet_config:\n      params:\n        num_heads: eight\n";
-  const std::string e = error_of([&] { pipeline::parse_ldm_yaml(text, "bad.yaml"); });
+  const std::string e = test::error_message([&] { pipeline::parse_ldm_yaml(text, "bad.yaml"); });
   EXPECT_NE(e.find("bad.yaml:5: model.params.unet_config.params.num_heads is 'eight', expected an integer"),
             std::string::npos)
       << e;
   const std::string list = "model:\n  params:\n    unet_config:\n      params:\n        channel_mult: 4\n";
-  EXPECT_NE(error_of([&] { pipeline::parse_ldm_yaml(list, "l.yaml"); }).find("expected a list of integers"),
+  EXPECT_NE(test::error_message([&] { pipeline::parse_ldm_yaml(list, "l.yaml"); }).find("expected a list of integers"),
             std::string::npos);
 }
 

@@ -163,19 +163,10 @@ TEST(SchedulerAddNoise, MatchesImg2ImgDpmpp) {
 
 json sd1_config() { return load_scheduler_config(test::reference_path("models/sd1-tiny/scheduler/scheduler_config.json")); }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 TEST(SchedulerConfig, RejectsUnknownBetaSchedule) {
   json cfg = sd1_config();
   cfg["beta_schedule"] = "quadratic";
-  const std::string msg = error_of([&] { make_scheduler("ddim", cfg); });
+  const std::string msg = test::error_message([&] { make_scheduler("ddim", cfg); });
   EXPECT_NE(msg.find("beta_schedule"), std::string::npos) << msg;
   EXPECT_NE(msg.find("quadratic"), std::string::npos) << msg;
 }
@@ -183,32 +174,32 @@ TEST(SchedulerConfig, RejectsUnknownBetaSchedule) {
 TEST(SchedulerConfig, RejectsWrongTypesAndShapes) {
   json cfg = sd1_config();
   cfg["num_train_timesteps"] = "many";
-  EXPECT_NE(error_of([&] { make_scheduler("pndm", cfg); }).find("num_train_timesteps"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { make_scheduler("pndm", cfg); }).find("num_train_timesteps"), std::string::npos);
   cfg = sd1_config();
   cfg["trained_betas"] = {0.1, 0.2};
-  EXPECT_NE(error_of([&] { make_scheduler("euler", cfg); }).find("trained_betas"), std::string::npos);
-  EXPECT_NE(error_of([&] { make_scheduler("ddim", json::array()); }), "");
+  EXPECT_NE(test::error_message([&] { make_scheduler("euler", cfg); }).find("trained_betas"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { make_scheduler("ddim", json::array()); }), "");
   cfg = sd1_config();
   cfg["solver_order"] = 5;
-  EXPECT_NE(error_of([&] { make_scheduler("DPMSolverMultistepScheduler", cfg); }).find("solver_order"),
+  EXPECT_NE(test::error_message([&] { make_scheduler("DPMSolverMultistepScheduler", cfg); }).find("solver_order"),
             std::string::npos);
 }
 
 TEST(SchedulerConfig, RejectsBadStepCounts) {
   for (const std::string& name : scheduler_names()) {
     auto scheduler = make_scheduler(name, sd1_config());
-    EXPECT_NE(error_of([&] { scheduler->set_timesteps(0); }), "") << name;
-    EXPECT_NE(error_of([&] { scheduler->set_timesteps(-3); }), "") << name;
-    EXPECT_NE(error_of([&] { scheduler->set_timesteps(1001); }), "") << name;
+    EXPECT_NE(test::error_message([&] { scheduler->set_timesteps(0); }), "") << name;
+    EXPECT_NE(test::error_message([&] { scheduler->set_timesteps(-3); }), "") << name;
+    EXPECT_NE(test::error_message([&] { scheduler->set_timesteps(1001); }), "") << name;
   }
-  EXPECT_NE(error_of([&] { make_scheduler("lcm", sd1_config())->set_timesteps(51); }).find("original_inference_steps"),
+  EXPECT_NE(test::error_message([&] { make_scheduler("lcm", sd1_config())->set_timesteps(51); }).find("original_inference_steps"),
             std::string::npos);
 }
 
 TEST(SchedulerConfig, StepBeforeSetTimestepsFails) {
   auto scheduler = make_scheduler("ddim", sd1_config());
   const Tensor x = Tensor::zeros({1, 4, 2, 2});
-  EXPECT_NE(error_of([&] { scheduler->step(x, 1, x, {}); }).find("set_timesteps"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { scheduler->step(x, 1, x, {}); }).find("set_timesteps"), std::string::npos);
 }
 
 TEST(SchedulerConfig, ParsesPythonNonFiniteFloats) {
@@ -218,7 +209,7 @@ TEST(SchedulerConfig, ParsesPythonNonFiniteFloats) {
   EXPECT_TRUE(std::isinf(c.lambda_min_clipped) && c.lambda_min_clipped < 0);
   EXPECT_TRUE(std::isinf(c.sample_max_value) && c.sample_max_value > 0);
   EXPECT_EQ(cfg.at("note"), "Infinity stays text");
-  EXPECT_NE(error_of([] { parse_scheduler_config_text("{oops", "bad.json"); }).find("bad.json"), std::string::npos);
+  EXPECT_NE(test::error_message([] { parse_scheduler_config_text("{oops", "bad.json"); }).find("bad.json"), std::string::npos);
 }
 
 TEST(SchedulerFactory, BuildsEveryNameAndClass) {
@@ -233,7 +224,7 @@ TEST(SchedulerFactory, BuildsEveryNameAndClass) {
       {"HeunDiscreteScheduler", "heun"}, {"DDPMScheduler", "ddpm"},
       {"LCMScheduler", "lcm"}};
   for (const auto& [cls, name] : classes) EXPECT_EQ(make_scheduler(cls, sd1_config())->name(), name) << cls;
-  EXPECT_NE(error_of([] { make_scheduler("unipc", json::object()); }).find("unknown scheduler"), std::string::npos);
+  EXPECT_NE(test::error_message([] { make_scheduler("unipc", json::object()); }).find("unknown scheduler"), std::string::npos);
 }
 
 TEST(SchedulerFactory, ShortNamesApplyTheirOverrides) {
@@ -337,15 +328,15 @@ TEST(SchedulerDdpm, LearnedRangeUsesTheSecondHalfOfTheChannels) {
   const StepResult low = ddpm->step(Tensor::full({1, 4, 2, 2}, -1.0f), 901, x, noise);
   EXPECT_EQ(low.prev_sample.shape(), x.shape());
   EXPECT_EQ(draws, 1);
-  EXPECT_NE(error_of([&] { ddpm->step(x, 901, x, noise); }).find("twice"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { ddpm->step(x, 901, x, noise); }).find("twice"), std::string::npos);
 }
 
 TEST(SchedulerBeginIndex, RejectsOutOfRange) {
   auto euler = make_scheduler("euler", sd1_config());
-  EXPECT_NE(error_of([&] { euler->set_begin_index(0); }).find("set_timesteps"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { euler->set_begin_index(0); }).find("set_timesteps"), std::string::npos);
   euler->set_timesteps(10);
-  EXPECT_NE(error_of([&] { euler->set_begin_index(11); }), "");
-  EXPECT_NE(error_of([&] { euler->set_begin_index(-1); }), "");
+  EXPECT_NE(test::error_message([&] { euler->set_begin_index(11); }), "");
+  EXPECT_NE(test::error_message([&] { euler->set_begin_index(-1); }), "");
   euler->set_begin_index(4);
   // scale_model_input now uses sigma[4] whatever timestep it is given, as diffusers does.
   const Tensor x = Tensor::full({1, 1, 1, 1}, 1.0f);

@@ -41,7 +41,7 @@ def main():
     p.add_argument("--png-dir", default="/tmp/demo-check")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--guidance", type=float, default=2.0)
     args = p.parse_args()
     torch.set_num_threads(1)
     unet, vae, text, tokenizer, scaling = load_model(args.model)

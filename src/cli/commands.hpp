@@ -11,5 +11,6 @@ Command add_generate(CLI::App& app);
 Command add_convert(CLI::App& app);
 Command add_inspect(CLI::App& app);
 Command add_tokenize(CLI::App& app);
+Command add_bench(CLI::App& app);
 
 }  // namespace sdrt::cli

@@ -11,8 +11,12 @@ namespace {
 
 std::string bar(int done, int total) {
   constexpr int kWidth = 24;
-  const int filled = total > 0 ? done * kWidth / total : kWidth;
-  return "[" + std::string(static_cast<size_t>(filled), '#') + std::string(static_cast<size_t>(kWidth - filled), ' ') + "]";
+  const int filled = total > 0 ? std::clamp(done * kWidth / total, 0, kWidth) : kWidth;
+  std::string s(kWidth + 2, ' ');
+  s.front() = '[';
+  s.back() = ']';
+  std::fill_n(s.begin() + 1, filled, '#');
+  return s;
 }
 
 }  // namespace

@@ -1,44 +1,21 @@
 // The pre-norm transformer encoder shared by CLIP's text and vision towers (transformers'
-// CLIPEncoder / CLIPEncoderLayer / CLIPAttention / CLIPMLP). Private to the models layer.
+// CLIPEncoder / CLIPEncoderLayer / CLIPAttention / CLIPMLP), and the config keys both towers share.
+// Private to the models layer.
 #pragma once
 #include <cstdint>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "models/config_json.hpp"
 #include "sdrt/base/error.hpp"
 #include "sdrt/core/tensor.hpp"
 #include "sdrt/core/weights.hpp"
 #include "sdrt/kernels/backend.hpp"
+#include "sdrt/models/nn_layers.hpp"
 
 namespace sdrt::models::detail {
-
-struct LinearWeights {
-  Tensor weight;  // [out, in]
-  Tensor bias;    // [out], or undefined when the layer has none
-};
-
-struct NormWeights {
-  Tensor gamma;
-  Tensor beta;
-};
-
-LinearWeights load_linear(const WeightScope& scope, int64_t in, int64_t out, bool bias = true);
-NormWeights load_layer_norm(const WeightScope& scope, int64_t dim);
-
-// config[key] as T, or `fallback` when absent; a value of the wrong type is an Error naming `what` and key.
-template <class T>
-T config_value(const nlohmann::json& config, const char* key, T fallback, const std::string& what) {
-  const auto it = config.find(key);
-  if (it == config.end() || it->is_null()) return fallback;
-  const bool ok = std::is_same_v<T, std::string> ? it->is_string()
-                  : std::is_floating_point_v<T>  ? it->is_number()
-                                                 : it->is_number_integer();
-  if (!ok) throw Error(what + ": '" + key + "' has the wrong type (" + it->dump() + ")");
-  return it->get<T>();
-}
 
 // transformers' ACT2FN names: quick_gelu, gelu (erf), gelu_new / gelu_pytorch_tanh (tanh form).
 kernels::Activation clip_activation(const std::string& hidden_act);
@@ -52,32 +29,57 @@ struct CLIPEncoderConfig {
   float layer_norm_eps = 1e-5f;
 };
 
+// Throws, prefixed by `what`, unless the sizes can build an encoder.
+void check_encoder_config(const CLIPEncoderConfig& config, const std::string& what);
+
+// The encoder settings of a CLIPTextConfig or CLIPVisionConfig; throws on an unknown hidden_act.
+template <class TowerConfig>
+CLIPEncoderConfig encoder_config(const TowerConfig& c) {
+  return {c.hidden_size,       c.intermediate_size,
+          c.num_hidden_layers, c.num_attention_heads,
+          clip_activation(c.hidden_act), static_cast<float>(c.layer_norm_eps)};
+}
+
+// Reads the keys CLIPTextConfig and CLIPVisionConfig share into `c` (absent keys keep c's values)
+// and checks them; `what` names the config in messages.
+template <class TowerConfig>
+void read_encoder_keys(const nlohmann::json& j, TowerConfig& c, const std::string& what) {
+  if (!j.is_object()) throw Error(what + ": expected a JSON object");
+  c.hidden_size = config::get_int(j, "hidden_size", c.hidden_size, what);
+  c.intermediate_size = config::get_int(j, "intermediate_size", c.intermediate_size, what);
+  c.num_hidden_layers = config::get_int32(j, "num_hidden_layers", c.num_hidden_layers, what);
+  c.num_attention_heads = config::get_int32(j, "num_attention_heads", c.num_attention_heads, what);
+  c.hidden_act = config::get_string(j, "hidden_act", c.hidden_act, what);
+  c.layer_norm_eps = config::get_number(j, "layer_norm_eps", c.layer_norm_eps, what);
+  check_encoder_config(encoder_config(c), what);
+}
+
 class CLIPEncoderLayer {
  public:
   // `scope` is the layer's prefix, e.g. "text_model.encoder.layers.3".
-  CLIPEncoderLayer(const WeightScope& scope, const CLIPEncoderConfig& config);
+  CLIPEncoderLayer(kernels::Backend& backend, const WeightScope& scope, const CLIPEncoderConfig& config);
   // x [B, N, hidden] -> [B, N, hidden]; `causal` masks attention to later positions (text tower).
-  Tensor forward(kernels::Backend& backend, const Tensor& x, bool causal) const;
+  Tensor forward(const Tensor& x, bool causal) const;
 
  private:
-  Tensor self_attention(kernels::Backend& backend, const Tensor& x, bool causal) const;
-  Tensor mlp(kernels::Backend& backend, const Tensor& x) const;
+  Tensor self_attention(const Tensor& x, bool causal) const;
+  Tensor mlp(const Tensor& x) const;
 
+  kernels::Backend* backend_;
   int heads_;
   float attention_scale_;
-  float eps_;
   kernels::Activation activation_;
-  NormWeights layer_norm1_, layer_norm2_;
-  LinearWeights q_proj_, k_proj_, v_proj_, out_proj_;
-  LinearWeights fc1_, fc2_;
+  LayerNorm layer_norm1_, layer_norm2_;
+  Linear q_proj_, k_proj_, v_proj_, out_proj_;
+  Linear fc1_, fc2_;
 };
 
 class CLIPEncoder {
  public:
   // `scope` is the encoder's prefix, e.g. "text_model.encoder".
-  CLIPEncoder(const WeightScope& scope, const CLIPEncoderConfig& config);
+  CLIPEncoder(kernels::Backend& backend, const WeightScope& scope, const CLIPEncoderConfig& config);
   // Runs every layer; appends each layer's output to `hidden_states` when it is given.
-  Tensor forward(kernels::Backend& backend, const Tensor& x, bool causal, std::vector<Tensor>* hidden_states) const;
+  Tensor forward(const Tensor& x, bool causal, std::vector<Tensor>* hidden_states) const;
 
  private:
   std::vector<CLIPEncoderLayer> layers_;

@@ -7,30 +7,18 @@
 
 namespace sdrt::models {
 
-using detail::config_value;
-
 CLIPTextConfig CLIPTextConfig::from_json(const nlohmann::json& j) {
   const std::string what = "CLIP text config";
-  if (!j.is_object()) throw Error(what + ": expected a JSON object");
   CLIPTextConfig c;
-  c.vocab_size = config_value(j, "vocab_size", c.vocab_size, what);
-  c.hidden_size = config_value(j, "hidden_size", c.hidden_size, what);
-  c.intermediate_size = config_value(j, "intermediate_size", c.intermediate_size, what);
-  c.projection_dim = config_value(j, "projection_dim", c.projection_dim, what);
-  c.num_hidden_layers = config_value(j, "num_hidden_layers", c.num_hidden_layers, what);
-  c.num_attention_heads = config_value(j, "num_attention_heads", c.num_attention_heads, what);
-  c.max_position_embeddings = config_value(j, "max_position_embeddings", c.max_position_embeddings, what);
-  c.hidden_act = config_value(j, "hidden_act", c.hidden_act, what);
-  c.layer_norm_eps = config_value(j, "layer_norm_eps", c.layer_norm_eps, what);
-  c.pad_token_id = config_value(j, "pad_token_id", c.pad_token_id, what);
-  c.bos_token_id = config_value(j, "bos_token_id", c.bos_token_id, what);
-  c.eos_token_id = config_value(j, "eos_token_id", c.eos_token_id, what);
-  detail::clip_activation(c.hidden_act);  // rejects an unknown activation now, not at load time
-  if (c.vocab_size <= 0 || c.max_position_embeddings <= 0 || c.num_hidden_layers < 0 || c.num_attention_heads <= 0 ||
-      c.hidden_size <= 0 || c.hidden_size % c.num_attention_heads != 0 || c.intermediate_size <= 0 ||
-      !(c.layer_norm_eps > 0))
-    throw Error(what + ": inconsistent sizes (vocab_size, max_position_embeddings, hidden_size a multiple of "
-                       "num_attention_heads, intermediate_size and layer_norm_eps must be positive)");
+  detail::read_encoder_keys(j, c, what);
+  c.vocab_size = config::get_int(j, "vocab_size", c.vocab_size, what);
+  c.projection_dim = config::get_int(j, "projection_dim", c.projection_dim, what);
+  c.max_position_embeddings = config::get_int(j, "max_position_embeddings", c.max_position_embeddings, what);
+  c.pad_token_id = config::get_int(j, "pad_token_id", c.pad_token_id, what);
+  c.bos_token_id = config::get_int(j, "bos_token_id", c.bos_token_id, what);
+  c.eos_token_id = config::get_int(j, "eos_token_id", c.eos_token_id, what);
+  config::require_positive(c.vocab_size, "vocab_size", what);
+  config::require_positive(c.max_position_embeddings, "max_position_embeddings", what);
   return c;
 }
 
@@ -38,13 +26,8 @@ struct CLIPTextModel::Impl {
   Tensor token_embedding;     // [vocab, hidden]
   Tensor position_embedding;  // [positions, hidden]
   detail::CLIPEncoder encoder;
-  detail::NormWeights final_layer_norm;
+  LayerNorm final_layer_norm;
 };
-
-static detail::CLIPEncoderConfig encoder_config(const CLIPTextConfig& c) {
-  return {c.hidden_size,         c.intermediate_size, c.num_hidden_layers, c.num_attention_heads,
-          detail::clip_activation(c.hidden_act), static_cast<float>(c.layer_norm_eps)};
-}
 
 CLIPTextModel::CLIPTextModel(const CLIPTextConfig& config, const Weights& weights, kernels::Backend& backend)
     : config_(config), backend_(&backend) {
@@ -53,8 +36,8 @@ CLIPTextModel::CLIPTextModel(const CLIPTextConfig& config, const Weights& weight
   impl_ = std::make_unique<Impl>(Impl{
       text["embeddings"]["token_embedding"].get("weight", {config.vocab_size, d}),
       text["embeddings"]["position_embedding"].get("weight", {config.max_position_embeddings, d}),
-      detail::CLIPEncoder(text["encoder"], encoder_config(config)),
-      detail::load_layer_norm(text["final_layer_norm"], d)});
+      detail::CLIPEncoder(backend, text["encoder"], detail::encoder_config(config)),
+      LayerNorm(backend, text["final_layer_norm"], d, static_cast<float>(config.layer_norm_eps))});
 }
 
 CLIPTextModel::~CLIPTextModel() = default;
@@ -62,8 +45,7 @@ CLIPTextModel::CLIPTextModel(CLIPTextModel&&) noexcept = default;
 CLIPTextModel& CLIPTextModel::operator=(CLIPTextModel&&) noexcept = default;
 
 Tensor CLIPTextModel::final_layer_norm(const Tensor& hidden) const {
-  return backend_->layer_norm(hidden, impl_->final_layer_norm.gamma, impl_->final_layer_norm.beta,
-                              static_cast<float>(config_.layer_norm_eps));
+  return impl_->final_layer_norm(hidden);
 }
 
 // The sequence position whose final state is the pooled output. Configs with eos_token_id == 2
@@ -96,7 +78,7 @@ CLIPTextOutput CLIPTextModel::forward(const std::vector<int64_t>& input_ids, int
 
   CLIPTextOutput out;
   out.hidden_states.push_back(embeddings);
-  const Tensor last = impl_->encoder.forward(be, embeddings, /*causal=*/true, &out.hidden_states);
+  const Tensor last = impl_->encoder.forward(embeddings, /*causal=*/true, &out.hidden_states);
   out.last_hidden_state = final_layer_norm(last);
 
   std::vector<int64_t> pooled(static_cast<size_t>(batch));

@@ -1,5 +1,7 @@
 #include "config_json.hpp"
 
+#include <limits>
+
 #include "sdrt/base/error.hpp"
 
 namespace sdrt::models::config {
@@ -28,6 +30,13 @@ int64_t as_int(const json& value, const std::string& key, const std::string& wha
 
 int64_t get_int(const json& j, const std::string& key, int64_t fallback, const std::string& what) {
   return present(j, key) ? as_int(j.at(key), key, what) : fallback;
+}
+
+int get_int32(const json& j, const std::string& key, int fallback, const std::string& what) {
+  const int64_t value = get_int(j, key, fallback, what);
+  if (value < std::numeric_limits<int>::min() || value > std::numeric_limits<int>::max())
+    throw Error(what + ": '" + key + "' = " + std::to_string(value) + " is out of range");
+  return static_cast<int>(value);
 }
 
 double get_number(const json& j, const std::string& key, double fallback, const std::string& what) {

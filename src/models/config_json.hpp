@@ -11,6 +11,8 @@ namespace sdrt::models::config {
 
 // `what` names the config in messages, e.g. "UNet2DConditionModel config".
 int64_t get_int(const nlohmann::json& j, const std::string& key, int64_t fallback, const std::string& what);
+// get_int for a setting held as int (layer and head counts); a value outside int's range is an Error.
+int get_int32(const nlohmann::json& j, const std::string& key, int fallback, const std::string& what);
 double get_number(const nlohmann::json& j, const std::string& key, double fallback, const std::string& what);
 bool get_bool(const nlohmann::json& j, const std::string& key, bool fallback, const std::string& what);
 std::string get_string(const nlohmann::json& j, const std::string& key, const std::string& fallback,

@@ -49,6 +49,9 @@ Downsample2D::Downsample2D(kernels::Backend& backend, const WeightScope& scope, 
 Upsample2D::Upsample2D(kernels::Backend& backend, const WeightScope& scope, int64_t channels)
     : backend_(&backend), conv_(backend, scope["conv"], channels, channels, 3, Conv2dParams::same(1, 1)) {}
 
-Tensor Upsample2D::forward(const Tensor& x) const { return conv_(backend_->upsample_nearest2x(x)); }
+Tensor Upsample2D::forward(const Tensor& x, const Tensor* skip) const {
+  if (!skip || (skip->dim(2) == 2 * x.dim(2) && skip->dim(3) == 2 * x.dim(3))) return conv_(backend_->upsample_nearest2x(x));
+  return conv_(backend_->upsample_nearest(x, skip->dim(2), skip->dim(3)));
+}
 
 }  // namespace sdrt::models

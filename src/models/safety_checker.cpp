@@ -3,8 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "models/clip_encoder.hpp"
+#include "models/config_json.hpp"
 #include "sdrt/base/error.hpp"
+#include "sdrt/models/nn_layers.hpp"
 
 namespace sdrt::models {
 
@@ -20,8 +21,8 @@ SafetyCheckerConfig SafetyCheckerConfig::from_json(const nlohmann::json& j) {
   }
   SafetyCheckerConfig c;
   c.vision = CLIPVisionConfig::from_json(vision);
-  c.projection_dim = detail::config_value(j, "projection_dim", c.projection_dim, what);
-  if (c.projection_dim <= 0) throw Error(what + ": projection_dim must be positive");
+  c.projection_dim = config::get_int(j, "projection_dim", c.projection_dim, what);
+  config::require_positive(c.projection_dim, "projection_dim", what);
   return c;
 }
 
@@ -44,7 +45,7 @@ static double round3(double x) { return std::nearbyint(x * 1000.0) / 1000.0; }
 
 struct StableDiffusionSafetyChecker::Impl {
   CLIPVisionModel vision_model;
-  Tensor visual_projection;            // [projection_dim, hidden], no bias
+  Linear visual_projection;            // [projection_dim, hidden], no bias
   Tensor concept_embeds_unit;          // [17, projection_dim], rows normalised
   Tensor special_care_embeds_unit;     // [3, projection_dim], rows normalised
   Tensor concept_embeds_weights;       // [17] thresholds
@@ -58,7 +59,7 @@ StableDiffusionSafetyChecker::StableDiffusionSafetyChecker(const SafetyCheckerCo
   const int64_t proj = config.projection_dim;
   impl_ = std::make_unique<Impl>(Impl{
       CLIPVisionModel(config.vision, root["vision_model"]["vision_model"], backend),
-      root["visual_projection"].get("weight", {proj, config.vision.hidden_size}),
+      Linear(backend, root["visual_projection"], config.vision.hidden_size, proj, /*bias=*/false),
       l2_normalize_rows(root.get("concept_embeds", {kConcepts, proj})),
       l2_normalize_rows(root.get("special_care_embeds", {kSpecialConcepts, proj})),
       root.get("concept_embeds_weights", {kConcepts}),
@@ -85,7 +86,7 @@ SafetyResult StableDiffusionSafetyChecker::check(const Tensor& pixel_values) con
   kernels::Backend& be = *backend_;
   SafetyResult r;
   r.pooled_output = impl_->vision_model.forward(pixel_values).pooler_output;
-  r.image_embeds = be.linear(r.pooled_output, impl_->visual_projection, Tensor());
+  r.image_embeds = impl_->visual_projection(r.pooled_output);
   const int64_t batch = r.image_embeds.dim(0), proj = config_.projection_dim;
   const Tensor unit = l2_normalize_rows(r.image_embeds).reshape({1, batch, proj});
   const auto similarity = [&](const Tensor& embeds_unit) {

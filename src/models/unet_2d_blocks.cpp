@@ -122,7 +122,7 @@ Tensor UpBlock2D::forward(const Tensor& x, const Tensor& temb, const Tensor& /*e
     h = backend_->concat({h, pop_skip(res_samples)}, 1);
     h = resnet.forward(h, temb);
   }
-  for (const auto& upsampler : upsamplers_) h = upsampler.forward(h);
+  for (const auto& upsampler : upsamplers_) h = upsampler.forward(h, res_samples.empty() ? nullptr : &res_samples.back());
   return h;
 }
 
@@ -143,7 +143,7 @@ Tensor CrossAttnUpBlock2D::forward(const Tensor& x, const Tensor& temb, const Te
     h = resnets_[i].forward(h, temb);
     h = attentions_[i].forward(h, encoder_hidden_states);
   }
-  for (const auto& upsampler : upsamplers_) h = upsampler.forward(h);
+  for (const auto& upsampler : upsamplers_) h = upsampler.forward(h, res_samples.empty() ? nullptr : &res_samples.back());
   return h;
 }
 

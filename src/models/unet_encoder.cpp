@@ -159,10 +159,8 @@ void UNetEncoder::check_inputs(const Tensor& sample, const std::vector<float>& t
     throw Error(what + ": sample must be F32 [B, " + std::to_string(cfg_.in_channels) + ", H, W], got " +
                 sample.describe());
   const int64_t batch = sample.dim(0);
-  const int64_t multiple = int64_t{1} << cfg_.num_downsamplers();
-  if (sample.dim(2) < 1 || sample.dim(3) < 1 || sample.dim(2) % multiple != 0 || sample.dim(3) % multiple != 0)
-    throw Error(what + ": sample height and width must be positive multiples of " + std::to_string(multiple) +
-                ", got " + sample.describe());
+  if (sample.dim(2) < 1 || sample.dim(3) < 1)
+    throw Error(what + ": sample height and width must be positive, got " + sample.describe());
   if (timesteps.size() != 1 && static_cast<int64_t>(timesteps.size()) != batch)
     throw Error(what + ": " + std::to_string(timesteps.size()) + " timesteps for a batch of " +
                 std::to_string(batch));

@@ -103,17 +103,22 @@ models::AutoencoderKL& Networks::vae() {
 
 Tensor Networks::encode_prompts(const std::vector<std::string>& prompts, const std::string& negative, int per_prompt,
                                 bool guided) {
-  auto encode = [&](const std::vector<std::string>& texts) {
+  auto encode = [&](const std::vector<std::string>& texts, const char* what) {
     std::vector<int64_t> ids;
     for (const auto& t : texts) {
-      const auto one = tokenizer_.encode(t);
-      ids.insert(ids.end(), one.begin(), one.end());
+      try {
+        const auto one = tokenizer_.encode(t);
+        ids.insert(ids.end(), one.begin(), one.end());
+      } catch (const Error& e) {
+        throw Error(std::string(what) + ": " + e.what());
+      }
     }
     return repeat_rows(text_encoder().forward(ids, static_cast<int64_t>(texts.size())).last_hidden_state, per_prompt);
   };
-  Tensor positive = encode(prompts);
-  Tensor result = guided ? backend_.concat({encode(std::vector<std::string>(prompts.size(), negative)), positive}, 0)
-                         : positive;
+  Tensor positive = encode(prompts, "prompt");
+  Tensor result =
+      guided ? backend_.concat({encode(std::vector<std::string>(prompts.size(), negative), "negative prompt"), positive}, 0)
+             : positive;
   if (reduce_memory_) text_encoder_.reset();
   return result;
 }

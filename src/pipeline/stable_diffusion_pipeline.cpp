@@ -116,12 +116,21 @@ class StableDiffusionPipeline final : public Pipeline {
   Networks networks_;
 };
 
+void check_compute_units(const PipelineOptions& options) {
+  if (options.compute_units != "cpu" && options.compute_units != "all")
+    throw Error("unknown compute units '" + options.compute_units + "' (use cpu or all)");
+}
+
 }  // namespace
 
 std::unique_ptr<Pipeline> Pipeline::load(const std::string& path, const PipelineOptions& options) {
-  if (options.compute_units != "cpu" && options.compute_units != "all")
-    throw Error("unknown compute units '" + options.compute_units + "' (use cpu or all)");
+  check_compute_units(options);
   pipeline::ModelSource source = pipeline::open_model_source(path, options.source);
+  return from_source(std::move(source), options);
+}
+
+std::unique_ptr<Pipeline> Pipeline::from_source(pipeline::ModelSource source, const PipelineOptions& options) {
+  check_compute_units(options);
   for (const auto& dir : options.controlnet_folders) source.controlnets[pipeline::controlnet_bundle_name(dir)] = pipeline::open_component_folder(dir);
   return std::make_unique<StableDiffusionPipeline>(std::move(source), options);
 }

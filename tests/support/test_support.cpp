@@ -28,6 +28,15 @@ std::string reference_path(const std::string& relative) {
   return p.string();
 }
 
+std::string error_message(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 std::string source_dir() { return SDRT_SOURCE_DIR; }
 
 std::string make_temp_dir(const std::string& tag) {

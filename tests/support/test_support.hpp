@@ -2,6 +2,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -26,6 +27,9 @@ Weights read_case(const std::string& path);
 ::testing::AssertionResult all_close(const Tensor& actual, const Tensor& expected, double tol);
 double max_abs(const Tensor& t);
 double max_abs_diff(const Tensor& a, const Tensor& b);
+// The message of the sdrt::Error that `f` throws, or "" when it throws none (other exceptions propagate).
+std::string error_message(const std::function<void()>& f);
+
 // PSNR in dB of two same-shaped tensors whose values span `peak` (e.g. 1.0 for [0,1] images, 255 for uint8).
 double psnr(const Tensor& a, const Tensor& b, double peak);
 

@@ -56,6 +56,8 @@ class Backend {
   virtual void add_channel_bias_(Tensor& x, const Tensor& b) = 0;
 
   virtual Tensor upsample_nearest2x(const Tensor& x) = 0;                // NCHW, H and W doubled
+  // NCHW to out_h x out_w, source index floor(dst * in / out) as torch's "nearest" interpolation.
+  virtual Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w) = 0;
   virtual Tensor concat(const std::vector<Tensor>& xs, int dim) = 0;     // shapes equal except `dim`
   virtual Tensor nchw_to_nlc(const Tensor& x) = 0;                       // [N, C, H, W] -> [N, H*W, C]
   virtual Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) = 0;  // [N, H*W, C] -> [N, C, H, W]

@@ -49,7 +49,9 @@ class Downsample2D {
 class Upsample2D {
  public:
   Upsample2D(kernels::Backend& backend, const WeightScope& scope, int64_t channels);
-  Tensor forward(const Tensor& x) const;
+  // Nearest 2x, or to the size of `skip` (the next skip connection) when given, as diffusers passes
+  // upsample_size for latents that do not halve evenly at every level.
+  Tensor forward(const Tensor& x, const Tensor* skip = nullptr) const;
 
  private:
   kernels::Backend* backend_;

@@ -71,6 +71,8 @@ class Pipeline {
  public:
   // path: an sdrt bundle, a diffusers folder or a single-file checkpoint.
   static std::unique_ptr<Pipeline> load(const std::string& path, const PipelineOptions& options = {});
+  // A model already in memory (e.g. pipeline::random_model_source); options.source is not used.
+  static std::unique_ptr<Pipeline> from_source(pipeline::ModelSource source, const PipelineOptions& options = {});
   virtual ~Pipeline() = default;
   virtual GenerationResult generate(const GenerationConfig& config, const ProgressCallback& progress = {}) = 0;
   virtual const pipeline::ModelSource& source() const = 0;

@@ -34,6 +34,9 @@ class CpuBackend final : public Backend {
   void scale_(Tensor& x, float s) override { cpu::scale_(x, s); }
   void add_channel_bias_(Tensor& x, const Tensor& b) override { cpu::add_channel_bias_(x, b); }
   Tensor upsample_nearest2x(const Tensor& x) override { return cpu::upsample_nearest2x(x); }
+  Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w) override {
+    return cpu::upsample_nearest(x, out_h, out_w);
+  }
   Tensor concat(const std::vector<Tensor>& xs, int dim) override { return cpu::concat(xs, dim); }
   Tensor nchw_to_nlc(const Tensor& x) override { return cpu::nchw_to_nlc(x); }
   Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) override { return cpu::nlc_to_nchw(x, h, w); }

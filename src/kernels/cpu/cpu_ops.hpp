@@ -27,6 +27,7 @@ void add_channel_bias_(Tensor& x, const Tensor& b);
 
 // Data movement (layout.cpp).
 Tensor upsample_nearest2x(const Tensor& x);
+Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w);
 Tensor concat(const std::vector<Tensor>& xs, int dim);
 Tensor nchw_to_nlc(const Tensor& x);
 Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w);

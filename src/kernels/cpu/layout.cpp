@@ -1,5 +1,7 @@
 // Data movement: nearest upsampling, concatenation, NCHW <-> token layout, embedding lookup.
 #include <algorithm>
+#include <cmath>
+#include <vector>
 #include <cstring>
 
 #include "kernels/cpu/check.hpp"
@@ -41,6 +43,37 @@ Tensor upsample_nearest2x(const Tensor& x) {
 #pragma omp simd
       for (int64_t j = 0; j < 2 * w; ++j) dst[j] = src[j / 2];
       std::memcpy(dst + 2 * w, dst, static_cast<size_t>(2 * w) * sizeof(float));
+    }
+  }
+  return y;
+}
+
+namespace {
+// torch's nearest_idx: the scale is computed in float, the index floored and clamped.
+int64_t nearest_source(int64_t dst, int64_t in, int64_t out) {
+  if (in == out) return dst;
+  if (out == 2 * in) return dst >> 1;
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  return std::min(static_cast<int64_t>(std::floor(static_cast<float>(dst) * scale)), in - 1);
+}
+}  // namespace
+
+Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w) {
+  require_f32("upsample_nearest", "input", x, 4);
+  if (out_h <= 0 || out_w <= 0)
+    fail("upsample_nearest", "output size " + std::to_string(out_h) + "x" + std::to_string(out_w) + " is not positive");
+  const int64_t planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3);
+  Tensor y = Tensor::empty({x.dim(0), x.dim(1), out_h, out_w});
+  std::vector<int64_t> cols(static_cast<size_t>(out_w));
+  for (int64_t j = 0; j < out_w; ++j) cols[static_cast<size_t>(j)] = nearest_source(j, w, out_w);
+  const float* xp = x.f32();
+  float* yp = y.f32();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    for (int64_t i = 0; i < out_h; ++i) {
+      const float* src = xp + (p * h + nearest_source(i, h, out_h)) * w;
+      float* dst = yp + (p * out_h + i) * out_w;
+      for (int64_t j = 0; j < out_w; ++j) dst[j] = src[cols[static_cast<size_t>(j)]];
     }
   }
   return y;

@@ -1,0 +1,75 @@
+// `sdrt bench` through the command line: the JSON report on the tiny reference model, and clear errors
+// for bad option values.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "support/cli_support.hpp"
+#include "support/test_support.hpp"
+
+namespace sdrt {
+namespace {
+
+using test::run_sdrt;
+using test::shell_quote;
+
+// The JSON object is the last thing printed (OpenMP or the allocator could print before it).
+nlohmann::json last_json_object(const std::string& output) {
+  const size_t start = output.find("{\n");
+  if (start == std::string::npos) throw std::runtime_error("no JSON object in:\n" + output);
+  return nlohmann::json::parse(output.substr(start));
+}
+
+TEST(CliBench, JsonReportOnTheTinyModel) {
+  const std::string model = test::reference_path("models/sd1-tiny");
+  const auto r = run_sdrt("bench --resource-path " + shell_quote(model) + " --steps 2 --repeat 1 --threads 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = last_json_object(r.output);
+  for (const char* key : {"unet_step_s", "text_encoder_s", "vae_decode_s", "vae_encode_s", "total_s", "pipeline_load_s"}) {
+    ASSERT_TRUE(j.contains(key) && j[key].is_number()) << key << " in " << r.output;
+    EXPECT_GT(j[key].get<double>(), 0.0) << key;
+  }
+  EXPECT_EQ(j["steps"], 2);
+  EXPECT_EQ(j["width"], 64);  // sd1-tiny: UNet sample size 8 times the VAE's factor 8
+  EXPECT_EQ(j["height"], 64);
+  EXPECT_EQ(j["precision"], "float32");
+  EXPECT_EQ(j["compute_precision"], "float32");
+  EXPECT_EQ(j["threads"], 1);
+  EXPECT_EQ(j["attention"], "flash");
+  EXPECT_EQ(j["resource_path"], model);
+  EXPECT_GT(j["peak_rss_bytes"].get<int64_t>(), 0);
+  // The whole generation runs the text encoder, two UNet steps and a decode at least.
+  EXPECT_GT(j["total_s"].get<double>(), j["unet_step_s"].get<double>());
+}
+
+TEST(CliBench, PrecisionAliasAndSizeAreHonoured) {
+  const auto r = run_sdrt("bench --resource-path " + shell_quote(test::reference_path("models/sd1-tiny")) +
+                          " --steps 1 --repeat 1 --precision bf16 --width 128 --height 64 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = last_json_object(r.output);
+  EXPECT_EQ(j["precision"], "bfloat16");
+  EXPECT_EQ(j["compute_precision"], "float32");
+  EXPECT_EQ(j["width"], 128);
+  EXPECT_EQ(j["height"], 64);
+}
+
+void expect_failure(const std::string& args, const std::string& message) {
+  const auto r = run_sdrt("bench " + args);
+  EXPECT_NE(r.exit_code, 0) << args;
+  EXPECT_NE(r.output.find(message), std::string::npos) << args << "\n" << r.output;
+}
+
+TEST(CliBench, BadValuesFailClearly) {
+  const std::string tiny = "--resource-path " + shell_quote(test::reference_path("models/sd1-tiny"));
+  expect_failure("--architecture sdxl", "unknown architecture 'sdxl' (known: sd15, sd21-base, sd21)");
+  expect_failure(tiny + " --precision int8", "unknown precision 'int8'");
+  expect_failure(tiny + " --attention original", "--attention original is not available yet");
+  expect_failure(tiny + " --attention sparse", "--attention: unknown value 'sparse'");
+  expect_failure("--steps 2", "give exactly one of --resource-path and --architecture");
+  expect_failure(tiny + " --architecture sd15", "give exactly one of --resource-path and --architecture");
+  expect_failure(tiny + " --repeat 0", "--repeat must be positive");
+  expect_failure(tiny + " --width 100", "multiples of 8");
+}
+
+}  // namespace
+}  // namespace sdrt

@@ -1,0 +1,103 @@
+// The built-in full-size architectures: their random model sources hold every tensor the networks read,
+// with the right shapes (the model constructors throw on a missing or mis-shaped tensor).
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "sdrt/base/error.hpp"
+#include "sdrt/kernels/backend.hpp"
+#include "sdrt/models/autoencoder_kl.hpp"
+#include "sdrt/models/clip_text_model.hpp"
+#include "sdrt/models/unet_2d_condition.hpp"
+#include "sdrt/pipeline/architectures.hpp"
+
+namespace sdrt {
+namespace {
+
+using pipeline::architecture;
+using pipeline::random_model_source;
+
+int64_t parameter_count(const Weights& w) {
+  int64_t n = 0;
+  for (const auto& [name, t] : w.all()) n += t.numel();
+  return n;
+}
+
+// Builds each network from the random source, one at a time to bound memory. F16 storage halves the
+// source; construction still makes F32 copies of the network being built.
+void construct_all(const std::string& name) {
+  const pipeline::ModelSource src = random_model_source(name, "float16");
+  auto& backend = kernels::cpu_backend();
+  {
+    const models::CLIPTextModel text(models::CLIPTextConfig::from_json(src.text_encoder->config),
+                                     src.text_encoder->weights, backend);
+  }
+  {
+    const models::UNet2DConditionModel unet(models::UNet2DConditionConfig::from_json(src.unet->config),
+                                            src.unet->weights, backend);
+    EXPECT_EQ(unet.config().sample_size, src.unet->config.at("sample_size").get<int64_t>());
+  }
+  const models::AutoencoderKL vae(models::AutoencoderKLConfig::from_json(src.vae->config), src.vae->weights, backend,
+                                  true, true);
+  EXPECT_EQ(vae.config().downscale_factor(), 8);
+}
+
+TEST(PipelineArchitectures, Sd15ConstructsEveryNetwork) { construct_all("sd15"); }
+TEST(PipelineArchitectures, Sd21ConstructsEveryNetwork) { construct_all("sd21"); }
+
+// sd21-base has sd21's tensors (constructed above): only the trained size, attention upcasting and the
+// scheduler differ, which keeps this suite's run time and memory down.
+TEST(PipelineArchitectures, Sd21BaseDiffersFromSd21OnlyInSizeAndScheduler) {
+  auto base = architecture("sd21-base"), full = architecture("sd21");
+  EXPECT_EQ(base.text_encoder, full.text_encoder);
+  EXPECT_EQ(base.unet.at("sample_size"), 64);
+  EXPECT_EQ(full.unet.at("sample_size"), 96);
+  EXPECT_EQ(base.scheduler.at("prediction_type"), "epsilon");
+  EXPECT_EQ(full.scheduler.at("prediction_type"), "v_prediction");
+  for (auto* a : {&base, &full}) {
+    a->unet.erase("sample_size");
+    a->unet.erase("upcast_attention");
+    a->vae.erase("sample_size");
+  }
+  EXPECT_EQ(base.unet, full.unet);
+  EXPECT_EQ(base.vae, full.vae);
+}
+
+// Parameter counts of the published checkpoints (diffusers num_parameters()): a wrong block layout
+// could still construct if the configs and the generator agreed on a wrong structure.
+TEST(PipelineArchitectures, ParameterCountsMatchThePublishedModels) {
+  const auto sd15 = architecture("sd15");
+  EXPECT_EQ(parameter_count(pipeline::random_unet_weights(sd15.unet, DType::BF16)), 859520964);
+  EXPECT_EQ(parameter_count(pipeline::random_vae_weights(sd15.vae, DType::BF16)), 83653863);
+  EXPECT_EQ(parameter_count(pipeline::random_text_encoder_weights(sd15.text_encoder, DType::BF16)), 123060480);
+  const auto sd21 = architecture("sd21");
+  EXPECT_EQ(parameter_count(pipeline::random_unet_weights(sd21.unet, DType::BF16)), 865910724);
+  EXPECT_EQ(parameter_count(pipeline::random_text_encoder_weights(sd21.text_encoder, DType::BF16)), 340387840);
+}
+
+TEST(PipelineArchitectures, RandomWeightsAreDeterministicAndScaled) {
+  const auto cfg = architecture("sd15").vae;
+  const Weights a = pipeline::random_vae_weights(cfg, DType::F32);
+  const Weights b = pipeline::random_vae_weights(cfg, DType::F32);
+  const Tensor wa = a.get("decoder.conv_in.weight", {512, 4, 3, 3});
+  const Tensor wb = b.get("decoder.conv_in.weight", {512, 4, 3, 3});
+  double sum_sq = 0;
+  for (int64_t i = 0; i < wa.numel(); ++i) {
+    ASSERT_EQ(wa.f32()[i], wb.f32()[i]);
+    sum_sq += static_cast<double>(wa.f32()[i]) * wa.f32()[i];
+  }
+  // Uniform in +-1/sqrt(fan_in = 36): std 1/sqrt(3 * 36); 18432 draws give ~1% accuracy, 5% allowed.
+  EXPECT_NEAR(std::sqrt(sum_sq / static_cast<double>(wa.numel())), 1.0 / std::sqrt(108.0), 0.05 / std::sqrt(108.0));
+  EXPECT_EQ(a.get("decoder.conv_norm_out.weight", {128}).f32()[0], 1.0f);
+  EXPECT_EQ(a.get("decoder.conv_norm_out.bias", {128}).f32()[0], 0.0f);
+}
+
+TEST(PipelineArchitectures, RejectsUnknownNamesAndPrecisions) {
+  EXPECT_THROW(architecture("sdxl"), Error);
+  EXPECT_THROW(pipeline::precision_dtype("int8"), Error);
+  EXPECT_EQ(pipeline::precision_dtype("bf16"), DType::BF16);
+  EXPECT_EQ(pipeline::precision_name("fp16"), "float16");
+}
+
+}  // namespace
+}  // namespace sdrt
