@@ -6,6 +6,7 @@
 #include "sdrt/base/error.hpp"
 #include "sdrt/pipeline/bundle.hpp"
 #include "sdrt/pipeline/conversion_check.hpp"
+#include "sdrt/pipeline/precision.hpp"
 
 namespace sdrt::cli {
 namespace {
@@ -18,13 +19,6 @@ struct ConvertArgs {
   std::vector<std::string> controlnets;
 };
 
-std::string normalise_precision(const std::string& p) {
-  if (p == "float32" || p == "fp32") return "float32";
-  if (p == "float16" || p == "fp16") return "float16";
-  if (p == "bfloat16" || p == "bf16") return "bfloat16";
-  throw Error("--precision: unknown value '" + p + "' (float32, float16 or bfloat16)");
-}
-
 int run_convert(const ConvertArgs& a) {
   pipeline::SourceOptions so;
   if (!a.prediction_type.empty()) so.prediction_type = a.prediction_type;
@@ -35,7 +29,7 @@ int run_convert(const ConvertArgs& a) {
     source.controlnets[pipeline::controlnet_bundle_name(dir)] = pipeline::open_component_folder(dir);
 
   pipeline::BundleWriteOptions opt;
-  opt.precision = normalise_precision(a.precision);
+  opt.precision = pipeline::precision_name(a.precision);
   opt.chunk_unet = a.chunk_unet;
   opt.force = a.force;
   // No --convert-* flag: every component the source has.

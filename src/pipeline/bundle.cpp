@@ -10,26 +10,12 @@
 #include "sdrt/io/json.hpp"
 #include "sdrt/io/safetensors.hpp"
 #include "sdrt/pipeline/checksum.hpp"
+#include "sdrt/pipeline/precision.hpp"
 
 namespace fs = std::filesystem;
 
 namespace sdrt::pipeline {
 namespace {
-
-DType precision_dtype(const std::string& precision) {
-  if (precision == "float32" || precision == "fp32") return DType::F32;
-  if (precision == "float16" || precision == "fp16") return DType::F16;
-  if (precision == "bfloat16" || precision == "bf16") return DType::BF16;
-  throw Error("unknown precision '" + precision + "' (use float32, float16 or bfloat16)");
-}
-
-std::string canonical_precision(const std::string& precision) {
-  switch (precision_dtype(precision)) {
-    case DType::F16: return "float16";
-    case DType::BF16: return "bfloat16";
-    default: return "float32";
-  }
-}
 
 // Tensors of `w` whose names start with one of `prefixes` (all when empty), floats cast to `dtype`.
 std::vector<std::pair<std::string, Tensor>> select(const Weights& w, const std::vector<std::string>& prefixes,
@@ -164,7 +150,7 @@ void write_into(const ModelSource& src, const fs::path& dir, const BundleWriteOp
   manifest["format"] = "sdrt-bundle";
   manifest["format_version"] = kBundleFormatVersion;
   manifest["model_family"] = src.family;
-  manifest["precision"] = canonical_precision(opt.precision);
+  manifest["precision"] = precision_name(opt.precision);
   manifest["source"] = {{"path", src.path}, {"format", src.format}};
   manifest["components"] = plan.components;
   manifest["scheduler"] = {{"class", src.scheduler_class}, {"config", src.scheduler_config}};

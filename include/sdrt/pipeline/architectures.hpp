@@ -9,6 +9,7 @@
 #include "sdrt/base/dtype.hpp"
 #include "sdrt/core/weights.hpp"
 #include "sdrt/pipeline/model_source.hpp"
+#include "sdrt/pipeline/precision.hpp"
 
 namespace sdrt::pipeline {
 
@@ -22,11 +23,6 @@ struct Architecture {
 const std::vector<std::string>& architecture_names();
 // Throws sdrt::Error listing the known names when `name` is not one of them.
 Architecture architecture(const std::string& name);
-
-// float32 | float16 | bfloat16 (or fp32 | fp16 | bf16) -> the storage type; throws on anything else.
-DType precision_dtype(const std::string& precision);
-// The canonical name of a precision ("fp16" -> "float16"); throws like precision_dtype.
-std::string precision_name(const std::string& precision);
 
 // Every tensor the models read for the given diffusers configs, with the right shapes, filled with
 // deterministic pseudo-random values scaled like a typical initialisation (linears std 0.02, convs
