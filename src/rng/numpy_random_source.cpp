@@ -65,12 +65,7 @@ std::vector<double> NumpyRandomSource::randn_double(int64_t count) {
 }
 
 Tensor NumpyRandomSource::randn(const Shape& shape) {
-  const auto count = static_cast<int64_t>(io::checked_numel(shape, "numpy randn"));
-  const std::vector<double> values = randn_double(count);
-  Tensor out = Tensor::empty(shape);
-  float* data = out.f32();
-  for (size_t i = 0; i < values.size(); ++i) data[i] = static_cast<float>(values[i]);
-  return out;
+  return float_tensor(shape, randn_double(static_cast<int64_t>(io::checked_numel(shape, "numpy randn"))));
 }
 
 }  // namespace sdrt::rng

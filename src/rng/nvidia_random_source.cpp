@@ -76,12 +76,7 @@ std::vector<double> NvidiaRandomSource::randn_double(int64_t count) {
 
 // Computed in float64 (as NvRandomSource), then rounded to float32.
 Tensor NvidiaRandomSource::randn(const Shape& shape) {
-  const auto count = static_cast<int64_t>(io::checked_numel(shape, "nvidia randn"));
-  const std::vector<double> values = randn_double(count);
-  Tensor out = Tensor::empty(shape);
-  float* data = out.f32();
-  for (size_t i = 0; i < values.size(); ++i) data[i] = static_cast<float>(values[i]);
-  return out;
+  return float_tensor(shape, randn_double(static_cast<int64_t>(io::checked_numel(shape, "nvidia randn"))));
 }
 
 }  // namespace sdrt::rng

@@ -29,6 +29,9 @@ class RandomSource {
 
 // The source called `name` ("numpy", "torch", "nvidia") seeded with `seed`; throws sdrt::Error for an
 // unknown name or a seed the source cannot take (numpy: seed >= 2^32).
+// float64 draws rounded to a float32 tensor of `shape` (numel(shape) == values.size()).
+Tensor float_tensor(const Shape& shape, const std::vector<double>& values);
+
 std::unique_ptr<RandomSource> make_random_source(std::string_view name, uint64_t seed);
 
 // The names make_random_source accepts.
