@@ -65,19 +65,7 @@ class DdpmScheduler final : public AlphaScheduler {
     const float current_alpha = alpha_t / alpha_prev, current_beta = 1.0f - current_alpha;
     const float sqrt_alpha = std::sqrt(alpha_t), sqrt_beta = std::sqrt(beta_t);
 
-    Tensor pred_original;
-    switch (cfg_.prediction_type) {
-      case PredictionType::Epsilon:
-        pred_original = zip_map([&](float x, float e) { return (x - sqrt_beta * e) / sqrt_alpha; }, sample, model_output);
-        break;
-      case PredictionType::Sample:
-        pred_original = model_output;
-        break;
-      case PredictionType::VPrediction:
-        pred_original = zip_map([&](float x, float v) { return sqrt_alpha * x - sqrt_beta * v; }, sample, model_output);
-        break;
-    }
-    pred_original = threshold_or_clip(pred_original);
+    const Tensor pred_original = threshold_or_clip(predicted_original(sample, model_output, sqrt_alpha, sqrt_beta));
     const float original_coeff = std::sqrt(alpha_prev) * current_beta / beta_t;
     const float sample_coeff = std::sqrt(current_alpha) * beta_prev / beta_t;
     Tensor prev = zip_map([&](float x0, float x) { return original_coeff * x0 + sample_coeff * x; }, pred_original,

@@ -51,19 +51,7 @@ class LcmScheduler final : public AlphaScheduler {
     const float c_skip = 0.25f / (scaled * scaled + 0.25f);
     const float c_out = scaled / std::sqrt(scaled * scaled + 0.25f);
 
-    Tensor pred_original;
-    switch (cfg_.prediction_type) {
-      case PredictionType::Epsilon:
-        pred_original = zip_map([&](float x, float e) { return (x - sqrt_beta * e) / sqrt_alpha; }, sample, model_output);
-        break;
-      case PredictionType::Sample:
-        pred_original = model_output;
-        break;
-      case PredictionType::VPrediction:
-        pred_original = zip_map([&](float x, float v) { return sqrt_alpha * x - sqrt_beta * v; }, sample, model_output);
-        break;
-    }
-    pred_original = threshold_or_clip(pred_original);
+    const Tensor pred_original = threshold_or_clip(predicted_original(sample, model_output, sqrt_alpha, sqrt_beta));
     const Tensor denoised =
         zip_map([&](float x0, float x) { return c_out * x0 + c_skip * x; }, pred_original, sample);
     Tensor prev = denoised;

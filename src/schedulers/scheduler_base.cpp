@@ -32,6 +32,19 @@ Tensor SchedulerBase::draw_noise(const NoiseFn& noise, const Shape& shape) const
   return drawn;
 }
 
+Tensor SchedulerBase::predicted_original(const Tensor& sample, const Tensor& model_output, float sqrt_alpha,
+                                         float sqrt_beta) const {
+  switch (cfg_.prediction_type) {
+    case PredictionType::Epsilon:
+      return zip_map([&](float x, float e) { return (x - sqrt_beta * e) / sqrt_alpha; }, sample, model_output);
+    case PredictionType::Sample:
+      return model_output;
+    case PredictionType::VPrediction:
+      return zip_map([&](float x, float v) { return sqrt_alpha * x - sqrt_beta * v; }, sample, model_output);
+  }
+  return model_output;
+}
+
 Tensor SchedulerBase::threshold_or_clip(const Tensor& x0) const {
   return cfg_.thresholding ? threshold(x0) : clip(x0);
 }

@@ -41,6 +41,8 @@ class SchedulerBase : public Scheduler {
   void check_same_shape(const Tensor& a, const Tensor& b, const char* what_a, const char* what_b) const;
   // One draw from the pipeline's RNG, checked to be F32 of `shape`.
   Tensor draw_noise(const NoiseFn& noise, const Shape& shape) const;
+  // DDPM / LCM: x0 from the model output for the configured prediction type (before thresholding).
+  Tensor predicted_original(const Tensor& sample, const Tensor& model_output, float sqrt_alpha, float sqrt_beta) const;
   // x0 post-processing of DDIM / DDPM / LCM: dynamic thresholding, else clip_sample.
   Tensor threshold_or_clip(const Tensor& x0) const;
   // clip_sample alone: clamp to [-clip_sample_range, clip_sample_range] when set.
