@@ -15,13 +15,8 @@ io::Image fit_image(const io::Image& img, int width, int height, const std::stri
   if (img.width == width && img.height == height) return img;
   notes.push_back(what + " resized from " + std::to_string(img.width) + "x" + std::to_string(img.height) + " to " +
                   std::to_string(width) + "x" + std::to_string(height) + " (Lanczos)");
-  io::Image out = img;
-  out.width = width;
-  out.height = height;
-  const auto v = resize_pil(img.pixels.data(), img.width, img.height, img.channels, width, height, Resample::Lanczos);
-  out.pixels.assign(v.size(), 0);
-  for (size_t i = 0; i < v.size(); ++i) out.pixels[i] = static_cast<uint8_t>(v[i]);
-  return out;
+  return io::Image{width, height, img.channels,
+                   resize_pil(img.pixels.data(), img.width, img.height, img.channels, width, height, Resample::Lanczos)};
 }
 
 // uint8 RGB -> [1, 3, H, W] with `map` applied to x / 255.
