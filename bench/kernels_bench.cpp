@@ -45,6 +45,49 @@ BENCHMARK(BM_Conv3x3)
     ->Unit(benchmark::kMillisecond)
     ->MinTime(1.0);
 
+kernels::Backend& backend_for(int64_t bf16) {
+  kernels::BackendOptions o;
+  o.compute = bf16 ? kernels::ComputeType::BF16 : kernels::ComputeType::F32;
+  return kernels::cpu_backend(o);
+}
+
+// Prepared layers (weights packed once, fp16 storage as in a bundle). args: batch, channels in, size,
+// channels out, bf16 compute (0/1; falls back to fp32 where the CPU has no bf16).
+void BM_PreparedConv3x3(benchmark::State& state) {
+  const int64_t n = state.range(0), c = state.range(1), hw = state.range(2), o = state.range(3);
+  const Tensor x = random({n, c, hw, hw}, 1), b = random({o}, 3);
+  const auto op = backend_for(state.range(4)).make_conv2d(WeightTensor(random({o, c, 3, 3}, 2).to(DType::F16)), b,
+                                                          Conv2dParams::same(1, 1));
+  for (auto _ : state) benchmark::DoNotOptimize(op->forward(x));
+  set_gflops(state, 2.0 * static_cast<double>(n * o * hw * hw * c * 9));
+}
+BENCHMARK(BM_PreparedConv3x3)
+    ->Args({2, 320, 64, 320, 0})
+    ->Args({2, 320, 64, 320, 1})
+    ->Args({2, 1280, 16, 1280, 0})
+    ->Args({2, 1280, 16, 1280, 1})
+    ->Args({1, 128, 512, 128, 1})
+    ->MeasureProcessCPUTime()
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(1.0);
+
+// args: rows, in features, out features, bf16 compute.
+void BM_PreparedLinear(benchmark::State& state) {
+  const int64_t m = state.range(0), k = state.range(1), n = state.range(2);
+  const Tensor x = random({m, k}, 4), b = random({n}, 6);
+  const auto op = backend_for(state.range(3)).make_linear(WeightTensor(random({n, k}, 5).to(DType::F16)), b);
+  for (auto _ : state) benchmark::DoNotOptimize(op->forward(x));
+  set_gflops(state, 2.0 * static_cast<double>(m * k * n));
+}
+BENCHMARK(BM_PreparedLinear)
+    ->Args({8192, 320, 1280, 0})
+    ->Args({8192, 320, 1280, 1})
+    ->MeasureProcessCPUTime()
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(1.0);
+
 // args: rows, in features, out features.
 void BM_Linear(benchmark::State& state) {
   const int64_t m = state.range(0), k = state.range(1), n = state.range(2);

@@ -13,8 +13,12 @@ extern "C" {
 typedef struct sdrt_pipeline sdrt_pipeline;
 
 typedef struct {
-  int reduce_memory;          /* build each network just before use, free it after */
-  const char* compute_units;  /* "cpu" or "all"; NULL = "all" */
+  int reduce_memory;             /* 1: build each network just before use, free it after;
+                                    2: also decode each layer's weights on every use (stream) */
+  const char* compute_units;     /* "cpu" or "all"; NULL = "all" */
+  const char* compute_precision; /* NULL = "auto"; "float32", "bfloat16" */
+  const char* attention;         /* NULL = "flash"; "original" */
+  int vae_tile_size;             /* 0 = whole images; else decode/encode in tiles of this many pixels */
 } sdrt_load_options;
 
 typedef struct {

@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sdrt/kernels/backend.hpp"
+
 #include "support/cli_support.hpp"
 #include "support/test_support.hpp"
 
@@ -42,13 +44,25 @@ TEST(CliBench, JsonReportOnTheTinyModel) {
   EXPECT_GT(j["total_s"].get<double>(), j["unet_step_s"].get<double>());
 }
 
+TEST(CliBench, ComputePrecisionAttentionAndReduceMemoryAreHonoured) {
+  const auto r = run_sdrt("bench --resource-path " + shell_quote(test::reference_path("models/sd1-tiny")) +
+                          " --steps 1 --repeat 1 --compute-precision fp32 --attention original --reduce-memory=stream "
+                          "--json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = last_json_object(r.output);
+  EXPECT_EQ(j["compute_precision"], "float32");
+  EXPECT_EQ(j["attention"], "original");
+  EXPECT_EQ(j["reduce_memory"], "stream");
+}
+
 TEST(CliBench, PrecisionAliasAndSizeAreHonoured) {
   const auto r = run_sdrt("bench --resource-path " + shell_quote(test::reference_path("models/sd1-tiny")) +
                           " --steps 1 --repeat 1 --precision bf16 --width 128 --height 64 --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto j = last_json_object(r.output);
   EXPECT_EQ(j["precision"], "bfloat16");
-  EXPECT_EQ(j["compute_precision"], "float32");
+  // auto: bf16 weights compute in bf16 where the CPU multiplies bf16 natively.
+  EXPECT_EQ(j["compute_precision"], kernels::cpu_has_bf16() ? "bfloat16" : "float32");
   EXPECT_EQ(j["width"], 128);
   EXPECT_EQ(j["height"], 64);
 }
@@ -63,8 +77,9 @@ TEST(CliBench, BadValuesFailClearly) {
   const std::string tiny = "--resource-path " + shell_quote(test::reference_path("models/sd1-tiny"));
   expect_failure("--architecture sdxl", "unknown architecture 'sdxl' (known: sd15, sd21-base, sd21)");
   expect_failure(tiny + " --precision int8", "unknown precision 'int8'");
-  expect_failure(tiny + " --attention original", "--attention original is not available yet");
-  expect_failure(tiny + " --attention sparse", "--attention: unknown value 'sparse'");
+  expect_failure(tiny + " --attention sparse", "unknown attention 'sparse' (flash or original)");
+  expect_failure(tiny + " --compute-precision int4", "unknown compute precision 'int4'");
+  expect_failure(tiny + " --reduce-memory=sometimes", "--reduce-memory: unknown value 'sometimes'");
   expect_failure("--steps 2", "give exactly one of --resource-path and --architecture");
   expect_failure(tiny + " --architecture sd15", "give exactly one of --resource-path and --architecture");
   expect_failure(tiny + " --repeat 0", "--repeat must be positive");

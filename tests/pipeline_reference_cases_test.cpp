@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "sdrt/io/image.hpp"
+#include "sdrt/kernels/backend.hpp"
 #include "sdrt/pipeline/pipeline.hpp"
 #include "support/test_support.hpp"
 
@@ -46,14 +47,15 @@ Tensor image_tensor(const std::vector<io::Image>& images) {
 
 class ReferencePipeline : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(ReferencePipeline, MatchesDiffusers) {
-  const std::string name = GetParam();
-  const auto c = test::read_json(case_path(name, ".json"));
-  const std::string kind = c.at("kind");
+std::unique_ptr<Pipeline> load_case_model(const nlohmann::json& c, const std::string& compute_precision) {
   PipelineOptions options;
-  if (kind == "controlnet") options.controlnet_folders.push_back(test::reference_path("models/controlnet-tiny"));
-  auto pipe = Pipeline::load(test::reference_path("models/" + c.at("model").get<std::string>()), options);
+  options.compute_precision = compute_precision;
+  if (c.at("kind") == "controlnet") options.controlnet_folders.push_back(test::reference_path("models/controlnet-tiny"));
+  return Pipeline::load(test::reference_path("models/" + c.at("model").get<std::string>()), options);
+}
 
+GenerationConfig case_config(const std::string& name, const nlohmann::json& c) {
+  const std::string kind = c.at("kind");
   GenerationConfig g;
   if (c.at("prompt").is_array())
     g.prompts = c.at("prompt").get<std::vector<std::string>>();
@@ -77,8 +79,15 @@ TEST_P(ReferencePipeline, MatchesDiffusers) {
   if (kind == "controlnet")
     g.controls.push_back({"ControlnetTiny", io::read_image(case_path(name, "_cond.png"), 3),
                           c.at("controlnet_conditioning_scale").get<float>()});
+  return g;
+}
 
-  const auto result = pipe->generate(g);
+TEST_P(ReferencePipeline, MatchesDiffusers) {
+  const std::string name = GetParam();
+  const auto c = test::read_json(case_path(name, ".json"));
+  auto pipe = load_case_model(c, "auto");
+  ASSERT_EQ(pipe->backend_options().compute, kernels::ComputeType::F32) << "float32 models compute in fp32";
+  const auto result = pipe->generate(case_config(name, c));
   std::vector<io::Image> expected;
   for (const auto& png : c.at("png")) expected.push_back(io::read_image(test::reference_path("cases/pipelines/" + png.get<std::string>()), 3));
   ASSERT_EQ(result.images.size(), expected.size());
@@ -87,6 +96,29 @@ TEST_P(ReferencePipeline, MatchesDiffusers) {
   EXPECT_GE(db, kMinPsnr) << name;
   if (c.contains("has_nsfw_concept") && c["has_nsfw_concept"].is_array()) {
     for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(result.nsfw.at(i), c["has_nsfw_concept"][i].get<bool>()) << i;
+  }
+}
+
+// Issue requirement: bf16 compute stays within 30 dB PSNR of the fp32 path on every reference pipeline.
+// On a CPU without native bf16 the backend falls back to fp32, which must then give the same images.
+constexpr double kMinBf16Psnr = 30.0;
+
+TEST_P(ReferencePipeline, Bf16ComputeIsCloseToFp32) {
+  const std::string name = GetParam();
+  const auto c = test::read_json(case_path(name, ".json"));
+  const GenerationConfig g = case_config(name, c);
+  const auto fp32 = load_case_model(c, "float32")->generate(g);
+  auto bf16_pipe = load_case_model(c, "bfloat16");
+  const auto bf16 = bf16_pipe->generate(g);
+  ASSERT_EQ(bf16.images.size(), fp32.images.size());
+  const double db = test::psnr(image_tensor(bf16.images), image_tensor(fp32.images), 255.0);
+  std::printf("%s: bf16 vs fp32 PSNR %.1f dB\n", name.c_str(), db);
+  if (kernels::cpu_has_bf16()) {
+    EXPECT_EQ(bf16_pipe->backend_options().compute, kernels::ComputeType::BF16);
+    EXPECT_GE(db, kMinBf16Psnr) << name;
+  } else {
+    EXPECT_EQ(bf16_pipe->backend_options().compute, kernels::ComputeType::F32);
+    EXPECT_EQ(db, 200.0) << name << ": the fp32 fallback must reproduce the fp32 images (psnr() gives 200 for equal)";
   }
 }
 

@@ -90,8 +90,14 @@ int sdrt_pipeline_load(const char* path, const sdrt_load_options* options, sdrt_
     if (!path || !out) throw sdrt::Error("path and out must not be NULL");
     sdrt::PipelineOptions o;
     if (options) {
+      if (options->reduce_memory < 0 || options->reduce_memory > 2)
+        throw sdrt::Error("reduce_memory must be 0, 1 or 2 (got " + std::to_string(options->reduce_memory) + ")");
       o.reduce_memory = options->reduce_memory != 0;
+      o.stream_weights = options->reduce_memory == 2;
       if (options->compute_units) o.compute_units = options->compute_units;
+      if (options->compute_precision) o.compute_precision = options->compute_precision;
+      if (options->attention) o.attention = options->attention;
+      o.vae_tile_size = options->vae_tile_size;
     }
     *out = new sdrt_pipeline{sdrt::Pipeline::load(path, o)};
   });

@@ -2,11 +2,15 @@
 // generation, on a model from disk or a built-in architecture with random weights.
 #include <omp.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <map>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -18,24 +22,42 @@
 #include "sdrt/models/clip_text_model.hpp"
 #include "sdrt/models/unet_2d_condition.hpp"
 #include "sdrt/pipeline/architectures.hpp"
+#include "sdrt/pipeline/bundle.hpp"
+#include "sdrt/pipeline/conversion_check.hpp"
+#include "sdrt/pipeline/model_compression.hpp"
+#include "sdrt/pipeline/precision.hpp"
 #include "sdrt/pipeline/pipeline.hpp"
 #include "sdrt/tokenizer/clip_tokenizer.hpp"
 
 namespace sdrt::cli {
 namespace {
 
+namespace fs = std::filesystem;
+
 constexpr const char* kPrompt = "a photograph of an astronaut riding a horse";
 
 struct BenchArgs {
-  std::string resource_path, architecture, attention = "flash";
+  std::string resource_path, architecture, attention = "flash", compute_precision = "auto", reduce_memory;
   std::optional<std::string> precision;
   int width = 0, height = 0, steps = 20, threads = 0, repeat = 3;
-  bool json = false;
+  bool json = false, check = false;
+  pipeline::CompressionOptions compression;  // --architecture: compress the random model first
+  std::string weight_quantization;
+
+  PipelineOptions pipeline_options() const {
+    PipelineOptions o;
+    o.compute_precision = compute_precision;
+    o.attention = attention;
+    o.reduce_memory = !reduce_memory.empty();
+    o.stream_weights = reduce_memory == "stream";
+    return o;
+  }
 };
 
 struct Timings {
   double load_s = 0, text_encoder_s = 0, unet_step_s = 0, vae_decode_s = 0, total_s = 0;
   std::optional<double> vae_encode_s;  // absent when the model has no VAE encoder
+  std::map<std::string, int64_t> peak_rss;  // per phase, each measured from a reset
 };
 
 void validate(const BenchArgs& a) {
@@ -43,10 +65,13 @@ void validate(const BenchArgs& a) {
     throw Error("give exactly one of --resource-path and --architecture");
   if (!a.architecture.empty()) pipeline::architecture(a.architecture);  // throws listing the known names
   if (a.precision) pipeline::precision_name(*a.precision);
-  if (a.attention == "original")
-    throw Error("--attention original is not available yet: the CPU backend has no switch to its reference "
-                "attention kernel (use flash, the default)");
-  if (a.attention != "flash") throw Error("--attention: unknown value '" + a.attention + "' (flash)");
+  a.compression.validate();
+  if ((a.compression.enabled() || a.check) && a.architecture.empty())
+    throw Error("--quantize-*, --weight-quantization and --check-output-correctness apply to --architecture; "
+                "convert a model with them to benchmark it compressed");
+  pipeline::backend_options(a.compute_precision, a.attention, false, "float32");  // throws naming a bad value
+  if (!a.reduce_memory.empty() && a.reduce_memory != "on" && a.reduce_memory != "stream")
+    throw Error("--reduce-memory: unknown value '" + a.reduce_memory + "' (on or stream)");
   if (a.steps <= 0) throw Error("--steps must be positive (got " + std::to_string(a.steps) + ")");
   if (a.repeat <= 0) throw Error("--repeat must be positive (got " + std::to_string(a.repeat) + ")");
   if (a.threads < 0) throw Error("--threads must be positive (got " + std::to_string(a.threads) + ")");
@@ -84,8 +109,59 @@ Tensor bench_input(const Shape& shape) {
   return t;
 }
 
-pipeline::ModelSource open_source(const BenchArgs& a) {
-  if (!a.architecture.empty()) return pipeline::random_model_source(a.architecture, a.precision.value_or("float32"));
+// A bundle folder that is deleted with this object.
+struct TempBundle {
+  std::string dir;
+  ~TempBundle() {
+    std::error_code ec;
+    if (!dir.empty()) fs::remove_all(dir, ec);
+  }
+};
+
+// What the model on disk is: its size, how it was compressed and (when asked) each network's PSNR
+// against the uncompressed weights.
+struct ModelFacts {
+  int64_t bundle_bytes = 0;
+  nlohmann::ordered_json compression = nlohmann::ordered_json::object();
+  nlohmann::ordered_json psnr_db = nlohmann::ordered_json::object();
+};
+
+int64_t folder_bytes(const std::string& path) {
+  if (!fs::is_directory(path)) return static_cast<int64_t>(fs::file_size(path));
+  int64_t n = 0;
+  for (const auto& e : fs::recursive_directory_iterator(path))
+    if (e.is_regular_file()) n += static_cast<int64_t>(e.file_size());
+  return n;
+}
+
+// A built-in architecture is written to a temporary bundle (compressed when asked) and read back, so
+// its weights are mapped from a file as a real model's are (what peak memory and load behaviour
+// depend on).
+pipeline::ModelSource open_architecture(const BenchArgs& a, TempBundle& temp, ModelFacts& facts) {
+  const std::string precision = pipeline::precision_name(a.precision.value_or("float32"));
+  temp.dir = (fs::temp_directory_path() / ("sdrt-bench-" + std::to_string(::getpid()))).string();
+  pipeline::BundleWriteOptions options;
+  options.precision = precision;
+  options.force = true;
+  pipeline::ModelSource random = pipeline::random_model_source(a.architecture, precision);
+  const pipeline::ModelSource reference = random;  // shares the tensors
+  for (const auto& [key, report] : pipeline::compress_model(random, a.compression)) {
+    options.compression[key] = report;
+    facts.compression[key] = report;
+    facts.compression[key].erase("recipe");
+  }
+  pipeline::write_bundle(random, temp.dir, options);
+  pipeline::ModelSource src = pipeline::read_bundle(temp.dir, /*verify_checksums=*/false);
+  if (a.check)
+    for (const auto& r : pipeline::check_conversion(reference, src)) facts.psnr_db[r.network] = r.psnr_db;
+  facts.bundle_bytes = folder_bytes(temp.dir);
+  src.path = a.architecture + " (random weights)";
+  return src;
+}
+
+pipeline::ModelSource open_source(const BenchArgs& a, TempBundle& temp, ModelFacts& facts) {
+  if (!a.architecture.empty()) return open_architecture(a, temp, facts);
+  facts.bundle_bytes = folder_bytes(a.resource_path);
   pipeline::SourceOptions options;
   options.verify_checksums = false;  // hashing gigabytes is not what is being measured
   pipeline::ModelSource src = pipeline::open_model_source(a.resource_path, options);
@@ -95,6 +171,7 @@ pipeline::ModelSource open_source(const BenchArgs& a) {
       if (!*component) continue;
       Weights converted((*component)->weights.source());
       for (const auto& [name, t] : (*component)->weights.all()) converted.add(name, t.to(dtype));
+      for (const auto& [name, c] : (*component)->weights.all_compressed()) converted.add_compressed(name, c);
       (*component)->weights = std::move(converted);
     }
     src.precision = pipeline::precision_name(*a.precision);
@@ -102,17 +179,41 @@ pipeline::ModelSource open_source(const BenchArgs& a) {
   return src;
 }
 
+// Peak resident memory since reset_peak_rss() (VmHWM), or over the whole process where the kernel
+// cannot reset it.
+int64_t peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // "VmHWM:  123 kB"
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
+}
+
+// Starts peak-memory accounting afresh (Linux >= 4.0), so building the random model does not count.
+void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
 // The networks one at a time (each freed before the next is built), then a whole generation.
 Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int width, int height) {
   Timings t;
-  auto& backend = kernels::cpu_backend();
+  const PipelineOptions options = a.pipeline_options();
+  auto& backend = kernels::cpu_backend(pipeline::backend_options(options.compute_precision, options.attention,
+                                                                 options.stream_weights, src.precision));
   const int64_t factor = int64_t{1} << (src.vae->config.at("block_out_channels").size() - 1);
   const int64_t h = height / factor, w = width / factor;
   if (height % factor || width % factor)
     throw Error("--width and --height must be multiples of the VAE's downscale factor " + std::to_string(factor));
 
+  // Each phase's peak memory counts what it builds and runs, not what earlier phases left cached.
+  auto phase = [&](const std::string& name, const std::function<void()>& run) {
+    release_cached_memory();
+    reset_peak_rss();
+    run();
+    t.peak_rss[name] = peak_rss_bytes();
+  };
   Tensor embeds;
-  {
+  phase("text_encoder", [&] {
     const models::CLIPTextModel text(models::CLIPTextConfig::from_json(src.text_encoder->config),
                                      src.text_encoder->weights, backend);
     const auto tok = tokenizer::ClipTokenizer::from_files(src.tokenizer.vocab_json, src.tokenizer.merges_txt,
@@ -121,14 +222,14 @@ Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int widt
     const auto positive = tok.encode(kPrompt);
     ids.insert(ids.end(), positive.begin(), positive.end());
     t.text_encoder_s = median_seconds(a.repeat, [&] { embeds = text.forward(ids, 2).last_hidden_state; });
-  }
-  {
+  });
+  phase("unet", [&] {
     const models::UNet2DConditionModel unet(models::UNet2DConditionConfig::from_json(src.unet->config),
                                             src.unet->weights, backend);
     const Tensor sample = bench_input({2, unet.config().in_channels, h, w});
     t.unet_step_s = median_seconds(a.repeat, [&] { unet.forward(sample, {500.0f, 500.0f}, embeds); });
-  }
-  {
+  });
+  phase("vae", [&] {
     const models::AutoencoderKL vae(models::AutoencoderKLConfig::from_json(src.vae->config), src.vae->weights, backend,
                                     src.has_vae_encoder, src.has_vae_decoder);
     if (!src.has_vae_decoder) throw Error(src.path + ": the model has no VAE decoder");
@@ -138,26 +239,27 @@ Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int widt
       const Tensor x = bench_input({1, vae.config().in_channels, height, width});
       t.vae_encode_s = median_seconds(a.repeat, [&] { vae.encode(x); });
     }
-  }
-  const auto load_start = std::chrono::steady_clock::now();
-  auto pipe = Pipeline::from_source(src);
-  t.load_s = seconds_since(load_start);
-  GenerationConfig config;
-  config.prompt = kPrompt;
-  config.step_count = a.steps;
-  config.width = width;
-  config.height = height;
-  t.total_s = median_seconds(a.repeat, [&] { pipe->generate(config); });
+  });
+  phase("generation", [&] {
+    const auto load_start = std::chrono::steady_clock::now();
+    auto pipe = Pipeline::from_source(src, options);
+    t.load_s = seconds_since(load_start);
+    GenerationConfig config;
+    config.prompt = kPrompt;
+    config.step_count = a.steps;
+    config.width = width;
+    config.height = height;
+    t.total_s = median_seconds(a.repeat, [&] { pipe->generate(config); });
+  });
   return t;
 }
 
-int64_t peak_rss_bytes() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
-}
 
-nlohmann::json report(const BenchArgs& a, const pipeline::ModelSource& src, int width, int height, const Timings& t) {
+nlohmann::json report(const BenchArgs& a, const pipeline::ModelSource& src, const ModelFacts& facts, int width,
+                      int height, const Timings& t) {
+  const kernels::BackendOptions backend =
+      pipeline::backend_options(a.compute_precision, a.attention, a.reduce_memory == "stream", src.precision);
+  const kernels::BackendOptions granted = kernels::cpu_backend(backend).options();
   nlohmann::json j{{"text_encoder_s", t.text_encoder_s},
                    {"unet_step_s", t.unet_step_s},
                    {"vae_decode_s", t.vae_decode_s},
@@ -170,12 +272,18 @@ nlohmann::json report(const BenchArgs& a, const pipeline::ModelSource& src, int 
                    {"repeat", a.repeat},
                    {"warmup_runs", 1},
                    {"precision", src.precision},
-                   // Weights are converted to F32 when the networks are built: every kernel computes in fp32.
-                   {"compute_precision", "float32"},
+                   {"compute_precision", kernels::compute_type_name(granted.compute)},
                    {"threads", omp_get_max_threads()},
-                   {"attention", a.attention},
+                   {"attention", kernels::attention_kind_name(granted.attention)},
+                   {"reduce_memory", a.reduce_memory.empty() ? "off" : a.reduce_memory},
                    {"family", src.family},
-                   {"peak_rss_bytes", peak_rss_bytes()}};
+                   {"peak_rss_bytes", std::max_element(t.peak_rss.begin(), t.peak_rss.end(),
+                                                       [](const auto& x, const auto& y) { return x.second < y.second; })
+                                          ->second},
+                   {"peak_rss_bytes_by_phase", t.peak_rss},
+                   {"bundle_bytes", facts.bundle_bytes}};
+  if (!facts.compression.empty()) j["compression"] = facts.compression;
+  if (!facts.psnr_db.empty()) j["psnr_db"] = facts.psnr_db;
   if (!a.architecture.empty()) j["architecture"] = a.architecture;
   else j["resource_path"] = a.resource_path;
   return j;
@@ -187,9 +295,10 @@ void print_table(const nlohmann::json& j) {
   std::printf("model            %s\n", model.c_str());
   std::printf("size             %dx%d, %d steps, median of %d after 1 warm-up\n", j["width"].get<int>(), j["height"].get<int>(),
               j["steps"].get<int>(), j["repeat"].get<int>());
-  std::printf("precision        %s weights, %s compute, %d threads, %s attention\n",
+  std::printf("precision        %s weights, %s compute, %d threads, %s attention, reduce-memory %s\n",
               j["precision"].get<std::string>().c_str(), j["compute_precision"].get<std::string>().c_str(),
-              j["threads"].get<int>(), j["attention"].get<std::string>().c_str());
+              j["threads"].get<int>(), j["attention"].get<std::string>().c_str(),
+              j["reduce_memory"].get<std::string>().c_str());
   std::printf("text encoder     %10.4f s  (batch 2)\n", j["text_encoder_s"].get<double>());
   std::printf("UNet step        %10.4f s  (batch 2)\n", j["unet_step_s"].get<double>());
   std::printf("VAE decode       %10.4f s  (batch 1)\n", j["vae_decode_s"].get<double>());
@@ -197,7 +306,17 @@ void print_table(const nlohmann::json& j) {
   else std::printf("VAE encode       %10.4f s  (batch 1)\n", j["vae_encode_s"].get<double>());
   std::printf("generation       %10.4f s  (%d steps, pipeline built in %.3f s)\n", j["total_s"].get<double>(),
               j["steps"].get<int>(), j["pipeline_load_s"].get<double>());
-  std::printf("peak memory      %9.1f MiB\n", static_cast<double>(j["peak_rss_bytes"].get<int64_t>()) / (1 << 20));
+  std::printf("peak memory      %9.1f MiB  (", static_cast<double>(j["peak_rss_bytes"].get<int64_t>()) / (1 << 20));
+  const char* sep = "";
+  for (const auto& [phase, bytes] : j["peak_rss_bytes_by_phase"].items()) {
+    std::printf("%s%s %.0f", sep, phase.c_str(), static_cast<double>(bytes.get<int64_t>()) / (1 << 20));
+    sep = ", ";
+  }
+  std::printf(")\n");
+  std::printf("bundle           %9.1f MiB\n", static_cast<double>(j["bundle_bytes"].get<int64_t>()) / (1 << 20));
+  if (j.contains("psnr_db"))
+    for (const auto& [network, db] : j["psnr_db"].items())
+      std::printf("PSNR %-11s %9.2f dB\n", network.c_str(), db.get<double>());
 }
 
 }  // namespace
@@ -211,22 +330,38 @@ Command add_bench(CLI::App& app) {
   app.add_option("--steps", a->steps, "Denoising steps of the whole generation")->capture_default_str();
   app.add_option("--precision", a->precision,
                  "Weight storage: float32 | bfloat16 | float16 (fp32/bf16/fp16); default: as stored (float32 for "
-                 "--architecture). Computation is float32 either way");
+                 "--architecture)");
+  app.add_option("--compute-precision", a->compute_precision,
+                 "auto (float32 for float32 weights, else bfloat16 where the CPU has it) | float32 | bfloat16")
+      ->capture_default_str();
+  app.add_flag("--reduce-memory{on}", a->reduce_memory,
+               "Build each network just before use; =stream also decodes weights per layer on every use");
   app.add_option("--threads", a->threads, "OpenMP threads (default: OMP_NUM_THREADS or every core)");
   app.add_option("--repeat", a->repeat, "Runs of each measurement (the median is reported)")->capture_default_str();
-  app.add_option("--attention", a->attention, "Attention kernel: flash (original is not available yet)")
+  app.add_option("--attention", a->attention, "Attention kernel: flash (fused, tiled) | original (materialised)")
       ->capture_default_str();
   app.add_flag("--json", a->json, "Print one JSON object instead of a table");
+  app.add_option("--quantize-nbits", a->compression.bits, "--architecture: palettize the random model (1, 2, 4, 6, 8)");
+  app.add_option("--quantize-group-size", a->compression.group_size, "--architecture: output channels per LUT");
+  app.add_option("--weight-quantization", a->weight_quantization, "--architecture: int8");
+  app.add_option("--quantize-psnr", a->compression.target_psnr, "--architecture: mixed-bit palettization target (dB)");
+  app.add_flag("--check-output-correctness", a->check,
+               "--architecture: also report each network's PSNR against the uncompressed weights");
   return [a] {
+    if (!a->weight_quantization.empty() && a->weight_quantization != "int8")
+      throw Error("--weight-quantization: unknown value '" + a->weight_quantization + "' (int8)");
+    a->compression.int8 = a->weight_quantization == "int8";
     validate(*a);
     if (a->threads > 0) omp_set_num_threads(a->threads);
-    const pipeline::ModelSource src = open_source(*a);
+    TempBundle temp;
+    ModelFacts facts;
+    const pipeline::ModelSource src = open_source(*a, temp, facts);
     if (!src.text_encoder || !src.unet || !src.vae)
       throw Error(src.path + ": the model needs a text encoder, a UNet and a VAE to be benchmarked");
     const int native = static_cast<int>(src.unet->config.value("sample_size", 64) *
                                         (1 << (src.vae->config.at("block_out_channels").size() - 1)));
     const int width = a->width ? a->width : native, height = a->height ? a->height : native;
-    const nlohmann::json j = report(*a, src, width, height, run_bench(*a, src, width, height));
+    const nlohmann::json j = report(*a, src, facts, width, height, run_bench(*a, src, width, height));
     if (a->json) std::printf("%s\n", j.dump(2).c_str());
     else print_table(j);
     return 0;

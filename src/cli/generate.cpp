@@ -23,11 +23,12 @@ namespace {
 
 struct GenerateArgs {
   std::string prompt, negative_prompt, resource_path = "./", output_path = "./", scheduler, rng = "numpy";
-  std::string compute_units = "all", image, mask;
+  std::string compute_units = "all", image, mask, compute_precision = "auto", attention = "flash", reduce_memory;
   int image_count = 1, step_count = 50, save_every = 0, width = 0, height = 0;
   std::optional<uint32_t> seed;
   float guidance_scale = 7.5f, strength = 0.5f;
-  bool disable_safety = false, reduce_memory = false;
+  bool disable_safety = false;
+  int vae_tile_size = 0;
   std::vector<std::string> controlnets, controlnet_inputs;
   std::vector<float> controlnet_scales;
 };
@@ -111,8 +112,14 @@ int run_generate(GenerateArgs& a) {
   config.seed = a.seed ? *a.seed : std::random_device{}();
   std::printf("Seed: %u\n", config.seed);
   PipelineOptions options;
-  options.reduce_memory = a.reduce_memory;
+  if (!a.reduce_memory.empty() && a.reduce_memory != "on" && a.reduce_memory != "stream")
+    throw Error("--reduce-memory: unknown value '" + a.reduce_memory + "' (on or stream)");
+  options.reduce_memory = !a.reduce_memory.empty();
+  options.stream_weights = a.reduce_memory == "stream";
   options.compute_units = a.compute_units;
+  options.compute_precision = a.compute_precision;
+  options.attention = a.attention;
+  options.vae_tile_size = a.vae_tile_size;
   auto pipe = Pipeline::load(a.resource_path, options);
 
   StepReporter reporter("Generating");
@@ -168,7 +175,17 @@ Command add_generate(CLI::App& app) {
   app.add_option("--scheduler", a->scheduler, "pndm dpmpp dpmpp-karras ddim euler euler-a lms heun ddpm lcm (default: the model's)");
   app.add_option("--rng", a->rng, "Random source")->check(CLI::IsMember({"numpy", "torch", "nvidia"}))->capture_default_str();
   app.add_flag("--disable-safety", a->disable_safety, "Do not run the safety checker");
-  app.add_flag("--reduce-memory", a->reduce_memory, "Load each network just before use and free it after");
+  app.add_flag("--reduce-memory{on}", a->reduce_memory,
+               "Load each network just before use and free it after; =stream also decodes each layer's weights "
+               "from the mapped file on every use instead of keeping them");
+  app.add_option("--compute-precision", a->compute_precision,
+                 "auto (float32 for a float32 bundle, else bfloat16 where the CPU has it) | float32 | bfloat16")
+      ->capture_default_str();
+  app.add_option("--attention", a->attention, "flash (fused, tiled) | original (materialised scores)")
+      ->capture_default_str();
+  app.add_option("--vae-tiling", a->vae_tile_size,
+                 "Decode/encode in overlapping tiles of this many pixels (e.g. 512; 0: whole images)")
+      ->capture_default_str();
   app.add_option("--compute-units", a->compute_units, "cpu or all")->check(CLI::IsMember({"cpu", "all"}))->capture_default_str();
   app.add_option("--width", a->width, "Image width, a multiple of 8 (default: the model's native size)");
   app.add_option("--height", a->height, "Image height, a multiple of 8 (default: the model's native size)");

@@ -1,10 +1,15 @@
 #include "sdrt/core/tensor.hpp"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 
 #include "sdrt/base/error.hpp"
 #include "sdrt/base/half.hpp"
+#include "sdrt/core/convert.hpp"
+#include "block_cache.hpp"
 
 namespace sdrt {
 
@@ -21,10 +26,9 @@ Tensor Tensor::empty(const Shape& shape, DType dtype) {
   const auto numel = static_cast<uint64_t>(shape_numel(shape));
   if (numel > (uint64_t{1} << 48) / dtype_size(dtype)) throw Error("tensor " + shape_str(shape) + " is too large");
   const size_t bytes = static_cast<size_t>(numel) * dtype_size(dtype);
-  const size_t rounded = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+  void* p = detail::acquire_block(bytes);
   if (!p) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes for tensor " + shape_str(shape));
-  t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  t.owner_ = std::shared_ptr<void>(p, [bytes](void* q) { detail::release_block(q, bytes); });
   t.data_ = p;
   return t;
 }
@@ -59,6 +63,7 @@ Tensor Tensor::from_raw(const io::RawTensor& raw) {
   // Aliasing constructor: shares ownership of the mapping, points at the tensor's bytes.
   t.owner_ = std::shared_ptr<void>(std::const_pointer_cast<void>(raw.owner), const_cast<uint8_t*>(raw.data));
   t.data_ = const_cast<uint8_t*>(raw.data);
+  t.file_mapped_ = raw.file_mapped;
   return t;
 }
 
@@ -154,16 +159,9 @@ Tensor Tensor::to(DType dtype) const {
   if (dtype == dtype_) return *this;
   Tensor out = empty(shape_, dtype);
   const int64_t n = numel();
-  if (dtype_ == DType::F16 && dtype == DType::F32) {
-    const auto* s = data<uint16_t>();
-    float* d = out.f32();
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) d[i] = f16_to_f32(s[i]);
-  } else if (dtype_ == DType::BF16 && dtype == DType::F32) {
-    const auto* s = data<uint16_t>();
-    float* d = out.f32();
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]);
+  const auto is_storage_float = [](DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; };
+  if (is_storage_float(dtype_) && is_storage_float(dtype)) {
+    convert_floats(data_, dtype_, out.data_, dtype, n);
   } else {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) store_from_double(out.data_, dtype, i, load_as_double(data_, dtype_, i));
@@ -184,7 +182,17 @@ io::RawTensor Tensor::as_raw() const {
   r.data = static_cast<const uint8_t*>(data_);
   r.nbytes = nbytes();
   r.owner = owner_;
+  r.file_mapped = file_mapped_;
   return r;
+}
+
+void Tensor::release_pages() const {
+  if (!file_mapped_ || nbytes() == 0) return;
+  // Only whole pages inside the tensor: neighbours sharing a page may still be in use.
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<uintptr_t>(data_) + page - 1) / page * page;
+  const auto end = (reinterpret_cast<uintptr_t>(data_) + nbytes()) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 std::string Tensor::describe() const { return std::string(dtype_name(dtype_)) + " " + shape_str(shape_); }

@@ -93,6 +93,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     RawTensor t = parse_entry(path, it.key(), it.value(), data_size, span);
     t.data = f.file_->data() + data_begin + span.begin;
     t.owner = f.file_;
+    t.file_mapped = true;
     f.entries_.emplace(it.key(), std::move(t));
     spans.push_back(span);
   }

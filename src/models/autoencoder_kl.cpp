@@ -92,8 +92,8 @@ AutoencoderKL::AutoencoderKL(const AutoencoderKLConfig& cfg, const Weights& weig
     encoder_.emplace(backend, root["encoder"], coder_args(cfg, cfg.in_channels, latent));
     const Tensor w = root["quant_conv"].get("weight", {2 * latent, 2 * latent, 1, 1});
     const Tensor b = root["quant_conv"].get("bias", {2 * latent});
-    quant_conv_mean_ = Conv2d(backend, w.slice0(0, latent), b.slice0(0, latent), kOneByOne);
-    quant_conv_logvar_ = Conv2d(backend, w.slice0(latent, 2 * latent), b.slice0(latent, 2 * latent), kOneByOne);
+    quant_conv_mean_ = Conv2d(backend, WeightTensor(w.slice0(0, latent)), b.slice0(0, latent), kOneByOne);
+    quant_conv_logvar_ = Conv2d(backend, WeightTensor(w.slice0(latent, 2 * latent)), b.slice0(latent, 2 * latent), kOneByOne);
   }
   if (build_decoder) {
     decoder_.emplace(backend, root["decoder"], coder_args(cfg, latent, cfg.out_channels));

@@ -38,7 +38,7 @@ CLIPVisionModel::CLIPVisionModel(const CLIPVisionConfig& config, const WeightSco
   const WeightScope emb = scope["embeddings"];
   impl_ = std::make_unique<Impl>(Impl{
       emb.get("class_embedding", {d}).reshape({1, 1, d}),
-      Conv2d(backend, emb["patch_embedding"].get("weight", {d, config.num_channels, p, p}), Tensor(),
+      Conv2d(backend, emb["patch_embedding"].weight("weight", {d, config.num_channels, p, p}), Tensor(),
              kernels::Conv2dParams::same(static_cast<int>(p), 0)),
       emb["position_embedding"].get("weight", {positions, d}).reshape({1, positions, d}),
       LayerNorm(backend, scope["pre_layrnorm"], d, eps),

@@ -8,21 +8,20 @@ namespace sdrt::models {
 
 Conv2d::Conv2d(kernels::Backend& backend, const WeightScope& scope, int64_t in_channels, int64_t out_channels,
                int kernel, kernels::Conv2dParams params)
-    : Conv2d(backend, scope.get("weight", {out_channels, in_channels, kernel, kernel}),
+    : Conv2d(backend, scope.weight("weight", {out_channels, in_channels, kernel, kernel}),
              scope.get("bias", {out_channels}), params) {}
 
-Conv2d::Conv2d(kernels::Backend& backend, Tensor weight, Tensor bias, kernels::Conv2dParams params)
-    : backend_(&backend), weight_(std::move(weight)), bias_(std::move(bias)), params_(params) {}
-
-Tensor Conv2d::operator()(const Tensor& x) const { return backend_->conv2d(x, weight_, bias_, params_); }
+Conv2d::Conv2d(kernels::Backend& backend, WeightTensor weight, Tensor bias, kernels::Conv2dParams params)
+    : out_channels_(weight.dim(0)) {
+  op_ = backend.make_conv2d(std::move(weight), std::move(bias), params);
+}
 
 Linear::Linear(kernels::Backend& backend, const WeightScope& scope, int64_t in_features, int64_t out_features,
                bool bias)
-    : backend_(&backend), weight_(scope.get("weight", {out_features, in_features})) {
-  if (bias) bias_ = scope.get("bias", {out_features});
+{
+  WeightTensor weight = scope.weight("weight", {out_features, in_features});
+  op_ = backend.make_linear(std::move(weight), bias ? scope.get("bias", {out_features}) : Tensor());
 }
-
-Tensor Linear::operator()(const Tensor& x) const { return backend_->linear(x, weight_, bias_); }
 
 GroupNorm::GroupNorm(kernels::Backend& backend, const WeightScope& scope, int groups, int64_t channels, float eps)
     : backend_(&backend),

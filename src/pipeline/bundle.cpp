@@ -11,52 +11,69 @@
 #include "sdrt/io/safetensors.hpp"
 #include "sdrt/pipeline/checksum.hpp"
 #include "sdrt/pipeline/precision.hpp"
+#include "sdrt/pipeline/weight_compression.hpp"
 
 namespace fs = std::filesystem;
 
 namespace sdrt::pipeline {
 namespace {
 
-// Tensors of `w` whose names start with one of `prefixes` (all when empty), floats cast to `dtype`.
-std::vector<std::pair<std::string, Tensor>> select(const Weights& w, const std::vector<std::string>& prefixes,
-                                                  DType dtype) {
-  std::vector<std::pair<std::string, Tensor>> out;
-  for (const auto& [name, t] : w.all()) {
+// One tensor to write: dense (already in the bundle's precision) or compressed.
+struct Entry {
+  std::string name;
+  Tensor dense;
+  std::shared_ptr<const CompressedWeight> compressed;
+  size_t bytes() const { return compressed ? compressed->stored_bytes() : dense.nbytes(); }
+};
+
+// Tensors of `w` whose names start with one of `prefixes` (all when empty), dense floats cast to `dtype`.
+std::vector<Entry> select(const Weights& w, const std::vector<std::string>& prefixes, DType dtype) {
+  auto wanted = [&](const std::string& name) {
     bool keep = prefixes.empty();
     for (const auto& p : prefixes) keep = keep || name.rfind(p, 0) == 0;
-    if (!keep) continue;
-    out.emplace_back(name, dtype_is_float(t.dtype()) ? t.to(dtype) : t);
-  }
+    return keep;
+  };
+  std::vector<Entry> out;
+  for (const auto& [name, t] : w.all())
+    if (wanted(name)) out.push_back({name, dtype_is_float(t.dtype()) ? t.to(dtype) : t, nullptr});
+  for (const auto& [name, c] : w.all_compressed())
+    if (wanted(name)) out.push_back({name, Tensor(), c});
   return out;
 }
 
-void write_tensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors) {
+void write_tensors(const std::string& path, const std::vector<Entry>& entries) {
   std::vector<io::NamedTensor> raw;
-  raw.reserve(tensors.size());
-  for (const auto& [name, t] : tensors) raw.emplace_back(name, t.as_raw());
-  io::write_safetensors(path, raw, {{"format", "sdrt"}});
+  raw.reserve(entries.size());
+  nlohmann::json specs = nlohmann::json::object();
+  for (const auto& e : entries) {
+    if (e.compressed) append_compressed(e.name, *e.compressed, raw, specs);
+    else raw.emplace_back(e.name, e.dense.as_raw());
+  }
+  std::map<std::string, std::string> metadata{{"format", "sdrt"}};
+  if (!specs.empty()) metadata[kCompressionMetadataKey] = specs.dump();
+  io::write_safetensors(path, raw, metadata);
 }
 
-size_t total_bytes(const std::vector<std::pair<std::string, Tensor>>& tensors, size_t begin, size_t end) {
+size_t total_bytes(const std::vector<Entry>& entries, size_t begin, size_t end) {
   size_t n = 0;
-  for (size_t i = begin; i < end; ++i) n += tensors[i].second.nbytes();
+  for (size_t i = begin; i < end; ++i) n += entries[i].bytes();
   return n;
 }
 
 // Index where the running byte count first reaches half: two chunks of about equal size.
-size_t half_split(const std::vector<std::pair<std::string, Tensor>>& tensors) {
-  const size_t total = total_bytes(tensors, 0, tensors.size());
+size_t half_split(const std::vector<Entry>& entries) {
+  const size_t total = total_bytes(entries, 0, entries.size());
   size_t acc = 0;
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    acc += tensors[i].second.nbytes();
+  for (size_t i = 0; i < entries.size(); ++i) {
+    acc += entries[i].bytes();
     if (2 * acc >= total) return i + 1;
   }
-  return tensors.size();
+  return entries.size();
 }
 
 struct PendingFile {
   std::string name;
-  std::vector<std::pair<std::string, Tensor>> tensors;
+  std::vector<Entry> tensors;
 };
 
 struct BundlePlan {
@@ -65,10 +82,11 @@ struct BundlePlan {
 };
 
 void plan_component(BundlePlan& plan, const std::string& key, const ComponentData& data,
-                    std::vector<PendingFile> files) {
+                    std::vector<PendingFile> files, const nlohmann::ordered_json& compression) {
   nlohmann::ordered_json names = nlohmann::ordered_json::array();
   for (const auto& f : files) names.push_back(f.name);
   plan.components[key] = {{"files", names}, {"config", data.config}};
+  if (compression.contains(key)) plan.components[key]["compression"] = compression.at(key);
   for (auto& f : files) plan.files.push_back(std::move(f));
 }
 
@@ -76,7 +94,7 @@ BundlePlan plan_bundle(const ModelSource& src, const BundleWriteOptions& opt, DT
   BundlePlan plan;
   if (opt.text_encoder && src.text_encoder)
     plan_component(plan, "text_encoder", *src.text_encoder,
-                   {{"TextEncoder.safetensors", select(src.text_encoder->weights, {}, dtype)}});
+                   {{"TextEncoder.safetensors", select(src.text_encoder->weights, {}, dtype)}}, opt.compression);
   if (opt.unet && src.unet) {
     auto tensors = select(src.unet->weights, {}, dtype);
     std::vector<PendingFile> files;
@@ -87,23 +105,27 @@ BundlePlan plan_bundle(const ModelSource& src, const BundleWriteOptions& opt, DT
     } else {
       files.push_back({"Unet.safetensors", std::move(tensors)});
     }
-    plan_component(plan, "unet", *src.unet, std::move(files));
+    plan_component(plan, "unet", *src.unet, std::move(files), opt.compression);
   }
   if (src.vae && opt.vae_decoder && src.has_vae_decoder)
     plan_component(plan, "vae_decoder", *src.vae,
-                   {{"VAEDecoder.safetensors", select(src.vae->weights, {"decoder.", "post_quant_conv."}, dtype)}});
+                   {{"VAEDecoder.safetensors", select(src.vae->weights, {"decoder.", "post_quant_conv."}, dtype)}},
+                   opt.compression);
   if (src.vae && opt.vae_encoder && src.has_vae_encoder)
     plan_component(plan, "vae_encoder", *src.vae,
-                   {{"VAEEncoder.safetensors", select(src.vae->weights, {"encoder.", "quant_conv."}, dtype)}});
+                   {{"VAEEncoder.safetensors", select(src.vae->weights, {"encoder.", "quant_conv."}, dtype)}},
+                   opt.compression);
   if (opt.safety_checker && src.safety_checker) {
     plan_component(plan, "safety_checker", *src.safety_checker,
-                   {{"SafetyChecker.safetensors", select(src.safety_checker->weights, {}, dtype)}});
+                   {{"SafetyChecker.safetensors", select(src.safety_checker->weights, {}, dtype)}},
+                   opt.compression);
     plan.components["safety_checker"]["preprocessor"] = src.feature_extractor_config;
   }
   nlohmann::ordered_json controlnets = nlohmann::ordered_json::object();
   for (const auto& [name, data] : src.controlnets) {
     const std::string file = "controlnet/" + name + ".safetensors";
     controlnets[name] = {{"files", {file}}, {"config", data.config}};
+    if (opt.compression.contains("controlnet " + name)) controlnets[name]["compression"] = opt.compression["controlnet " + name];
     plan.files.push_back({file, select(data.weights, {}, dtype)});
   }
   if (!controlnets.empty()) plan.components["controlnets"] = controlnets;
@@ -219,7 +241,18 @@ Weights load_bundle_files(const fs::path& dir, const nlohmann::json& files, cons
   for (const auto& f : files) {
     const std::string path = (dir / f.get<std::string>()).string();
     const auto st = io::SafetensorsFile::open(path);
-    for (const auto& name : st.names()) w.add(name, Tensor::from_raw(st.get(name)));
+    nlohmann::json specs = nlohmann::json::object();
+    if (auto it = st.metadata().find(kCompressionMetadataKey); it != st.metadata().end()) {
+      specs = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+      if (!specs.is_object()) throw Error(path + ": metadata '" + kCompressionMetadataKey + "' is not a JSON object");
+    }
+    for (auto it = specs.begin(); it != specs.end(); ++it)
+      w.add_compressed(it.key(), std::make_shared<const CompressedWeight>(read_compressed(st, it.key(), it.value())));
+    for (const auto& name : st.names()) {
+      const size_t hash = name.rfind('#');
+      if (hash != std::string::npos && specs.contains(name.substr(0, hash))) continue;  // a compressed part
+      w.add(name, Tensor::from_raw(st.get(name)));
+    }
   }
   return w;
 }
@@ -271,6 +304,8 @@ ModelSource read_bundle(const std::string& dir_str, bool verify) {
       ComponentData vae = dec ? std::move(*dec) : std::move(*enc);
       if (dec && enc)
         for (const auto& [name, t] : enc->weights.all()) vae.weights.add(name, t);
+      if (dec && enc)
+        for (const auto& [name, c] : enc->weights.all_compressed()) vae.weights.add_compressed(name, c);
       src.vae = std::move(vae);
     }
     if (comps.contains("controlnets"))

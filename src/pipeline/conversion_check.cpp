@@ -28,17 +28,21 @@ std::vector<int64_t> sample_ids(int64_t vocab) {
 // Latent size for the check: the model's own, capped to keep the fp32 run short.
 int64_t latent_side(const nlohmann::json& unet_config) { return std::min<int64_t>(unet_config.value("sample_size", 64), 32); }
 
-Tensor text_output(const ComponentData& c) {
+}  // namespace
+
+Tensor text_encoder_check_output(const ComponentData& c) {
   models::CLIPTextModel m(models::CLIPTextConfig::from_json(c.config), c.weights, be());
   return m.forward(sample_ids(c.config.value("vocab_size", 49408)), 1).last_hidden_state;
 }
 
-Tensor unet_output(const ComponentData& c, const ComponentData& text) {
+Tensor unet_check_output(const ComponentData& c, const ComponentData& text) {
   models::UNet2DConditionModel m(models::UNet2DConditionConfig::from_json(c.config), c.weights, be());
   const int64_t s = latent_side(c.config);
   const int64_t cross = c.config.value("cross_attention_dim", text.config.value("hidden_size", 768));
   return m.forward(randn({2, c.config.value("in_channels", 4), s, s}, 1), {999.0f, 1.0f}, randn({2, 77, cross}, 2));
 }
+
+namespace {
 
 Tensor vae_decoder_output(const ModelSource& src) {
   models::AutoencoderKL m(models::AutoencoderKLConfig::from_json(src.vae->config), src.vae->weights, be(), false, true);
@@ -58,7 +62,9 @@ Tensor safety_output(const ComponentData& c) {
   return m.check(randn({1, 3, side, side}, 5)).image_embeds;
 }
 
-Tensor controlnet_output(const ComponentData& c) {
+}  // namespace
+
+Tensor controlnet_check_output(const ComponentData& c) {
   models::ControlNetModel m(models::ControlNetConfig::from_json(c.config), c.weights, be());
   const int64_t s = latent_side(c.config);
   const int64_t cross = c.config.value("cross_attention_dim", 768);
@@ -68,8 +74,6 @@ Tensor controlnet_output(const ComponentData& c) {
   return m.forward(randn({2, c.config.value("in_channels", 4), s, s}, 1), {500.0f, 500.0f}, randn({2, 77, cross}, 2), cond, 1.0f)
       .mid_block_res_sample;
 }
-
-}  // namespace
 
 double output_psnr(const Tensor& reference, const Tensor& test) {
   double peak = 0, se = 0;
@@ -85,9 +89,9 @@ double output_psnr(const Tensor& reference, const Tensor& test) {
 std::vector<NetworkPsnr> check_conversion(const ModelSource& ref, const ModelSource& out) {
   std::vector<NetworkPsnr> r;
   if (ref.text_encoder && out.text_encoder)
-    r.push_back({"text_encoder", output_psnr(text_output(*ref.text_encoder), text_output(*out.text_encoder))});
+    r.push_back({"text_encoder", output_psnr(text_encoder_check_output(*ref.text_encoder), text_encoder_check_output(*out.text_encoder))});
   if (ref.unet && out.unet && ref.text_encoder)
-    r.push_back({"unet", output_psnr(unet_output(*ref.unet, *ref.text_encoder), unet_output(*out.unet, *ref.text_encoder))});
+    r.push_back({"unet", output_psnr(unet_check_output(*ref.unet, *ref.text_encoder), unet_check_output(*out.unet, *ref.text_encoder))});
   if (ref.vae && out.vae && out.has_vae_decoder)
     r.push_back({"vae_decoder", output_psnr(vae_decoder_output(ref), vae_decoder_output(out))});
   if (ref.vae && out.vae && out.has_vae_encoder)
@@ -97,7 +101,7 @@ std::vector<NetworkPsnr> check_conversion(const ModelSource& ref, const ModelSou
   for (const auto& [name, data] : out.controlnets) {
     auto it = ref.controlnets.find(name);
     if (it != ref.controlnets.end())
-      r.push_back({"controlnet " + name, output_psnr(controlnet_output(it->second), controlnet_output(data))});
+      r.push_back({"controlnet " + name, output_psnr(controlnet_check_output(it->second), controlnet_check_output(data))});
   }
   return r;
 }

@@ -112,15 +112,36 @@ std::string default_tokenizer_dir() {
   return SDRT_SOURCE_RESOURCES "/clip-tokenizer";
 }
 
+namespace {
+
+// The precision of a checkpoint is that of its UNet's matrices (norms are sometimes kept in fp32).
+std::string stored_precision(const ModelSource& src) {
+  if (!src.unet) return src.precision;
+  for (const auto& [name, t] : src.unet->weights.all()) {
+    if (t.ndim() < 2) continue;
+    if (t.dtype() == DType::F16) return "float16";
+    if (t.dtype() == DType::BF16) return "bfloat16";
+    if (t.dtype() == DType::F32) return "float32";
+  }
+  return src.precision;
+}
+
+}  // namespace
+
 ModelSource open_model_source(const std::string& path, const SourceOptions& options) {
   const fs::path p(path);
   if (!fs::exists(p)) throw Error(path + ": no such file or folder");
   if (fs::is_directory(p)) {
     if (fs::exists(p / "manifest.json")) return read_bundle(path, options.verify_checksums);
-    if (fs::exists(p / "model_index.json")) return open_diffusers_folder(p);
-    throw Error(path + ": neither an sdrt bundle (manifest.json) nor a diffusers folder (model_index.json)");
+    if (!fs::exists(p / "model_index.json"))
+      throw Error(path + ": neither an sdrt bundle (manifest.json) nor a diffusers folder (model_index.json)");
+    ModelSource src = open_diffusers_folder(p);
+    src.precision = stored_precision(src);
+    return src;
   }
-  return open_single_file(p, options);
+  ModelSource src = open_single_file(p, options);
+  src.precision = stored_precision(src);
+  return src;
 }
 
 }  // namespace sdrt::pipeline

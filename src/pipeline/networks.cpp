@@ -1,5 +1,7 @@
 #include "sdrt/pipeline/networks.hpp"
 
+#include "sdrt/models/autoencoder_kl_tiling.hpp"
+
 #include <cmath>
 
 #include "sdrt/base/error.hpp"
@@ -43,22 +45,39 @@ io::Image to_image(const float* chw, int64_t h, int64_t w) {
   return img;
 }
 
+// Frees a network and the buffers its activations left in the reuse cache.
+template <class T>
+void release(std::unique_ptr<T>& network) {
+  network.reset();
+  release_cached_memory();
+}
+
 }  // namespace
 
-Networks::Networks(ModelSource source, bool reduce_memory, kernels::Backend& backend)
+Networks::Networks(ModelSource source, bool reduce_memory, kernels::Backend& backend, int vae_tile_size)
     : source_(std::move(source)),
       reduce_memory_(reduce_memory),
+      vae_tile_size_(vae_tile_size),
       backend_(backend),
       tokenizer_(tokenizer::ClipTokenizer::from_files(source_.tokenizer.vocab_json, source_.tokenizer.merges_txt,
                                                       source_.tokenizer.pad_token)) {
   require(source_.unet, source_, "UNet");
   require(source_.text_encoder, source_, "text encoder");
   require(source_.vae, source_, "VAE");
+  if (vae_tile_size_ > 0) vae_tiling();
   if (!reduce_memory_) {
     unet();
     text_encoder();
     vae();
   }
+}
+
+models::VaeTiling Networks::vae_tiling() const {
+  const auto cfg = models::AutoencoderKLConfig::from_json(source_.vae->config);
+  models::VaeTiling t = models::VaeTiling::diffusers_default(cfg);
+  t.tile_sample_size = vae_tile_size_;
+  models::vae_tile_layout(t, cfg);  // throws naming a tile size the VAE cannot use
+  return t;
 }
 
 int Networks::latent_factor() const {
@@ -84,6 +103,7 @@ void Networks::release_denoisers() {
   if (!reduce_memory_) return;
   unet_.reset();
   controlnets_.clear();
+  release_cached_memory();
 }
 
 models::CLIPTextModel& Networks::text_encoder() {
@@ -119,7 +139,7 @@ Tensor Networks::encode_prompts(const std::vector<std::string>& prompts, const s
   Tensor result =
       guided ? backend_.concat({encode(std::vector<std::string>(prompts.size(), negative), "negative prompt"), positive}, 0)
              : positive;
-  if (reduce_memory_) text_encoder_.reset();
+  if (reduce_memory_) release(text_encoder_);
   return result;
 }
 
@@ -129,18 +149,18 @@ std::vector<io::Image> Networks::decode_images(const Tensor& latents) {
   float* p = z.f32();
   for (int64_t i = 0; i < z.numel(); ++i) p[i] = p[i] / scaling;
   if (!source_.has_vae_decoder) throw Error(source_.path + ": the model has no VAE decoder");
-  const Tensor decoded = vae().decode(z);
+  const Tensor decoded = vae_tile_size_ > 0 ? models::tiled_decode(vae(), z, vae_tiling()) : vae().decode(z);
   std::vector<io::Image> images;
   const int64_t h = decoded.dim(2), w = decoded.dim(3);
   for (int64_t b = 0; b < decoded.dim(0); ++b) images.push_back(to_image(decoded.f32() + b * 3 * h * w, h, w));
-  if (reduce_memory_) vae_.reset();
+  if (reduce_memory_) release(vae_);
   return images;
 }
 
 models::LatentDistribution Networks::encode_image(const Tensor& x) {
   if (!source_.has_vae_encoder) throw Error(source_.path + ": the model has no VAE encoder (convert it with --convert-vae-encoder)");
-  auto dist = vae().encode(x);
-  if (reduce_memory_) vae_.reset();
+  auto dist = vae_tile_size_ > 0 ? models::tiled_encode(vae(), x, vae_tiling()) : vae().encode(x);
+  if (reduce_memory_) release(vae_);
   return dist;
 }
 
@@ -159,7 +179,7 @@ std::vector<bool> Networks::check_safety(std::vector<io::Image>& images) {
     flags[i] = result.has_nsfw_concept[i];
     if (flags[i]) std::fill(images[i].pixels.begin(), images[i].pixels.end(), uint8_t{0});
   }
-  if (reduce_memory_) safety_checker_.reset();
+  if (reduce_memory_) release(safety_checker_);
   return flags;
 }
 

@@ -16,4 +16,18 @@ DType precision_dtype(const std::string& precision) {
   return canonical == "float32" ? DType::F32 : canonical == "float16" ? DType::F16 : DType::BF16;
 }
 
+kernels::BackendOptions backend_options(const std::string& compute_precision, const std::string& attention,
+                                        bool stream_weights, const std::string& model_precision) {
+  kernels::BackendOptions o;
+  o.stream_weights = stream_weights;
+  if (attention == "original") o.attention = kernels::AttentionKind::Original;
+  else if (attention != "flash") throw Error("unknown attention '" + attention + "' (flash or original)");
+  std::string compute = compute_precision;
+  if (compute == "auto") compute = precision_name(model_precision) == "float32" ? "float32" : "bfloat16";
+  else if (compute != "float32" && compute != "fp32" && compute != "bfloat16" && compute != "bf16")
+    throw Error("unknown compute precision '" + compute_precision + "' (auto, float32 or bfloat16; fp32, bf16)");
+  o.compute = precision_name(compute) == "float32" ? kernels::ComputeType::F32 : kernels::ComputeType::BF16;
+  return o;
+}
+
 }  // namespace sdrt::pipeline

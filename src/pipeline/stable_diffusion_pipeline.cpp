@@ -9,6 +9,7 @@
 #include "sdrt/pipeline/bundle.hpp"
 #include "sdrt/pipeline/networks.hpp"
 #include "sdrt/pipeline/pipeline.hpp"
+#include "sdrt/pipeline/precision.hpp"
 #include "sdrt/rng/random_source.hpp"
 #include "sdrt/schedulers/scheduler.hpp"
 
@@ -45,9 +46,14 @@ Tensor apply_guidance(const Tensor& noise_pred, float g) {
 class StableDiffusionPipeline final : public Pipeline {
  public:
   StableDiffusionPipeline(pipeline::ModelSource source, const PipelineOptions& options)
-      : networks_(std::move(source), options.reduce_memory, kernels::cpu_backend()) {}
+      : backend_(kernels::cpu_backend(pipeline::backend_options(options.compute_precision, options.attention,
+                                                                options.stream_weights, source.precision))),
+        networks_(std::move(source), options.reduce_memory || options.stream_weights, backend_, options.vae_tile_size) {
+    if (options.vae_tile_size < 0) throw Error("vae_tile_size must be >= 0 (got " + std::to_string(options.vae_tile_size) + ")");
+  }
 
   const pipeline::ModelSource& source() const override { return networks_.source(); }
+  const kernels::BackendOptions& backend_options() const override { return networks_.backend().options(); }
   int native_width() const override { return networks_.native_size(); }
   int native_height() const override { return networks_.native_size(); }
   std::string default_scheduler() const override {
@@ -113,6 +119,7 @@ class StableDiffusionPipeline final : public Pipeline {
   }
 
  private:
+  kernels::Backend& backend_;  // before networks_, which is built on it
   Networks networks_;
 };
 

@@ -53,15 +53,23 @@ class Tensor {
   // A file-compatible view of this tensor's bytes.
   io::RawTensor as_raw() const;
   std::string describe() const;  // "F32 [2, 4, 8, 8]"
+  // For a view of a read-only file mapping: tells the kernel to drop the resident pages (they are
+  // read again from the page cache if touched later), so weights packed elsewhere stop counting twice.
+  // Does nothing for tensors in ordinary memory.
+  void release_pages() const;
 
  private:
   std::shared_ptr<void> owner_;
   void* data_ = nullptr;
   Shape shape_;
   DType dtype_ = DType::F32;
+  bool file_mapped_ = false;
 };
 
 int64_t shape_numel(const Shape& shape);
+// Frees the large buffers kept for reuse after their tensors died (up to 128 MiB are kept so that
+// repeated steps allocate without page faults); call after a network is done to lower memory.
+void release_cached_memory();
 std::string shape_str(const Shape& shape);
 
 }  // namespace sdrt

@@ -15,6 +15,7 @@ struct RawTensor {
   const uint8_t* data = nullptr;
   size_t nbytes = 0;
   std::shared_ptr<const void> owner;  // keeps `data` alive (a mapping or a buffer)
+  bool file_mapped = false;           // `data` lies in a read-only file mapping (pages can be dropped)
 };
 
 // Product of the dims; throws sdrt::Error on negative dims or overflow. `what` names the tensor.

@@ -1,16 +1,37 @@
 // The compute interface the networks are written against. The CPU backend implements it now
 // (oneDNN for convolution and matrix products, our own loops for the rest); a CUDA backend can
-// implement the same interface later. All tensors are F32, contiguous, row-major; images are NCHW.
+// implement the same interface later. Activations are F32, contiguous, row-major; images are NCHW.
+// Layer weights are prepared once per backend (Conv2dOp, LinearOp): converted to the compute type and
+// reordered into the kernels' layout at first use, or decoded on every call when streamed or compressed.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "sdrt/core/tensor.hpp"
+#include "sdrt/core/weights.hpp"
 
 namespace sdrt::kernels {
 
 enum class Activation { None, SiLU, GELU, GELUTanh, QuickGELU };
+
+// The type convolutions and matrix products multiply in (accumulation is always F32).
+enum class ComputeType { F32, BF16 };
+// Flash: fused, tiled, online softmax. Original: scores materialised, softmax, then the product.
+enum class AttentionKind { Flash, Original };
+
+struct BackendOptions {
+  ComputeType compute = ComputeType::F32;
+  AttentionKind attention = AttentionKind::Flash;
+  // Keep no prepared copy of dense weights: decode them from storage on every call (for
+  // --reduce-memory=stream; compressed weights are always decoded per call).
+  bool stream_weights = false;
+  bool operator<(const BackendOptions& o) const;
+};
+
+std::string compute_type_name(ComputeType t);  // "float32" | "bfloat16"
+std::string attention_kind_name(AttentionKind a);  // "flash" | "original"
 
 struct Conv2dParams {
   int stride = 1;
@@ -18,10 +39,30 @@ struct Conv2dParams {
   static Conv2dParams same(int stride, int pad) { return {stride, pad, pad, pad, pad}; }
 };
 
+// A convolution with its weights prepared for one backend; x [N, C, H, W] -> [N, O, H', W'].
+class Conv2dOp {
+ public:
+  virtual ~Conv2dOp() = default;
+  virtual Tensor forward(const Tensor& x) const = 0;
+};
+
+// torch.nn.Linear with prepared weights: x [..., K] -> [..., N].
+class LinearOp {
+ public:
+  virtual ~LinearOp() = default;
+  virtual Tensor forward(const Tensor& x) const = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  virtual const BackendOptions& options() const = 0;
+
+  // weight [O, C, kh, kw] (any float type, or compressed), bias [O] F32 or undefined.
+  virtual std::shared_ptr<const Conv2dOp> make_conv2d(WeightTensor weight, Tensor bias, const Conv2dParams& p) = 0;
+  // weight [N, K], bias [N] F32 or undefined.
+  virtual std::shared_ptr<const LinearOp> make_linear(WeightTensor weight, Tensor bias) = 0;
 
   // x [N, C, H, W], w [O, C, kh, kw], bias [O] or an undefined Tensor -> [N, O, H', W'].
   virtual Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) = 0;
@@ -65,7 +106,10 @@ class Backend {
   virtual Tensor embedding(const Tensor& table, const std::vector<int64_t>& ids) = 0;
 };
 
-// The process-wide CPU backend (uses every core OpenMP gives it).
-Backend& cpu_backend();
+// The process-wide CPU backend for these options (uses every core OpenMP gives it). BF16 compute
+// falls back to F32 on CPUs without AVX512-BF16 or AMX; options() tells what was granted.
+Backend& cpu_backend(const BackendOptions& options = {});
+// Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX-BF16).
+bool cpu_has_bf16();
 
 }  // namespace sdrt::kernels

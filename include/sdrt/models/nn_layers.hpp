@@ -2,6 +2,7 @@
 // weights, run on a kernels::Backend. Construction reads and shape-checks every parameter.
 #pragma once
 #include <cstdint>
+#include <memory>
 
 #include "sdrt/core/tensor.hpp"
 #include "sdrt/core/weights.hpp"
@@ -16,15 +17,14 @@ class Conv2d {
   Conv2d(kernels::Backend& backend, const WeightScope& scope, int64_t in_channels, int64_t out_channels, int kernel,
          kernels::Conv2dParams params);
   // From tensors already read (e.g. a slice of a larger convolution's output channels).
-  Conv2d(kernels::Backend& backend, Tensor weight, Tensor bias, kernels::Conv2dParams params);
+  Conv2d(kernels::Backend& backend, WeightTensor weight, Tensor bias, kernels::Conv2dParams params);
 
-  Tensor operator()(const Tensor& x) const;
-  int64_t out_channels() const { return weight_.dim(0); }
+  Tensor operator()(const Tensor& x) const { return op_->forward(x); }
+  int64_t out_channels() const { return out_channels_; }
 
  private:
-  kernels::Backend* backend_ = nullptr;
-  Tensor weight_, bias_;
-  kernels::Conv2dParams params_;
+  std::shared_ptr<const kernels::Conv2dOp> op_;
+  int64_t out_channels_ = 0;
 };
 
 class Linear {
@@ -33,11 +33,10 @@ class Linear {
   // <scope>.weight [out, in] and, when `bias`, <scope>.bias [out].
   Linear(kernels::Backend& backend, const WeightScope& scope, int64_t in_features, int64_t out_features, bool bias);
 
-  Tensor operator()(const Tensor& x) const;
+  Tensor operator()(const Tensor& x) const { return op_->forward(x); }
 
  private:
-  kernels::Backend* backend_ = nullptr;
-  Tensor weight_, bias_;
+  std::shared_ptr<const kernels::LinearOp> op_;
 };
 
 class GroupNorm {

@@ -16,6 +16,9 @@ struct BundleWriteOptions {
   bool chunk_unet = false;            // UnetChunk1/2.safetensors of about equal size
   bool text_encoder = true, unet = true, vae_decoder = true, vae_encoder = true, safety_checker = true;
   bool force = false;                 // replace an existing bundle
+  // Per component ("unet", "text_encoder", "controlnet <name>"): how its weights were compressed
+  // (pipeline::compress_model's report), written into the manifest.
+  nlohmann::ordered_json compression = nlohmann::ordered_json::object();
   // Called after each file is written: (files done, files total, file name).
   std::function<void(int, int, const std::string&)> progress;
 };

@@ -22,4 +22,10 @@ double output_psnr(const Tensor& reference, const Tensor& test);
 
 std::vector<NetworkPsnr> check_conversion(const ModelSource& reference, const ModelSource& converted);
 
+// The outputs the check compares, on its fixed random inputs (fp32 compute): also used to choose
+// mixed-bit compression recipes.
+Tensor text_encoder_check_output(const ComponentData& text_encoder);
+Tensor unet_check_output(const ComponentData& unet, const ComponentData& text_encoder);
+Tensor controlnet_check_output(const ComponentData& controlnet);
+
 }  // namespace sdrt::pipeline

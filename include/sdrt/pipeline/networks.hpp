@@ -10,6 +10,7 @@
 #include "sdrt/io/image.hpp"
 #include "sdrt/kernels/backend.hpp"
 #include "sdrt/models/autoencoder_kl.hpp"
+#include "sdrt/models/autoencoder_kl_tiling.hpp"
 #include "sdrt/models/clip_text_model.hpp"
 #include "sdrt/models/controlnet.hpp"
 #include "sdrt/models/safety_checker.hpp"
@@ -30,9 +31,11 @@ struct ControlResiduals {
 
 class Networks {
  public:
-  Networks(ModelSource source, bool reduce_memory, kernels::Backend& backend);
+  // vae_tile_size > 0: decode and encode images in overlapping tiles of that many pixels.
+  Networks(ModelSource source, bool reduce_memory, kernels::Backend& backend, int vae_tile_size = 0);
 
   const ModelSource& source() const { return source_; }
+  kernels::Backend& backend() const { return backend_; }
   // Native output size in pixels (UNet sample size times the VAE factor).
   int native_size() const;
   int latent_factor() const;  // 2^(VAE levels - 1)
@@ -59,6 +62,7 @@ class Networks {
  private:
   ModelSource source_;
   bool reduce_memory_;
+  int vae_tile_size_;
   kernels::Backend& backend_;
   tokenizer::ClipTokenizer tokenizer_;
   std::unique_ptr<models::UNet2DConditionModel> unet_;
@@ -69,6 +73,7 @@ class Networks {
 
   models::CLIPTextModel& text_encoder();
   models::AutoencoderKL& vae();
+  models::VaeTiling vae_tiling() const;
   models::ControlNetModel& controlnet(const std::string& name);
 };
 

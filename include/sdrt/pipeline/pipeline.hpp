@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "sdrt/io/image.hpp"
+#include "sdrt/kernels/backend.hpp"
 #include "sdrt/pipeline/model_source.hpp"
 
 namespace sdrt {
@@ -16,7 +17,16 @@ struct PipelineOptions {
   pipeline::SourceOptions source;
   // Build each network just before it is used and free it right after (lower peak memory).
   bool reduce_memory = false;
+  // Also keep no prepared copy of the weights: decode each layer's from the mapped file on every use
+  // (--reduce-memory=stream; implies reduce_memory).
+  bool stream_weights = false;
   std::string compute_units = "cpu";  // cpu | all (all = every device sdrt can use; the CPU today)
+  // auto: a float32 model computes in fp32, a float16/bfloat16 one in bf16 where the CPU multiplies
+  // bf16 natively (else fp32); or float32 | bfloat16 (fp32 | bf16) to choose.
+  std::string compute_precision = "auto";
+  std::string attention = "flash";  // flash (fused, tiled) | original (materialised scores)
+  // Decode and encode images in overlapping tiles of this many pixels (0: whole images).
+  int vae_tile_size = 0;
   // diffusers ControlNet folders to use besides the ones in a bundle, named as a bundle would name them
   // (pipeline::controlnet_bundle_name: "controlnet-tiny" -> "ControlnetTiny").
   std::vector<std::string> controlnet_folders;
@@ -76,6 +86,8 @@ class Pipeline {
   virtual ~Pipeline() = default;
   virtual GenerationResult generate(const GenerationConfig& config, const ProgressCallback& progress = {}) = 0;
   virtual const pipeline::ModelSource& source() const = 0;
+  // What the networks compute in, after `auto` and the CPU's features were resolved.
+  virtual const kernels::BackendOptions& backend_options() const = 0;
   virtual int native_width() const = 0;
   virtual int native_height() const = 0;
   virtual std::string default_scheduler() const = 0;  // sdrt name of the model's own scheduler

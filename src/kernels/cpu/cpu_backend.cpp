@@ -1,13 +1,43 @@
 // The CPU implementation of Backend: forwards each method to its kernel in src/kernels/cpu.
+#include <map>
+#include <mutex>
+#include <tuple>
+
 #include "kernels/cpu/attention.hpp"
 #include "kernels/cpu/cpu_ops.hpp"
 
 namespace sdrt::kernels {
+
+bool BackendOptions::operator<(const BackendOptions& o) const {
+  return std::tie(compute, attention, stream_weights) < std::tie(o.compute, o.attention, o.stream_weights);
+}
+
+std::string compute_type_name(ComputeType t) { return t == ComputeType::BF16 ? "bfloat16" : "float32"; }
+std::string attention_kind_name(AttentionKind a) { return a == AttentionKind::Original ? "original" : "flash"; }
+
+bool cpu_has_bf16() {
+  static const bool yes = __builtin_cpu_supports("avx512bf16") != 0;
+  return yes;
+}
+
 namespace {
 
 class CpuBackend final : public Backend {
  public:
-  std::string name() const override { return cpu::cpu_has_avx512() ? "cpu (oneDNN, AVX-512)" : "cpu (oneDNN)"; }
+  explicit CpuBackend(const BackendOptions& options) : options_(options) {}
+
+  std::string name() const override {
+    return std::string(cpu::cpu_has_avx512() ? "cpu (oneDNN, AVX-512" : "cpu (oneDNN") +
+           (options_.compute == ComputeType::BF16 ? ", bf16)" : ")");
+  }
+  const BackendOptions& options() const override { return options_; }
+
+  std::shared_ptr<const Conv2dOp> make_conv2d(WeightTensor weight, Tensor bias, const Conv2dParams& p) override {
+    return cpu::make_conv2d_op(std::move(weight), std::move(bias), p, options_);
+  }
+  std::shared_ptr<const LinearOp> make_linear(WeightTensor weight, Tensor bias) override {
+    return cpu::make_linear_op(std::move(weight), std::move(bias), options_);
+  }
 
   Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) override {
     return cpu::conv2d(x, w, bias, p);
@@ -24,6 +54,7 @@ class CpuBackend final : public Backend {
     return cpu::layer_norm(x, gamma, beta, eps);
   }
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal) override {
+    if (options_.attention == AttentionKind::Original) return cpu::attention_reference(q, k, v, heads, scale, causal);
     return cpu::attention_flash(q, k, v, heads, scale, causal);
   }
   void softmax_lastdim_(Tensor& x) override { cpu::softmax_lastdim_(x); }
@@ -41,13 +72,20 @@ class CpuBackend final : public Backend {
   Tensor nchw_to_nlc(const Tensor& x) override { return cpu::nchw_to_nlc(x); }
   Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) override { return cpu::nlc_to_nchw(x, h, w); }
   Tensor embedding(const Tensor& table, const std::vector<int64_t>& ids) override { return cpu::embedding(table, ids); }
+
+ private:
+  BackendOptions options_;
 };
 
 }  // namespace
 
-Backend& cpu_backend() {
-  static CpuBackend backend;
-  return backend;
+Backend& cpu_backend(const BackendOptions& requested) {
+  static std::mutex mutex;
+  static std::map<BackendOptions, CpuBackend> backends;
+  BackendOptions granted = requested;
+  if (granted.compute == ComputeType::BF16 && !cpu_has_bf16()) granted.compute = ComputeType::F32;
+  std::lock_guard lock(mutex);
+  return backends.try_emplace(granted, granted).first->second;
 }
 
 }  // namespace sdrt::kernels

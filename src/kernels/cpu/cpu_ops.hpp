@@ -1,6 +1,7 @@
 // The CPU backend's kernels as free functions; CpuBackend forwards to them. Private to src/kernels.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "sdrt/kernels/backend.hpp"
@@ -11,6 +12,10 @@ namespace sdrt::kernels::cpu {
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p);
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias);
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_b, float alpha);
+// Layers with prepared weights (dnnl_layers.cpp).
+std::shared_ptr<const Conv2dOp> make_conv2d_op(WeightTensor w, Tensor bias, const Conv2dParams& p,
+                                               const BackendOptions& o);
+std::shared_ptr<const LinearOp> make_linear_op(WeightTensor w, Tensor bias, const BackendOptions& o);
 
 // Normalisation (norm.cpp).
 Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps, Activation act);
@@ -32,5 +37,9 @@ Tensor concat(const std::vector<Tensor>& xs, int dim);
 Tensor nchw_to_nlc(const Tensor& x);
 Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w);
 Tensor embedding(const Tensor& table, const std::vector<int64_t>& ids);
+// dst[b][j][i] = src[b][i][j] for `batch` row-major [rows, cols] matrices (NCHW <-> NHWC), as F32 or
+// rounded to bf16.
+void transpose_batched(const float* src, float* dst, int64_t batch, int64_t rows, int64_t cols);
+void transpose_batched_bf16(const float* src, uint16_t* dst, int64_t batch, int64_t rows, int64_t cols);
 
 }  // namespace sdrt::kernels::cpu

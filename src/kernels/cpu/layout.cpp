@@ -1,5 +1,7 @@
 // Data movement: nearest upsampling, concatenation, NCHW <-> token layout, embedding lookup.
 #include <algorithm>
+#include <bit>
+#include <type_traits>
 #include <cmath>
 #include <vector>
 #include <cstring>
@@ -10,24 +12,49 @@
 namespace sdrt::kernels::cpu {
 namespace {
 
-// dst[b][j][i] = src[b][i][j] for `batch` row-major [rows, cols] matrices, in cache-sized tiles.
-void transpose_batched(const float* src, float* dst, int64_t batch, int64_t rows, int64_t cols) {
+// Round to nearest even without branches, so that whole rows vectorise (NaN stays NaN).
+inline uint16_t bf16_bits(float v) {
+  const uint32_t u = std::bit_cast<uint32_t>(v);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : rounded);
+}
+
+// dst[b][j][i] = src[b][i][j] for `batch` row-major [rows, cols] matrices, in 32 x 32 tiles; bf16
+// output goes through a local tile so that the rounding runs on whole rows.
+template <class Out>
+void transpose_tiles(const float* src, Out* dst, int64_t batch, int64_t rows, int64_t cols) {
   constexpr int64_t kTile = 32;
   const int64_t row_tiles = (rows + kTile - 1) / kTile, col_tiles = (cols + kTile - 1) / kTile;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t t = 0; t < row_tiles * col_tiles; ++t) {
       const int64_t r0 = (t / col_tiles) * kTile, c0 = (t % col_tiles) * kTile;
-      const int64_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
-      const float* s = src + b * rows * cols;
-      float* d = dst + b * rows * cols;
-      for (int64_t c = c0; c < c1; ++c)
-        for (int64_t r = r0; r < r1; ++r) d[c * rows + r] = s[r * cols + c];
+      const int64_t nr = std::min(rows, r0 + kTile) - r0, nc = std::min(cols, c0 + kTile) - c0;
+      const float* s = src + b * rows * cols + r0 * cols + c0;
+      Out* d = dst + b * rows * cols + c0 * rows + r0;
+      if constexpr (std::is_same_v<Out, float>) {
+        for (int64_t c = 0; c < nc; ++c)
+          for (int64_t r = 0; r < nr; ++r) d[c * rows + r] = s[r * cols + c];
+        continue;
+      }
+      alignas(64) float tile[kTile][kTile];
+      for (int64_t r = 0; r < nr; ++r)
+        for (int64_t c = 0; c < nc; ++c) tile[c][r] = s[r * cols + c];
+      for (int64_t c = 0; c < nc; ++c)
+        for (int64_t r = 0; r < nr; ++r) d[c * rows + r] = bf16_bits(tile[c][r]);
     }
   }
 }
 
 }  // namespace
+
+void transpose_batched(const float* src, float* dst, int64_t batch, int64_t rows, int64_t cols) {
+  transpose_tiles(src, dst, batch, rows, cols);
+}
+
+void transpose_batched_bf16(const float* src, uint16_t* dst, int64_t batch, int64_t rows, int64_t cols) {
+  transpose_tiles(src, dst, batch, rows, cols);
+}
 
 Tensor upsample_nearest2x(const Tensor& x) {
   require_f32("upsample_nearest2x", "input", x, 4);

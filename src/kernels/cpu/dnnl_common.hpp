@@ -1,0 +1,107 @@
+// oneDNN plumbing shared by the functional ops (dnnl_ops.cpp) and the prepared layers
+// (dnnl_layers.cpp): one engine, per-thread streams and grow-only buffers, primitives with
+// user-managed scratchpads so a cached primitive can run on any thread. Private to src/kernels.
+#pragma once
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <unordered_map>
+#include <vector>
+
+#include "kernels/cpu/check.hpp"
+
+namespace sdrt::kernels::cpu::dnnl_util {
+
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+inline dnnl::engine& engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+inline dnnl::stream& stream() {
+  thread_local dnnl::stream s(engine());
+  return s;
+}
+
+// A grow-only, 64-byte aligned buffer (reused across calls, so no allocation or page faults).
+class GrowBuffer {
+ public:
+  void* get(size_t bytes) {
+    if (bytes > size_) {
+      const size_t rounded = (bytes + 63) / 64 * 64;
+      void* p = std::aligned_alloc(64, rounded);
+      if (!p) throw Error("out of memory allocating " + std::to_string(rounded) + " bytes of oneDNN workspace");
+      data_.reset(p);
+      size_ = rounded;
+    }
+    return data_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  std::unique_ptr<void, Free> data_;
+  size_t size_ = 0;
+};
+
+// Per-thread buffers: the primitive's scratchpad and the staged copies of src, weights, dst.
+enum Slot { kScratchpad, kSrc, kWeights, kWeightsPlain, kDst, kSlots };
+inline void* thread_buffer(Slot slot, size_t bytes) {
+  thread_local GrowBuffer buffers[kSlots];
+  return buffers[slot].get(bytes);
+}
+
+// A primitive and the scratchpad it needs per execution.
+struct Compiled {
+  dnnl::primitive prim;
+  memory::desc scratchpad;
+  Compiled() = default;
+  Compiled(dnnl::primitive p, const dnnl::primitive_desc_base& pd)
+      : prim(std::move(p)), scratchpad(pd.scratchpad_desc()) {}
+};
+
+// Primitive cache keyed by an op-specific tuple of integers (shapes and parameters).
+using Key = std::vector<int64_t>;
+
+template <class Make>
+const Compiled& cached(const Key& key, Make make) {
+  static std::mutex mutex;
+  static std::map<Key, Compiled> cache;
+  std::lock_guard lock(mutex);
+  auto it = cache.find(key);
+  if (it == cache.end()) it = cache.emplace(key, make()).first;
+  return it->second;
+}
+
+inline dnnl::primitive_attr base_attr() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+inline void execute(const Compiled& c, std::unordered_map<int, memory> args) {
+  const size_t bytes = c.scratchpad.get_size();
+  if (bytes > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(c.scratchpad, engine(), thread_buffer(kScratchpad, bytes)));
+  c.prim.execute(stream(), args);
+  stream().wait();
+}
+
+inline memory mem(const memory::desc& md, const Tensor& t) { return memory(md, engine(), const_cast<void*>(t.raw())); }
+
+template <class F>
+auto guarded(const char* op, F f) {
+  try {
+    return f();
+  } catch (const dnnl::error& e) {
+    fail(op, std::string("oneDNN failed: ") + e.what());
+  }
+}
+
+}  // namespace sdrt::kernels::cpu::dnnl_util

@@ -1,0 +1,292 @@
+// Convolution and Linear layers with prepared weights: each layer converts its weights to the compute
+// type and reorders them into the layout its oneDNN primitive asks for once, at first use (then drops
+// the mapped file pages they came from), and creates one primitive per input shape. Streamed and
+// compressed weights are instead decoded into per-thread buffers on every call, so no full copy of a
+// network is ever held.
+#include <cstring>
+#include <optional>
+#include <utility>
+
+#include "kernels/cpu/cpu_ops.hpp"
+#include "kernels/cpu/dnnl_common.hpp"
+#include "sdrt/core/convert.hpp"
+
+namespace sdrt::kernels::cpu {
+namespace {
+
+using namespace dnnl_util;
+
+dt compute_dt(ComputeType t) { return t == ComputeType::BF16 ? dt::bf16 : dt::f32; }
+DType compute_dtype(ComputeType t) { return t == ComputeType::BF16 ? DType::BF16 : DType::F32; }
+
+struct AlignedFree {
+  void operator()(void* p) const { std::free(p); }
+};
+
+// A layer's weights in the layouts its primitives want.
+class PreparedWeights {
+ public:
+  PreparedWeights(WeightTensor source, ComputeType compute, bool stream)
+      : source_(std::move(source)), compute_(compute), keep_(!stream && !source_.is_compressed()) {}
+
+  // The weights as `wanted`, given `plain` (the row-major layout of the stored tensor in the compute type).
+  memory get(const memory::desc& wanted, const memory::desc& plain) const {
+    if (!keep_) return staged(wanted, plain, thread_buffer(kWeights, wanted.get_size()));
+    std::lock_guard lock(mutex_);
+    for (const auto& [md, buffer] : packed_)
+      if (md == wanted) return memory(md, engine(), buffer.get());
+    void* p = std::aligned_alloc(64, (wanted.get_size() + 63) / 64 * 64);
+    if (!p) throw Error("out of memory packing weights " + source_.describe());
+    packed_.emplace_back(wanted, std::unique_ptr<void, AlignedFree>(p));
+    memory out = staged(wanted, plain, p);
+    source_.release_pages();
+    return out;
+  }
+
+  const WeightTensor& source() const { return source_; }
+
+ private:
+  // Decodes into the thread's plain buffer, then reorders into `into` (or decodes there directly).
+  memory staged(const memory::desc& wanted, const memory::desc& plain, void* into) const {
+    const int64_t rows = source_.dim(0);
+    if (wanted == plain) {
+      source_.decode_rows(0, rows, compute_dtype(compute_), into);
+      return memory(wanted, engine(), into);
+    }
+    void* flat = thread_buffer(kWeightsPlain, plain.get_size());
+    source_.decode_rows(0, rows, compute_dtype(compute_), flat);
+    memory from(plain, engine(), flat), to(wanted, engine(), into);
+    dnnl::reorder(from, to).execute(stream(), from, to);
+    stream().wait();
+    return to;
+  }
+
+  WeightTensor source_;
+  ComputeType compute_;
+  bool keep_;
+  mutable std::mutex mutex_;
+  mutable std::vector<std::pair<memory::desc, std::unique_ptr<void, AlignedFree>>> packed_;
+};
+
+void check_bias(const std::string& op, const Tensor& bias, const Shape& weight) {
+  if (!has(bias)) return;
+  require_f32(op, "bias", bias);
+  if (bias.ndim() != 1 || bias.dim(0) != weight[0])
+    fail(op, "bias " + shape_str(bias.shape()) + " does not match weight " + shape_str(weight));
+}
+
+std::optional<dnnl::reorder> reorder_if_needed(const memory::desc& from, const memory::desc& to) {
+  if (from == to) return std::nullopt;
+  return dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from, engine(), to));
+}
+
+// `t` (F32, described by `user`) as `wanted`: the tensor itself, or a reordered copy in `slot`.
+memory stage_input(const std::optional<dnnl::reorder>& r, const memory::desc& user, const Tensor& t,
+                   const memory::desc& wanted, Slot slot) {
+  memory in = mem(user, t);
+  if (!r) return in;
+  memory out(wanted, engine(), thread_buffer(slot, wanted.get_size()));
+  r->execute(stream(), in, out);
+  return out;
+}
+
+class DnnlConv2d final : public Conv2dOp {
+ public:
+  DnnlConv2d(WeightTensor w, Tensor bias, const Conv2dParams& p, const BackendOptions& o)
+      : weights_(std::move(w), o.compute, o.stream_weights), bias_(std::move(bias)), params_(p), compute_(o.compute) {
+    const Shape& s = weights_.source().shape();
+    if (s.size() != 4) fail("conv2d", "weight " + shape_str(s) + " must have 4 dimensions");
+    check_bias("conv2d", bias_, s);
+    if (p.stride < 1) fail("conv2d", "stride " + std::to_string(p.stride) + " must be >= 1");
+    if (p.pad_top < 0 || p.pad_left < 0 || p.pad_bottom < 0 || p.pad_right < 0) fail("conv2d", "negative padding");
+  }
+
+  Tensor forward(const Tensor& x) const override {
+    const std::string op = "conv2d";
+    require_f32(op, "input", x, 4);
+    const Shape& ws = weights_.source().shape();
+    const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3), o = ws[0], kh = ws[2], kw = ws[3];
+    if (ws[1] != c)
+      fail(op, "input " + shape_str(x.shape()) + " has " + std::to_string(c) + " channels, weight " + shape_str(ws) +
+                   " expects " + std::to_string(ws[1]));
+    const int64_t hp = h + params_.pad_top + params_.pad_bottom, wp = w + params_.pad_left + params_.pad_right;
+    if (hp < kh || wp < kw || kh < 1 || kw < 1)
+      fail(op, "kernel " + shape_str(ws) + " does not fit padded input " + shape_str(x.shape()));
+    const int64_t oh = (hp - kh) / params_.stride + 1, ow = (wp - kw) / params_.stride + 1;
+    Tensor y = Tensor::empty({n, o, oh, ow});
+    if (y.numel() == 0) return y;
+    if (c == 0) {
+      for (int64_t i = 0; i < y.numel(); ++i) y.f32()[i] = has(bias_) ? bias_.f32()[(i / (oh * ow)) % o] : 0.0f;
+      return y;
+    }
+    guarded("conv2d", [&] {
+      run(plan({n, c, h, w, o, kh, kw, oh, ow}), x, y);
+      return 0;
+    });
+    return y;
+  }
+
+ private:
+  struct Plan {
+    Compiled conv;
+    memory::desc user_src, user_dst, plain_weights, bias;
+    memory::desc src, weights, dst;
+    // NHWC layouts are converted with our tiled transposes (oneDNN's reorder for them is several times
+    // slower); any other layout the primitive picks goes through a oneDNN reorder.
+    bool src_nhwc = false, dst_nhwc = false;
+    std::optional<dnnl::reorder> src_in, dst_out;
+  };
+
+  const Plan& plan(const std::vector<int64_t>& s) const {
+    std::lock_guard lock(mutex_);
+    auto it = plans_.find(s);
+    if (it != plans_.end()) return it->second;
+    const int64_t n = s[0], c = s[1], h = s[2], w = s[3], o = s[4], kh = s[5], kw = s[6], oh = s[7], ow = s[8];
+    const dt cdt = compute_dt(compute_);
+    Plan p;
+    p.user_src = memory::desc({n, c, h, w}, dt::f32, tag::nchw);
+    p.user_dst = memory::desc({n, o, oh, ow}, dt::f32, tag::nchw);
+    p.plain_weights = memory::desc({o, c, kh, kw}, cdt, tag::oihw);
+    p.bias = has(bias_) ? memory::desc({o}, dt::f32, tag::a) : memory::desc();
+    const Conv2dParams& q = params_;
+    dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                      memory::desc({n, c, h, w}, cdt, tag::any),
+                                      memory::desc({o, c, kh, kw}, cdt, tag::any), p.bias,
+                                      memory::desc({n, o, oh, ow}, dt::f32, tag::any), {q.stride, q.stride},
+                                      {q.pad_top, q.pad_left}, {q.pad_bottom, q.pad_right});
+    dnnl::convolution_forward::primitive_desc pd(d, base_attr(), engine());
+    p.conv = Compiled{dnnl::convolution_forward(pd), pd};
+    p.src = pd.src_desc();
+    p.weights = pd.weights_desc();
+    p.dst = pd.dst_desc();
+    p.src_nhwc = p.src == memory::desc({n, c, h, w}, cdt, tag::nhwc) && c > 1 && h * w > 1;
+    p.dst_nhwc = p.dst == memory::desc({n, o, oh, ow}, dt::f32, tag::nhwc) && o > 1 && oh * ow > 1;
+    if (!p.src_nhwc) p.src_in = reorder_if_needed(p.user_src, p.src);
+    if (!p.dst_nhwc) p.dst_out = reorder_if_needed(p.dst, p.user_dst);
+    return plans_.emplace(s, std::move(p)).first->second;
+  }
+
+  memory source(const Plan& p, const Tensor& x) const {
+    if (!p.src_nhwc) return stage_input(p.src_in, p.user_src, x, p.src, kSrc);
+    void* staged = thread_buffer(kSrc, p.src.get_size());
+    const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
+    if (compute_ == ComputeType::BF16) transpose_batched_bf16(x.f32(), static_cast<uint16_t*>(staged), n, c, hw);
+    else transpose_batched(x.f32(), static_cast<float*>(staged), n, c, hw);
+    return memory(p.src, engine(), staged);
+  }
+
+  void run(const Plan& p, const Tensor& x, Tensor& y) const {
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, source(p, x)},
+                                         {DNNL_ARG_WEIGHTS, weights_.get(p.weights, p.plain_weights)}};
+    memory user_dst = mem(p.user_dst, y);
+    const bool staged = p.dst_nhwc || p.dst_out;
+    memory dst = staged ? memory(p.dst, engine(), thread_buffer(kDst, p.dst.get_size())) : user_dst;
+    args.emplace(DNNL_ARG_DST, dst);
+    if (has(bias_)) args.emplace(DNNL_ARG_BIAS, mem(p.bias, bias_));
+    execute(p.conv, std::move(args));
+    if (p.dst_nhwc) {
+      transpose_batched(static_cast<const float*>(dst.get_data_handle()), y.f32(), y.dim(0), y.dim(2) * y.dim(3),
+                        y.dim(1));
+    } else if (p.dst_out) {
+      p.dst_out->execute(stream(), dst, user_dst);
+      stream().wait();
+    }
+  }
+
+  PreparedWeights weights_;
+  Tensor bias_;
+  Conv2dParams params_;
+  ComputeType compute_;
+  mutable std::mutex mutex_;
+  mutable std::map<std::vector<int64_t>, Plan> plans_;
+};
+
+class DnnlLinear final : public LinearOp {
+ public:
+  DnnlLinear(WeightTensor w, Tensor bias, const BackendOptions& o)
+      : weights_(std::move(w), o.compute, o.stream_weights), bias_(std::move(bias)), compute_(o.compute) {
+    const Shape& s = weights_.source().shape();
+    if (s.size() != 2) fail("linear", "weight " + shape_str(s) + " must have 2 dimensions");
+    check_bias("linear", bias_, s);
+  }
+
+  Tensor forward(const Tensor& x) const override {
+    const std::string op = "linear";
+    require_f32(op, "input", x);
+    const Shape& ws = weights_.source().shape();
+    if (x.ndim() < 1) fail(op, "input " + shape_str(x.shape()) + " must have at least 1 dimension");
+    const int64_t k = x.dim(-1), n = ws[0];
+    if (ws[1] != k)
+      fail(op, "input " + shape_str(x.shape()) + " has " + std::to_string(k) + " features, weight " + shape_str(ws) +
+                   " expects " + std::to_string(ws[1]));
+    Shape out_shape = x.shape();
+    out_shape.back() = n;
+    Tensor y = Tensor::empty(out_shape);
+    if (y.numel() == 0) return y;
+    if (k == 0) {
+      for (int64_t i = 0; i < y.numel(); ++i) y.f32()[i] = has(bias_) ? bias_.f32()[i % n] : 0.0f;
+      return y;
+    }
+    const int64_t m = x.numel() / k;
+    guarded("linear", [&] {
+      run(plan(m, k, n), x, y);
+      return 0;
+    });
+    return y;
+  }
+
+ private:
+  struct Plan {
+    Compiled matmul;
+    memory::desc src, plain_weights, weights, bias, dst;
+  };
+
+  const Plan& plan(int64_t m, int64_t k, int64_t n) const {
+    std::lock_guard lock(mutex_);
+    auto it = plans_.find(m);
+    if (it != plans_.end()) return it->second;
+    const dt cdt = compute_dt(compute_);
+    Plan p;
+    p.src = memory::desc({m, k}, cdt, tag::ab);
+    p.plain_weights = memory::desc({k, n}, cdt, tag::ba);  // torch stores [N, K]
+    p.bias = has(bias_) ? memory::desc({1, n}, dt::f32, tag::ab) : memory::desc();
+    p.dst = memory::desc({m, n}, dt::f32, tag::ab);
+    dnnl::matmul::desc d(p.src, memory::desc({k, n}, cdt, tag::any), p.bias, p.dst);
+    dnnl::matmul::primitive_desc pd(d, base_attr(), engine());
+    p.matmul = Compiled{dnnl::matmul(pd), pd};
+    p.weights = pd.weights_desc();
+    return plans_.emplace(m, std::move(p)).first->second;
+  }
+
+  void run(const Plan& p, const Tensor& x, Tensor& y) const {
+    memory src = mem(p.src, x);
+    if (compute_ == ComputeType::BF16) {
+      void* staged = thread_buffer(kSrc, p.src.get_size());
+      convert_floats(x.raw(), DType::F32, staged, DType::BF16, x.numel());
+      src = memory(p.src, engine(), staged);
+    }
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights_.get(p.weights, p.plain_weights)}, {DNNL_ARG_DST, mem(p.dst, y)}};
+    if (has(bias_)) args.emplace(DNNL_ARG_BIAS, mem(p.bias, bias_));
+    execute(p.matmul, std::move(args));
+  }
+
+  PreparedWeights weights_;
+  Tensor bias_;
+  ComputeType compute_;
+  mutable std::mutex mutex_;
+  mutable std::map<int64_t, Plan> plans_;
+};
+
+}  // namespace
+
+std::shared_ptr<const Conv2dOp> make_conv2d_op(WeightTensor w, Tensor bias, const Conv2dParams& p,
+                                               const BackendOptions& o) {
+  return std::make_shared<DnnlConv2d>(std::move(w), std::move(bias), p, o);
+}
+
+std::shared_ptr<const LinearOp> make_linear_op(WeightTensor w, Tensor bias, const BackendOptions& o) {
+  return std::make_shared<DnnlLinear>(std::move(w), std::move(bias), o);
+}
+
+}  // namespace sdrt::kernels::cpu

@@ -1,0 +1,152 @@
+// Prepared Conv2d / Linear layers (weights converted and packed once, or decoded per call) against the
+// functional fp32 kernels, which are themselves tested against naive loops in kernels_cpu_test.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "kernels/cpu/cpu_ops.hpp"
+#include "sdrt/base/error.hpp"
+#include "sdrt/kernels/backend.hpp"
+#include "support/test_support.hpp"
+
+namespace sdrt {
+namespace {
+
+using kernels::BackendOptions;
+using kernels::ComputeType;
+using kernels::Conv2dParams;
+
+Tensor random(const Shape& shape, uint32_t seed, float stddev = 1.0f) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  Tensor t = Tensor::empty(shape);
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = dist(gen);
+  return t;
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  double worst = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) worst = std::max(worst, std::abs(double(a.f32()[i]) - b.f32()[i]));
+  return worst;
+}
+
+double max_abs(const Tensor& a) {
+  double m = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) m = std::max(m, std::abs(double(a.f32()[i])));
+  return m;
+}
+
+BackendOptions options(ComputeType compute, bool stream) {
+  BackendOptions o;
+  o.compute = compute;
+  o.stream_weights = stream;
+  return o;
+}
+
+// fp32 layers run the same oneDNN primitive as the functional kernel on the same values; only the
+// weight layout (packed once vs reordered per call) may change the summation order.
+constexpr double kFp32Tol = 1e-5;
+// bf16 rounds inputs and weights to 8 significant bits (relative error 2^-9 each) before products
+// summed in fp32: a few 1e-3 of the output's scale for these sizes.
+constexpr double kBf16RelTol = 2e-2;
+
+TEST(PreparedLayers, Conv2dMatchesFunctionalKernelInEveryMode) {
+  const Tensor x = random({2, 24, 13, 11}, 1), w = random({40, 24, 3, 3}, 2, 0.1f), b = random({40}, 3);
+  for (const auto& p : {Conv2dParams::same(1, 1), Conv2dParams::same(2, 1), Conv2dParams{1, 0, 1, 0, 1}}) {
+    const Tensor expected = kernels::cpu::conv2d(x, w, b, p);
+    for (bool stream : {false, true}) {
+      auto& fp32 = kernels::cpu_backend(options(ComputeType::F32, stream));
+      const auto op = fp32.make_conv2d(WeightTensor(w.to(DType::F16)), b, p);  // decoded from fp16
+      const Tensor w16 = w.to(DType::F16).to(DType::F32);
+      EXPECT_LE(max_abs_diff(op->forward(x), kernels::cpu::conv2d(x, w16, b, p)), kFp32Tol);
+      EXPECT_LE(max_abs_diff(op->forward(x), kernels::cpu::conv2d(x, w16, b, p)), kFp32Tol) << "second call";
+      const auto dense = fp32.make_conv2d(WeightTensor(w), b, p);
+      EXPECT_LE(max_abs_diff(dense->forward(x), expected), kFp32Tol);
+      if (!kernels::cpu_has_bf16()) continue;
+      auto& bf16 = kernels::cpu_backend(options(ComputeType::BF16, stream));
+      ASSERT_EQ(bf16.options().compute, ComputeType::BF16);
+      const auto low = bf16.make_conv2d(WeightTensor(w.to(DType::F16)), b, p);
+      EXPECT_LE(max_abs_diff(low->forward(x), expected), kBf16RelTol * max_abs(expected));
+    }
+  }
+}
+
+TEST(PreparedLayers, LinearMatchesFunctionalKernelInEveryMode) {
+  const Tensor x = random({3, 7, 48}, 4), w = random({33, 48}, 5, 0.2f), b = random({33}, 6);
+  const Tensor expected = kernels::cpu::linear(x, w, b);
+  const Tensor no_bias = kernels::cpu::linear(x, w, Tensor());
+  for (bool stream : {false, true}) {
+    auto& fp32 = kernels::cpu_backend(options(ComputeType::F32, stream));
+    EXPECT_LE(max_abs_diff(fp32.make_linear(WeightTensor(w), b)->forward(x), expected), kFp32Tol);
+    EXPECT_LE(max_abs_diff(fp32.make_linear(WeightTensor(w), Tensor())->forward(x), no_bias), kFp32Tol);
+    // A second shape through the same layer gets its own primitive and the same packed weights.
+    const auto op = fp32.make_linear(WeightTensor(w.to(DType::BF16)), b);
+    const Tensor wb = w.to(DType::BF16).to(DType::F32);
+    EXPECT_LE(max_abs_diff(op->forward(x), kernels::cpu::linear(x, wb, b)), kFp32Tol);
+    const Tensor x2 = random({5, 48}, 7);
+    EXPECT_LE(max_abs_diff(op->forward(x2), kernels::cpu::linear(x2, wb, b)), kFp32Tol);
+    if (!kernels::cpu_has_bf16()) continue;
+    auto& bf16 = kernels::cpu_backend(options(ComputeType::BF16, stream));
+    EXPECT_LE(max_abs_diff(bf16.make_linear(WeightTensor(w), b)->forward(x), expected),
+              kBf16RelTol * max_abs(expected));
+  }
+}
+
+TEST(PreparedLayers, CompressedWeightsAreDecodedOnEveryCall) {
+  // An int8 weight whose values are exact: q in [-127, 127], one scale per row.
+  const int64_t out = 6, in = 10;
+  auto cw = std::make_shared<CompressedWeight>();
+  cw->kind = Compression::Int8;
+  cw->shape = {out, in};
+  cw->bits = 8;
+  cw->q = Tensor::empty({out, in}, DType::I8);
+  cw->scale = Tensor::empty({out});
+  for (int64_t i = 0; i < out * in; ++i) cw->q.data<int8_t>()[i] = static_cast<int8_t>((i * 37) % 255 - 127);
+  for (int64_t r = 0; r < out; ++r) cw->scale.f32()[r] = 0.01f * static_cast<float>(r + 1);
+  cw->validate("test weight");
+  const Tensor dense = cw->decode(DType::F32);
+  const Tensor x = random({4, in}, 8);
+  auto& fp32 = kernels::cpu_backend(options(ComputeType::F32, false));
+  const auto op = fp32.make_linear(WeightTensor(std::shared_ptr<const CompressedWeight>(cw)), Tensor());
+  EXPECT_LE(max_abs_diff(op->forward(x), kernels::cpu::linear(x, dense, Tensor())), kFp32Tol);
+  EXPECT_LE(max_abs_diff(op->forward(x), kernels::cpu::linear(x, dense, Tensor())), kFp32Tol) << "second call";
+}
+
+TEST(PreparedLayers, BadShapesFailClearly) {
+  auto& be = kernels::cpu_backend();
+  const auto conv = be.make_conv2d(WeightTensor(random({8, 4, 3, 3}, 9)), Tensor(), Conv2dParams::same(1, 1));
+  EXPECT_NE(test::error_message([&] { conv->forward(random({1, 5, 8, 8}, 10)); }).find("expects 4"), std::string::npos);
+  const auto linear = be.make_linear(WeightTensor(random({8, 4}, 11)), Tensor());
+  EXPECT_NE(test::error_message([&] { linear->forward(random({2, 5}, 12)); }).find("expects 4"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { be.make_linear(WeightTensor(random({8, 4}, 13)), random({7}, 14)); })
+                .find("does not match weight"),
+            std::string::npos);
+  EXPECT_NE(test::error_message([&] { be.make_conv2d(WeightTensor(random({8, 4}, 15)), Tensor(), {}); })
+                .find("must have 4 dimensions"),
+            std::string::npos);
+}
+
+TEST(PreparedLayers, TransposesRoundTripAndRoundToBf16) {
+  const Tensor x = random({2, 37, 45}, 16);
+  Tensor t = Tensor::empty({2, 45, 37}), back = Tensor::empty({2, 37, 45});
+  kernels::cpu::transpose_batched(x.f32(), t.f32(), 2, 37, 45);
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t i = 0; i < 37; ++i)
+      for (int64_t j = 0; j < 45; ++j) ASSERT_EQ(t.f32()[(b * 45 + j) * 37 + i], x.f32()[(b * 37 + i) * 45 + j]);
+  kernels::cpu::transpose_batched(t.f32(), back.f32(), 2, 45, 37);
+  EXPECT_EQ(max_abs_diff(back, x), 0.0);
+  Tensor h = Tensor::empty({2, 45, 37}, DType::BF16);
+  kernels::cpu::transpose_batched_bf16(x.f32(), h.data<uint16_t>(), 2, 37, 45);
+  const Tensor rounded = t.to(DType::BF16);
+  for (int64_t i = 0; i < h.numel(); ++i) ASSERT_EQ(h.data<uint16_t>()[i], rounded.data<uint16_t>()[i]) << i;
+}
+
+TEST(PreparedLayers, Bf16FallsBackToFp32WithoutNativeSupport) {
+  auto& be = kernels::cpu_backend(options(ComputeType::BF16, false));
+  EXPECT_EQ(be.options().compute, kernels::cpu_has_bf16() ? ComputeType::BF16 : ComputeType::F32);
+}
+
+}  // namespace
+}  // namespace sdrt
