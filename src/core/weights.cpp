@@ -43,8 +43,12 @@ Tensor WeightTensor::decode(DType dtype) const {
 size_t WeightTensor::stored_bytes() const { return compressed_ ? compressed_->stored_bytes() : dense_.nbytes(); }
 
 void WeightTensor::release_pages() const {
-  if (compressed_) return;  // compressed weights are decoded on every use and stay resident
-  dense_.release_pages();
+  if (!compressed_) {
+    dense_.release_pages();
+    return;
+  }
+  for (const Tensor* part : {&compressed_->lut, &compressed_->indices, &compressed_->q, &compressed_->scale})
+    if (part->defined()) part->release_pages();
 }
 
 std::string WeightTensor::describe() const {

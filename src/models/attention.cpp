@@ -1,6 +1,8 @@
 #include "sdrt/models/attention.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "sdrt/base/error.hpp"
 
@@ -57,7 +59,26 @@ FeedForward::FeedForward(kernels::Backend& backend, const WeightScope& scope, in
       proj_(backend, scope["net"][0]["proj"], dim, 2 * inner_dim, true),
       out_(backend, scope["net"][2], inner_dim, dim, true) {}
 
-Tensor FeedForward::forward(const Tensor& x) const { return out_(backend_->geglu(proj_(x))); }
+// Token rows per chunk: the GEGLU intermediate is 8 x dim wide (84 MB for 8192 tokens at dim 320), so
+// running the feed-forward on slices of rows (diffusers' forward chunking) keeps it small; rows are
+// independent, so the result is the same.
+constexpr int64_t kFeedForwardChunkRows = 1024;
+
+Tensor FeedForward::forward(const Tensor& x) const {
+  const int64_t dim = x.dim(-1), rows = x.numel() / std::max<int64_t>(1, dim);
+  if (rows <= kFeedForwardChunkRows) return out_(backend_->geglu(proj_(x)));
+  const Tensor flat = x.reshape({rows, dim});
+  Tensor out;
+  for (int64_t begin = 0; begin < rows; begin += kFeedForwardChunkRows) {
+    const int64_t end = std::min(rows, begin + kFeedForwardChunkRows);
+    const Tensor part = out_(backend_->geglu(proj_(flat.slice0(begin, end))));
+    if (!out.defined()) out = Tensor::empty({rows, part.dim(-1)});
+    std::memcpy(out.f32() + begin * part.dim(-1), part.f32(), part.nbytes());
+  }
+  Shape shape = x.shape();
+  shape.back() = out.dim(-1);
+  return out.reshape(shape);
+}
 
 BasicTransformerBlock::BasicTransformerBlock(kernels::Backend& backend, const WeightScope& scope, int64_t dim,
                                              int heads, int64_t dim_head, int64_t cross_attention_dim)

@@ -29,7 +29,7 @@ class WeightTensor {
   void decode_rows(int64_t begin, int64_t end, DType dtype, void* out) const;
   Tensor decode(DType dtype) const;
   size_t stored_bytes() const;
-  // Drops the resident pages of a mapped dense weight (see Tensor::release_pages).
+  // Drops the resident pages of a weight mapped from a file, dense or compressed (Tensor::release_pages).
   void release_pages() const;
   std::string describe() const;
 

@@ -27,11 +27,15 @@ struct AlignedFree {
 class PreparedWeights {
  public:
   PreparedWeights(WeightTensor source, ComputeType compute, bool stream)
-      : source_(std::move(source)), compute_(compute), keep_(!stream && !source_.is_compressed()) {}
+      : source_(std::move(source)), compute_(compute), stream_(stream), keep_(!stream && !source_.is_compressed()) {}
 
   // The weights as `wanted`, given `plain` (the row-major layout of the stored tensor in the compute type).
   memory get(const memory::desc& wanted, const memory::desc& plain) const {
-    if (!keep_) return staged(wanted, plain, thread_buffer(kWeights, wanted.get_size()));
+    if (!keep_) {
+      memory out = staged(wanted, plain, thread_buffer(kWeights, wanted.get_size()));
+      if (stream_) source_.release_pages();  // streamed: the file's pages do not stay resident either
+      return out;
+    }
     std::lock_guard lock(mutex_);
     for (const auto& [md, buffer] : packed_)
       if (md == wanted) return memory(md, engine(), buffer.get());
@@ -63,7 +67,7 @@ class PreparedWeights {
 
   WeightTensor source_;
   ComputeType compute_;
-  bool keep_;
+  bool stream_, keep_;
   mutable std::mutex mutex_;
   mutable std::vector<std::pair<memory::desc, std::unique_ptr<void, AlignedFree>>> packed_;
 };
