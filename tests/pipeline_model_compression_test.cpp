@@ -70,7 +70,7 @@ TEST_P(BitWidthFloor, NetworksStayAboveTheFloor) {
 INSTANTIATE_TEST_SUITE_P(Palette, BitWidthFloor,
                          ::testing::Values(Floor{8, 44, 45}, Floor{6, 28, 33}, Floor{4, 16, 21}, Floor{2, 6, 11},
                                            Floor{1, 4, 8}),
-                         [](const auto& info) { return std::to_string(info.param.bits) + "bit"; });
+                         [](const auto& param_info) { return std::to_string(param_info.param.bits) + "bit"; });
 
 TEST(ModelCompression, Int8StaysAboveFortyDb) {
   CompressionOptions o;

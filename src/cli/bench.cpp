@@ -19,6 +19,7 @@
 #include "sdrt/base/error.hpp"
 #include "sdrt/kernels/backend.hpp"
 #include "sdrt/models/autoencoder_kl.hpp"
+#include "sdrt/models/autoencoder_kl_tiling.hpp"
 #include "sdrt/models/clip_text_model.hpp"
 #include "sdrt/models/unet_2d_condition.hpp"
 #include "sdrt/pipeline/architectures.hpp"
@@ -39,7 +40,7 @@ constexpr const char* kPrompt = "a photograph of an astronaut riding a horse";
 struct BenchArgs {
   std::string resource_path, architecture, attention = "flash", compute_precision = "auto", reduce_memory;
   std::optional<std::string> precision;
-  int width = 0, height = 0, steps = 20, threads = 0, repeat = 3;
+  int width = 0, height = 0, steps = 20, threads = 0, repeat = 3, vae_tile_size = 0;
   bool json = false, check = false;
   pipeline::CompressionOptions compression;  // --architecture: compress the random model first
   std::string weight_quantization;
@@ -50,6 +51,7 @@ struct BenchArgs {
     o.attention = attention;
     o.reduce_memory = !reduce_memory.empty();
     o.stream_weights = reduce_memory == "stream";
+    o.vae_tile_size = vae_tile_size;
     return o;
   }
 };
@@ -74,6 +76,7 @@ void validate(const BenchArgs& a) {
     throw Error("--reduce-memory: unknown value '" + a.reduce_memory + "' (on or stream)");
   if (a.steps <= 0) throw Error("--steps must be positive (got " + std::to_string(a.steps) + ")");
   if (a.repeat <= 0) throw Error("--repeat must be positive (got " + std::to_string(a.repeat) + ")");
+  if (a.vae_tile_size < 0) throw Error("--vae-tiling must be >= 0 (got " + std::to_string(a.vae_tile_size) + ")");
   if (a.threads < 0) throw Error("--threads must be positive (got " + std::to_string(a.threads) + ")");
   if (a.width < 0 || a.height < 0 || a.width % 8 || a.height % 8)
     throw Error("--width and --height must be positive multiples of 8");
@@ -122,15 +125,20 @@ struct TempBundle {
 // against the uncompressed weights.
 struct ModelFacts {
   int64_t bundle_bytes = 0;
+  nlohmann::ordered_json file_bytes = nlohmann::ordered_json::object();  // per weight file
   nlohmann::ordered_json compression = nlohmann::ordered_json::object();
   nlohmann::ordered_json psnr_db = nlohmann::ordered_json::object();
 };
 
-int64_t folder_bytes(const std::string& path) {
+int64_t folder_bytes(const std::string& path, ModelFacts& facts) {
   if (!fs::is_directory(path)) return static_cast<int64_t>(fs::file_size(path));
   int64_t n = 0;
-  for (const auto& e : fs::recursive_directory_iterator(path))
-    if (e.is_regular_file()) n += static_cast<int64_t>(e.file_size());
+  for (const auto& e : fs::recursive_directory_iterator(path)) {
+    if (!e.is_regular_file()) continue;
+    n += static_cast<int64_t>(e.file_size());
+    if (e.path().extension() == ".safetensors")
+      facts.file_bytes[fs::relative(e.path(), path).string()] = static_cast<int64_t>(e.file_size());
+  }
   return n;
 }
 
@@ -154,14 +162,14 @@ pipeline::ModelSource open_architecture(const BenchArgs& a, TempBundle& temp, Mo
   pipeline::ModelSource src = pipeline::read_bundle(temp.dir, /*verify_checksums=*/false);
   if (a.check)
     for (const auto& r : pipeline::check_conversion(reference, src)) facts.psnr_db[r.network] = r.psnr_db;
-  facts.bundle_bytes = folder_bytes(temp.dir);
+  facts.bundle_bytes = folder_bytes(temp.dir, facts);
   src.path = a.architecture + " (random weights)";
   return src;
 }
 
 pipeline::ModelSource open_source(const BenchArgs& a, TempBundle& temp, ModelFacts& facts) {
   if (!a.architecture.empty()) return open_architecture(a, temp, facts);
-  facts.bundle_bytes = folder_bytes(a.resource_path);
+  facts.bundle_bytes = folder_bytes(a.resource_path, facts);
   pipeline::SourceOptions options;
   options.verify_checksums = false;  // hashing gigabytes is not what is being measured
   pipeline::ModelSource src = pipeline::open_model_source(a.resource_path, options);
@@ -198,6 +206,7 @@ void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int width, int height) {
   Timings t;
   const PipelineOptions options = a.pipeline_options();
+  if (options.stream_weights) set_cached_memory_limit(0);  // as the pipeline does when streaming
   auto& backend = kernels::cpu_backend(pipeline::backend_options(options.compute_precision, options.attention,
                                                                  options.stream_weights, src.precision));
   const int64_t factor = int64_t{1} << (src.vae->config.at("block_out_channels").size() - 1);
@@ -234,10 +243,13 @@ Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int widt
                                     src.has_vae_encoder, src.has_vae_decoder);
     if (!src.has_vae_decoder) throw Error(src.path + ": the model has no VAE decoder");
     const Tensor z = bench_input({1, vae.config().latent_channels, h, w});
-    t.vae_decode_s = median_seconds(a.repeat, [&] { vae.decode(z); });
+    models::VaeTiling tiling = models::VaeTiling::diffusers_default(vae.config());
+    tiling.tile_sample_size = a.vae_tile_size;
+    const bool tiled = a.vae_tile_size > 0;
+    t.vae_decode_s = median_seconds(a.repeat, [&] { tiled ? models::tiled_decode(vae, z, tiling) : vae.decode(z); });
     if (src.has_vae_encoder) {
       const Tensor x = bench_input({1, vae.config().in_channels, height, width});
-      t.vae_encode_s = median_seconds(a.repeat, [&] { vae.encode(x); });
+      t.vae_encode_s = median_seconds(a.repeat, [&] { tiled ? models::tiled_encode(vae, x, tiling) : vae.encode(x); });
     }
   });
   phase("generation", [&] {
@@ -276,12 +288,14 @@ nlohmann::json report(const BenchArgs& a, const pipeline::ModelSource& src, cons
                    {"threads", omp_get_max_threads()},
                    {"attention", kernels::attention_kind_name(granted.attention)},
                    {"reduce_memory", a.reduce_memory.empty() ? "off" : a.reduce_memory},
+                   {"vae_tile_size", a.vae_tile_size},
                    {"family", src.family},
                    {"peak_rss_bytes", std::max_element(t.peak_rss.begin(), t.peak_rss.end(),
                                                        [](const auto& x, const auto& y) { return x.second < y.second; })
                                           ->second},
                    {"peak_rss_bytes_by_phase", t.peak_rss},
-                   {"bundle_bytes", facts.bundle_bytes}};
+                   {"bundle_bytes", facts.bundle_bytes},
+                   {"file_bytes", facts.file_bytes}};
   if (!facts.compression.empty()) j["compression"] = facts.compression;
   if (!facts.psnr_db.empty()) j["psnr_db"] = facts.psnr_db;
   if (!a.architecture.empty()) j["architecture"] = a.architecture;
@@ -341,6 +355,8 @@ Command add_bench(CLI::App& app) {
   app.add_option("--attention", a->attention, "Attention kernel: flash (fused, tiled) | original (materialised)")
       ->capture_default_str();
   app.add_flag("--json", a->json, "Print one JSON object instead of a table");
+  app.add_option("--vae-tiling", a->vae_tile_size, "Decode/encode in overlapping tiles of this many pixels (0: whole)")
+      ->capture_default_str();
   app.add_option("--quantize-nbits", a->compression.bits, "--architecture: palettize the random model (1, 2, 4, 6, 8)");
   app.add_option("--quantize-group-size", a->compression.group_size, "--architecture: output channels per LUT");
   app.add_option("--weight-quantization", a->weight_quantization, "--architecture: int8");

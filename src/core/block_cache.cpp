@@ -77,6 +77,13 @@ void release_block(void* p, size_t bytes) {
 
 }  // namespace detail
 
+void set_cached_memory_limit(size_t bytes) {
+  detail::Cache& c = detail::cache();
+  std::lock_guard lock(c.mutex);
+  c.limit = bytes;
+  c.trim_to(bytes);
+}
+
 void release_cached_memory() {
   detail::Cache& c = detail::cache();
   std::lock_guard lock(c.mutex);

@@ -246,8 +246,11 @@ Weights load_bundle_files(const fs::path& dir, const nlohmann::json& files, cons
       specs = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
       if (!specs.is_object()) throw Error(path + ": metadata '" + kCompressionMetadataKey + "' is not a JSON object");
     }
-    for (auto it = specs.begin(); it != specs.end(); ++it)
-      w.add_compressed(it.key(), std::make_shared<const CompressedWeight>(read_compressed(st, it.key(), it.value())));
+    for (auto it = specs.begin(); it != specs.end(); ++it) {
+      auto c = std::make_shared<const CompressedWeight>(read_compressed(st, it.key(), it.value()));
+      WeightTensor(c).release_pages();  // validation read every index; they are paged in again when used
+      w.add_compressed(it.key(), std::move(c));
+    }
     for (const auto& name : st.names()) {
       const size_t hash = name.rfind('#');
       if (hash != std::string::npos && specs.contains(name.substr(0, hash))) continue;  // a compressed part

@@ -50,6 +50,8 @@ class StableDiffusionPipeline final : public Pipeline {
                                                                 options.stream_weights, source.precision))),
         networks_(std::move(source), options.reduce_memory || options.stream_weights, backend_, options.vae_tile_size) {
     if (options.vae_tile_size < 0) throw Error("vae_tile_size must be >= 0 (got " + std::to_string(options.vae_tile_size) + ")");
+    // Streaming trades speed for memory throughout: no buffers kept for reuse either (process-wide).
+    if (options.stream_weights) set_cached_memory_limit(0);
   }
 
   const pipeline::ModelSource& source() const override { return networks_.source(); }

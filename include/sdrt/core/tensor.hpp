@@ -70,6 +70,8 @@ int64_t shape_numel(const Shape& shape);
 // Frees the large buffers kept for reuse after their tensors died (up to 128 MiB are kept so that
 // repeated steps allocate without page faults); call after a network is done to lower memory.
 void release_cached_memory();
+// Changes that limit (0 turns the reuse off; --reduce-memory=stream does that).
+void set_cached_memory_limit(size_t bytes);
 std::string shape_str(const Shape& shape);
 
 }  // namespace sdrt
