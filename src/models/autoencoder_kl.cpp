@@ -40,8 +40,10 @@ void check_image(const Tensor& t, int64_t channels, const std::string& name) {
                 t.describe());
 }
 
+}  // namespace
+
 // DiagonalGaussianDistribution's clamp and exp, elementwise in float32 like torch.
-LatentDistribution gaussian(Tensor mean, Tensor logvar) {
+LatentDistribution latent_distribution(Tensor mean, Tensor logvar) {
   Tensor std_dev = Tensor::empty(logvar.shape());
   float* lv = logvar.f32();
   float* sd = std_dev.f32();
@@ -52,7 +54,6 @@ LatentDistribution gaussian(Tensor mean, Tensor logvar) {
   return {std::move(mean), std::move(logvar), std::move(std_dev)};
 }
 
-}  // namespace
 
 AutoencoderKLConfig AutoencoderKLConfig::from_json(const nlohmann::json& j) {
   const std::string what = kWhat + " config";
@@ -111,7 +112,7 @@ LatentDistribution AutoencoderKL::encode(const Tensor& x) const {
   if (!encoder_) throw Error(kWhat + ": encode needs the encoder, which was not loaded");
   check_image(x, cfg_.in_channels, "x");
   const Tensor h = encoder_->forward(x);
-  return gaussian(quant_conv_mean_(h), quant_conv_logvar_(h));
+  return latent_distribution(quant_conv_mean_(h), quant_conv_logvar_(h));
 }
 
 }  // namespace sdrt::models

@@ -144,20 +144,6 @@ Tensor channel_range(const Tensor& t, int64_t begin, int64_t count) {
   return out;
 }
 
-// DiagonalGaussianDistribution on blended moments: clamp logvar to [-30, 20], std = exp(0.5 * logvar).
-LatentDistribution distribution_from_moments(const Tensor& moments, int64_t latent_channels) {
-  Tensor mean = channel_range(moments, 0, latent_channels);
-  Tensor logvar = channel_range(moments, latent_channels, latent_channels);
-  Tensor std_dev = Tensor::empty(logvar.shape());
-  float* lv = logvar.f32();
-  float* sd = std_dev.f32();
-  for (int64_t i = 0; i < logvar.numel(); ++i) {
-    lv[i] = std::clamp(lv[i], -30.0f, 20.0f);
-    sd[i] = std::exp(0.5f * lv[i]);
-  }
-  return {std::move(mean), std::move(logvar), std::move(std_dev)};
-}
-
 }  // namespace
 
 VaeTiling VaeTiling::diffusers_default(const AutoencoderKLConfig& cfg) {
@@ -207,7 +193,8 @@ LatentDistribution tiled_encode(const AutoencoderKL& vae, const Tensor& x, const
         return concat_channels(d.mean, d.logvar);
       },
       "encode");
-  return distribution_from_moments(moments, vae.config().latent_channels);
+  const int64_t latent = vae.config().latent_channels;
+  return latent_distribution(channel_range(moments, 0, latent), channel_range(moments, latent, latent));
 }
 
 }  // namespace sdrt::models

@@ -33,6 +33,9 @@ struct LatentDistribution {
   Tensor mean, logvar, std;
 };
 
+// The distribution of mean and (raw) logvar: clamps logvar in place and computes std, in float32 like torch.
+LatentDistribution latent_distribution(Tensor mean, Tensor logvar);
+
 class AutoencoderKL {
  public:
   // Reads and shape-checks the weights of the parts asked for (bundles may store only one half);

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <unordered_map>
 #include <vector>
@@ -102,6 +103,22 @@ auto guarded(const char* op, F f) {
   } catch (const dnnl::error& e) {
     fail(op, std::string("oneDNN failed: ") + e.what());
   }
+}
+
+// A reorder between two layouts, or none when they are the same.
+inline std::optional<dnnl::reorder> reorder_if_needed(const memory::desc& from, const memory::desc& to) {
+  if (from == to) return std::nullopt;
+  return dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from, engine(), to));
+}
+
+// `t` (described by `user`) as `wanted`: the tensor itself, or a reordered copy in the thread's `slot`.
+inline memory stage_input(const std::optional<dnnl::reorder>& r, const memory::desc& user, const Tensor& t,
+                          const memory::desc& wanted, Slot slot) {
+  memory in = mem(user, t);
+  if (!r) return in;
+  memory out(wanted, engine(), thread_buffer(slot, wanted.get_size()));
+  r->execute(stream(), in, out);
+  return out;
 }
 
 }  // namespace sdrt::kernels::cpu::dnnl_util

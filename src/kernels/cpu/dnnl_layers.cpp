@@ -79,21 +79,6 @@ void check_bias(const std::string& op, const Tensor& bias, const Shape& weight) 
     fail(op, "bias " + shape_str(bias.shape()) + " does not match weight " + shape_str(weight));
 }
 
-std::optional<dnnl::reorder> reorder_if_needed(const memory::desc& from, const memory::desc& to) {
-  if (from == to) return std::nullopt;
-  return dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from, engine(), to));
-}
-
-// `t` (F32, described by `user`) as `wanted`: the tensor itself, or a reordered copy in `slot`.
-memory stage_input(const std::optional<dnnl::reorder>& r, const memory::desc& user, const Tensor& t,
-                   const memory::desc& wanted, Slot slot) {
-  memory in = mem(user, t);
-  if (!r) return in;
-  memory out(wanted, engine(), thread_buffer(slot, wanted.get_size()));
-  r->execute(stream(), in, out);
-  return out;
-}
-
 class DnnlConv2d final : public Conv2dOp {
  public:
   DnnlConv2d(WeightTensor w, Tensor bias, const Conv2dParams& p, const BackendOptions& o)

@@ -23,11 +23,6 @@ struct ConvPlan {
   std::optional<dnnl::reorder> src_in, weights_in, dst_out;
 };
 
-std::optional<dnnl::reorder> reorder_if_needed(const memory::desc& from, const memory::desc& to) {
-  if (from == to) return std::nullopt;
-  return dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from, engine(), to));
-}
-
 const ConvPlan& cached_conv(const ConvShape& s, const Conv2dParams& p, bool with_bias) {
   static std::mutex mutex;
   static std::map<Key, ConvPlan> cache;
@@ -58,20 +53,10 @@ const ConvPlan& cached_conv(const ConvShape& s, const Conv2dParams& p, bool with
   return cache.emplace(key, std::move(plan)).first->second;
 }
 
-// `t` in the layout `wanted`: the tensor itself, or a reordered copy in the thread's buffer `slot`.
-memory staged(const std::optional<dnnl::reorder>& r, const memory::desc& user_md, const Tensor& t,
-              const memory::desc& wanted, Slot slot) {
-  memory user = mem(user_md, t);
-  if (!r) return user;
-  memory out(wanted, engine(), thread_buffer(slot, wanted.get_size()));
-  r->execute(stream(), user, out);
-  return out;
-}
-
 void run_conv(const ConvPlan& plan, const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
   std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, staged(plan.src_in, plan.user_src, x, plan.src, kSrc)},
-      {DNNL_ARG_WEIGHTS, staged(plan.weights_in, plan.user_weights, w, plan.weights, kWeights)}};
+      {DNNL_ARG_SRC, stage_input(plan.src_in, plan.user_src, x, plan.src, kSrc)},
+      {DNNL_ARG_WEIGHTS, stage_input(plan.weights_in, plan.user_weights, w, plan.weights, kWeights)}};
   memory user_dst = mem(plan.user_dst, y);
   memory dst = plan.dst_out ? memory(plan.dst, engine(), thread_buffer(kDst, plan.dst.get_size())) : user_dst;
   args.emplace(DNNL_ARG_DST, dst);
