@@ -488,7 +488,14 @@ TEST(KernelsCpu, LayoutRoundTrip) {
     for (int64_t c = 0; c < 5; ++c)
       for (int64_t p = 0; p < 111; ++p) y[static_cast<size_t>((b * 111 + p) * 5 + c)] = at(x, (b * 5 + c) * 111 + p);
   EXPECT_TRUE(close(nlc, {2, 111, 5}, y, 0));
-  EXPECT_TRUE(test::all_close(cpu().nlc_to_nchw(nlc, 37, 3), x, 0));
+  kernels::BackendOptions row_major;
+  row_major.channels_last = false;
+  EXPECT_TRUE(test::all_close(kernels::cpu_backend(row_major).nlc_to_nchw(nlc, 37, 3), x, 0));
+  // A channels-last backend views the tokens as the image without copying.
+  const Tensor view = cpu().nlc_to_nchw(nlc, 37, 3);
+  EXPECT_TRUE(view.channels_last());
+  EXPECT_EQ(view.raw(), nlc.raw());
+  EXPECT_TRUE(test::all_close(cpu().to_nchw(view), x, 0));
   EXPECT_NE(error_of([&] { cpu().nlc_to_nchw(nlc, 37, 4); }).find("[2, 111, 5]"), std::string::npos);
 }
 

@@ -25,7 +25,9 @@ Tensor random(const Shape& shape, uint32_t seed, float stddev = 1.0f) {
   return t;
 }
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
+// Compared in NCHW order whatever the layouts.
+double max_abs_diff(const Tensor& a_any, const Tensor& b_any) {
+  const Tensor a = kernels::cpu::to_nchw(a_any), b = kernels::cpu::to_nchw(b_any);
   EXPECT_EQ(a.shape(), b.shape());
   double worst = 0;
   for (int64_t i = 0; i < a.numel(); ++i) worst = std::max(worst, std::abs(double(a.f32()[i]) - b.f32()[i]));
@@ -38,10 +40,11 @@ double max_abs(const Tensor& a) {
   return m;
 }
 
-BackendOptions options(ComputeType compute, bool stream) {
+BackendOptions options(ComputeType compute, bool stream, bool channels_last = true) {
   BackendOptions o;
   o.compute = compute;
   o.stream_weights = stream;
+  o.channels_last = channels_last;
   return o;
 }
 
@@ -52,24 +55,30 @@ constexpr double kFp32Tol = 1e-5;
 // summed in fp32: a few 1e-3 of the output's scale for these sizes.
 constexpr double kBf16RelTol = 2e-2;
 
+// Every weight mode, from either input layout to either output layout.
 TEST(PreparedLayers, Conv2dMatchesFunctionalKernelInEveryMode) {
-  const Tensor x = random({2, 24, 13, 11}, 1), w = random({40, 24, 3, 3}, 2, 0.1f), b = random({40}, 3);
+  const Tensor w = random({40, 24, 3, 3}, 2, 0.1f), b = random({40}, 3);
+  const Tensor w16 = w.to(DType::F16).to(DType::F32);
+  const Tensor nchw = random({2, 24, 13, 11}, 1), nhwc = kernels::cpu::to_channels_last(nchw);
   for (const auto& p : {Conv2dParams::same(1, 1), Conv2dParams::same(2, 1), Conv2dParams{1, 0, 1, 0, 1}}) {
-    const Tensor expected = kernels::cpu::conv2d(x, w, b, p);
-    for (bool stream : {false, true}) {
-      auto& fp32 = kernels::cpu_backend(options(ComputeType::F32, stream));
-      const auto op = fp32.make_conv2d(WeightTensor(w.to(DType::F16)), b, p);  // decoded from fp16
-      const Tensor w16 = w.to(DType::F16).to(DType::F32);
-      EXPECT_LE(max_abs_diff(op->forward(x), kernels::cpu::conv2d(x, w16, b, p)), kFp32Tol);
-      EXPECT_LE(max_abs_diff(op->forward(x), kernels::cpu::conv2d(x, w16, b, p)), kFp32Tol) << "second call";
-      const auto dense = fp32.make_conv2d(WeightTensor(w), b, p);
-      EXPECT_LE(max_abs_diff(dense->forward(x), expected), kFp32Tol);
-      if (!kernels::cpu_has_bf16()) continue;
-      auto& bf16 = kernels::cpu_backend(options(ComputeType::BF16, stream));
-      ASSERT_EQ(bf16.options().compute, ComputeType::BF16);
-      const auto low = bf16.make_conv2d(WeightTensor(w.to(DType::F16)), b, p);
-      EXPECT_LE(max_abs_diff(low->forward(x), expected), kBf16RelTol * max_abs(expected));
-    }
+    const Tensor expected = kernels::cpu::conv2d(nchw, w, b, p), expected16 = kernels::cpu::conv2d(nchw, w16, b, p);
+    for (const Tensor& x : {nchw, nhwc})
+      for (bool channels_last : {false, true})
+        for (bool stream : {false, true}) {
+          SCOPED_TRACE(x.describe() + (channels_last ? " -> channels-last" : " -> NCHW") + (stream ? ", streamed" : ""));
+          auto& fp32 = kernels::cpu_backend(options(ComputeType::F32, stream, channels_last));
+          const auto op = fp32.make_conv2d(WeightTensor(w.to(DType::F16)), b, p);  // decoded from fp16
+          EXPECT_EQ(op->forward(x).channels_last(), channels_last);
+          EXPECT_LE(max_abs_diff(op->forward(x), expected16), kFp32Tol);
+          EXPECT_LE(max_abs_diff(op->forward(x), expected16), kFp32Tol) << "second call";
+          const auto dense = fp32.make_conv2d(WeightTensor(w), b, p);
+          EXPECT_LE(max_abs_diff(dense->forward(x), expected), kFp32Tol);
+          if (!kernels::cpu_has_bf16()) continue;
+          auto& bf16 = kernels::cpu_backend(options(ComputeType::BF16, stream, channels_last));
+          ASSERT_EQ(bf16.options().compute, ComputeType::BF16);
+          const auto low = bf16.make_conv2d(WeightTensor(w.to(DType::F16)), b, p);
+          EXPECT_LE(max_abs_diff(low->forward(x), expected), kBf16RelTol * max_abs(expected));
+        }
   }
 }
 

@@ -35,11 +35,18 @@ std::vector<float> as_vector(const Tensor& t) {
   return std::vector<float>(f.f32(), f.f32() + f.numel());
 }
 
-// Every case of cases/unet/unet_<model>: one shared timestep per call, then per-sample timesteps.
-void expect_matches_reference(const std::string& model) {
-  SCOPED_TRACE(model);
+kernels::Backend& backend_with_layout(bool channels_last) {
+  kernels::BackendOptions o;
+  o.channels_last = channels_last;
+  return kernels::cpu_backend(o);
+}
+
+// Every case of cases/unet/unet_<model>: one shared timestep per call, then per-sample timesteps, with
+// activations kept channels-last (the default) and NCHW.
+void expect_matches_reference(const std::string& model, bool channels_last) {
+  SCOPED_TRACE(model + (channels_last ? ", channels-last" : ", NCHW"));
   const auto cfg = UNet2DConditionConfig::from_json(unet_config_json(model));
-  const UNet2DConditionModel unet(cfg, unet_weights(model), kernels::cpu_backend());
+  const UNet2DConditionModel unet(cfg, unet_weights(model), backend_with_layout(channels_last));
   const std::string case_path = "cases/unet/unet_" + model;
   const Weights data = test::read_case(test::reference_path(case_path + ".safetensors"));
   const auto meta = test::read_json(test::reference_path(case_path + ".json"));
@@ -56,6 +63,10 @@ void expect_matches_reference(const std::string& model) {
   const Tensor& expected = data.stored("out_per_sample_t");
   EXPECT_TRUE(test::all_close(unet.forward(sample, as_vector(data.stored("timesteps_per_sample")), ehs), expected,
                               unet_tolerance(expected)));
+}
+
+void expect_matches_reference(const std::string& model) {
+  for (bool channels_last : {true, false}) expect_matches_reference(model, channels_last);
 }
 
 TEST(UNet2DConditionModel, MatchesDiffusersSd1) { expect_matches_reference("sd1-tiny"); }

@@ -25,10 +25,13 @@ Weights vae_weights(const std::string& model) {
   return test::read_case(test::reference_path("models/" + model + "/vae/diffusion_pytorch_model.safetensors"));
 }
 
-void expect_matches_reference(const std::string& model) {
-  SCOPED_TRACE(model);
+// With activations kept channels-last (the default) and NCHW.
+void expect_matches_reference(const std::string& model, bool channels_last) {
+  SCOPED_TRACE(model + (channels_last ? ", channels-last" : ", NCHW"));
   const auto cfg = AutoencoderKLConfig::from_json(vae_config_json(model));
-  const AutoencoderKL vae(cfg, vae_weights(model), kernels::cpu_backend(), true, true);
+  kernels::BackendOptions options;
+  options.channels_last = channels_last;
+  const AutoencoderKL vae(cfg, vae_weights(model), kernels::cpu_backend(options), true, true);
   const Weights data = test::read_case(test::reference_path("cases/vae/vae_" + model + ".safetensors"));
   const auto meta = test::read_json(test::reference_path("cases/vae/vae_" + model + ".json"));
   EXPECT_EQ(cfg.downscale_factor(), meta.at("downscale_factor").get<int64_t>());
@@ -39,6 +42,10 @@ void expect_matches_reference(const std::string& model) {
   EXPECT_TRUE(test::all_close(dist.mean, data.stored("mean"), kVaeTolerance));
   EXPECT_TRUE(test::all_close(dist.logvar, data.stored("logvar"), kVaeTolerance));
   EXPECT_TRUE(test::all_close(dist.std, data.stored("std"), kVaeTolerance));
+}
+
+void expect_matches_reference(const std::string& model) {
+  for (bool channels_last : {true, false}) expect_matches_reference(model, channels_last);
 }
 
 TEST(AutoencoderKL, MatchesDiffusersSd1FourLevels) { expect_matches_reference("sd1-tiny"); }

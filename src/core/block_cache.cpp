@@ -3,7 +3,7 @@
 #include <malloc.h>
 
 #include <cstdlib>
-#include <map>
+#include <list>
 #include <mutex>
 
 #include "sdrt/core/tensor.hpp"
@@ -19,18 +19,24 @@ size_t rounded_size(size_t bytes) {
   return bytes < kMinCached ? (bytes + 63) / 64 * 64 : (bytes + kGranule - 1) / kGranule * kGranule;
 }
 
+struct Cached {
+  size_t size;
+  void* data;
+};
+
 struct Cache {
   std::mutex mutex;
-  std::multimap<size_t, void*> blocks;  // size -> block
+  std::list<Cached> blocks;  // oldest release first
   size_t bytes = 0;
-  size_t limit = size_t{128} << 20;
+  size_t limit = size_t{512} << 20;
 
-  void trim_to(size_t target) {  // frees the largest blocks first
+  // Frees the blocks released longest ago first: a VAE pass's large buffers must not be pushed out by
+  // the many small ones an earlier UNet step left.
+  void trim_to(size_t target) {
     while (bytes > target && !blocks.empty()) {
-      auto last = std::prev(blocks.end());
-      bytes -= last->first;
-      std::free(last->second);
-      blocks.erase(last);
+      bytes -= blocks.front().size;
+      std::free(blocks.front().data);
+      blocks.pop_front();
     }
   }
 };
@@ -42,24 +48,26 @@ Cache& cache() {
 
 }  // namespace
 
-void* acquire_block(size_t bytes) {
+Block acquire_block(size_t bytes) {
   const size_t size = rounded_size(bytes == 0 ? 64 : bytes);
   if (size >= kMinCached) {
     Cache& c = cache();
     std::lock_guard lock(c.mutex);
-    auto it = c.blocks.find(size);
-    if (it != c.blocks.end()) {
-      void* p = it->second;
-      c.bytes -= size;
-      c.blocks.erase(it);
-      return p;
+    // The smallest cached block that fits, unless it would waste more than half of itself.
+    auto best = c.blocks.end();
+    for (auto it = c.blocks.begin(); it != c.blocks.end(); ++it)
+      if (it->size >= size && it->size / 2 <= size && (best == c.blocks.end() || it->size < best->size)) best = it;
+    if (best != c.blocks.end()) {
+      const Block b{best->data, best->size};
+      c.bytes -= b.size;
+      c.blocks.erase(best);
+      return b;
     }
   }
-  return std::aligned_alloc(64, size);
+  return {std::aligned_alloc(64, size), size};
 }
 
-void release_block(void* p, size_t bytes) {
-  const size_t size = rounded_size(bytes == 0 ? 64 : bytes);
+void release_block(void* p, size_t size) {
   if (size < kMinCached) {
     std::free(p);
     return;
@@ -70,7 +78,7 @@ void release_block(void* p, size_t bytes) {
     std::free(p);
     return;
   }
-  c.blocks.emplace(size, p);
+  c.blocks.push_back({size, p});
   c.bytes += size;
   c.trim_to(c.limit);
 }

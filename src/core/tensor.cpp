@@ -26,10 +26,37 @@ Tensor Tensor::empty(const Shape& shape, DType dtype) {
   const auto numel = static_cast<uint64_t>(shape_numel(shape));
   if (numel > (uint64_t{1} << 48) / dtype_size(dtype)) throw Error("tensor " + shape_str(shape) + " is too large");
   const size_t bytes = static_cast<size_t>(numel) * dtype_size(dtype);
-  void* p = detail::acquire_block(bytes);
-  if (!p) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes for tensor " + shape_str(shape));
-  t.owner_ = std::shared_ptr<void>(p, [bytes](void* q) { detail::release_block(q, bytes); });
-  t.data_ = p;
+  const detail::Block block = detail::acquire_block(bytes);
+  if (!block.data)
+    throw Error("out of memory allocating " + std::to_string(bytes) + " bytes for tensor " + shape_str(shape));
+  const size_t size = block.size;
+  t.owner_ = std::shared_ptr<void>(block.data, [size](void* q) { detail::release_block(q, size); });
+  t.data_ = block.data;
+  return t;
+}
+
+Tensor Tensor::empty_channels_last(const Shape& nchw, DType dtype) {
+  if (nchw.size() != 4) throw Error("a channels-last tensor must be [N, C, H, W], got " + shape_str(nchw));
+  Tensor t = empty(nchw, dtype);
+  t.channels_last_ = true;
+  return t;
+}
+
+Tensor Tensor::view_as_channels_last(int64_t h, int64_t w) const {
+  if (ndim() != 3 || channels_last_ || h < 0 || w < 0 || shape_[1] != h * w)
+    throw Error("cannot view " + describe() + " as channels-last with " + std::to_string(h) + " x " +
+                std::to_string(w) + " pixels");
+  Tensor t = *this;
+  t.shape_ = {shape_[0], shape_[2], h, w};
+  t.channels_last_ = true;
+  return t;
+}
+
+Tensor Tensor::view_as_tokens() const {
+  if (!channels_last_) throw Error("cannot view " + describe() + " as tokens: it is not channels-last");
+  Tensor t = *this;
+  t.shape_ = {shape_[0], shape_[2] * shape_[3], shape_[1]};
+  t.channels_last_ = false;
   return t;
 }
 
@@ -107,6 +134,7 @@ Tensor Tensor::reshape(const Shape& shape) const {
     s[static_cast<size_t>(infer)] = numel() / known;
   }
   if (shape_numel(s) != numel()) throw Error("reshape: cannot reshape " + describe() + " to " + shape_str(shape));
+  if (channels_last_ && s != shape_) throw Error("reshape: cannot reshape " + describe() + " to " + shape_str(shape));
   Tensor t = *this;
   t.shape_ = s;
   return t;
@@ -158,6 +186,7 @@ void store_from_double(void* p, DType t, int64_t i, double v) {
 Tensor Tensor::to(DType dtype) const {
   if (dtype == dtype_) return *this;
   Tensor out = empty(shape_, dtype);
+  out.channels_last_ = channels_last_;
   const int64_t n = numel();
   const auto is_storage_float = [](DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; };
   if (is_storage_float(dtype_) && is_storage_float(dtype)) {
@@ -171,11 +200,13 @@ Tensor Tensor::to(DType dtype) const {
 
 Tensor Tensor::clone() const {
   Tensor out = empty(shape_, dtype_);
+  out.channels_last_ = channels_last_;
   if (nbytes()) std::memcpy(out.data_, data_, nbytes());
   return out;
 }
 
 io::RawTensor Tensor::as_raw() const {
+  if (channels_last_) throw Error("a channels-last " + describe() + " has no file layout; convert it to NCHW first");
   io::RawTensor r;
   r.dtype = dtype_;
   r.shape = shape_;
@@ -195,6 +226,8 @@ void Tensor::release_pages() const {
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
-std::string Tensor::describe() const { return std::string(dtype_name(dtype_)) + " " + shape_str(shape_); }
+std::string Tensor::describe() const {
+  return std::string(dtype_name(dtype_)) + " " + shape_str(shape_) + (channels_last_ ? " channels-last" : "");
+}
 
 }  // namespace sdrt

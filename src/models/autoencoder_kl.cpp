@@ -86,7 +86,7 @@ AutoencoderKLConfig AutoencoderKLConfig::from_json(const nlohmann::json& j) {
 
 AutoencoderKL::AutoencoderKL(const AutoencoderKLConfig& cfg, const Weights& weights, kernels::Backend& backend,
                              bool build_encoder, bool build_decoder)
-    : cfg_(cfg) {
+    : cfg_(cfg), backend_(&backend) {
   const WeightScope root(weights);
   const int64_t latent = cfg.latent_channels;
   if (build_encoder) {
@@ -105,14 +105,14 @@ AutoencoderKL::AutoencoderKL(const AutoencoderKLConfig& cfg, const Weights& weig
 Tensor AutoencoderKL::decode(const Tensor& z) const {
   if (!decoder_) throw Error(kWhat + ": decode needs the decoder, which was not loaded");
   check_image(z, cfg_.latent_channels, "z");
-  return decoder_->forward(post_quant_conv_(z));
+  return backend_->to_nchw(decoder_->forward(post_quant_conv_(z)));
 }
 
 LatentDistribution AutoencoderKL::encode(const Tensor& x) const {
   if (!encoder_) throw Error(kWhat + ": encode needs the encoder, which was not loaded");
   check_image(x, cfg_.in_channels, "x");
   const Tensor h = encoder_->forward(x);
-  return latent_distribution(quant_conv_mean_(h), quant_conv_logvar_(h));
+  return latent_distribution(backend_->to_nchw(quant_conv_mean_(h)), backend_->to_nchw(quant_conv_logvar_(h)));
 }
 
 }  // namespace sdrt::models

@@ -95,9 +95,9 @@ ControlNetOutput ControlNetModel::forward(const Tensor& sample, const std::vecto
   for (size_t i = 0; i < res_samples.size(); ++i) {
     Tensor r = controlnet_down_blocks_[i](res_samples[i]);
     backend_->scale_(r, conditioning_scale);
-    out.down_block_res_samples.push_back(r);
+    out.down_block_res_samples.push_back(backend_->to_nchw(r));
   }
-  out.mid_block_res_sample = controlnet_mid_block_(h);
+  out.mid_block_res_sample = backend_->to_nchw(controlnet_mid_block_(h));
   backend_->scale_(out.mid_block_res_sample, conditioning_scale);
   return out;
 }

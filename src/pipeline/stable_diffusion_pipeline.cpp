@@ -117,6 +117,7 @@ class StableDiffusionPipeline final : public Pipeline {
     networks_.release_denoisers();
     result.images = networks_.decode_images(latents);
     result.nsfw = c.disable_safety ? std::vector<bool>(result.images.size(), false) : networks_.check_safety(result.images);
+    release_cached_memory();  // an idle pipeline keeps its weights, not the last VAE pass's buffers
     return result;
   }
 

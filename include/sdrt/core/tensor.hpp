@@ -1,4 +1,6 @@
-// Dense, contiguous, row-major tensors. Copies share storage; clone() copies the data.
+// Dense, contiguous tensors. Copies share storage; clone() copies the data. A 4-D tensor is
+// row-major NCHW, or "channels-last": the same logical shape [N, C, H, W] stored as NHWC, the layout
+// the convolutions want, which networks keep between their layers (as torch's channels_last).
 #pragma once
 #include <cstdint>
 #include <initializer_list>
@@ -18,6 +20,8 @@ class Tensor {
   Tensor() = default;
   // Uninitialised storage, 64-byte aligned.
   static Tensor empty(const Shape& shape, DType dtype = DType::F32);
+  // Uninitialised [N, C, H, W] stored as NHWC.
+  static Tensor empty_channels_last(const Shape& nchw, DType dtype = DType::F32);
   static Tensor zeros(const Shape& shape, DType dtype = DType::F32);
   static Tensor full(const Shape& shape, float value);
   static Tensor from_vector(const Shape& shape, const std::vector<float>& values);
@@ -43,16 +47,23 @@ class Tensor {
   template <class T>
   const T* data() const { return static_cast<const T*>(data_); }
 
-  // Same storage, new shape (one -1 allowed); throws when the element count differs.
+  bool channels_last() const { return channels_last_; }
+  // A contiguous [N, H*W, C] tensor seen as channels-last [N, C, h, w], sharing storage.
+  Tensor view_as_channels_last(int64_t h, int64_t w) const;
+  // A channels-last [N, C, H, W] tensor seen as contiguous [N, H*W, C], sharing storage.
+  Tensor view_as_tokens() const;
+
+  // Same storage, new shape (one -1 allowed); throws when the element count differs or the tensor
+  // is channels-last (its element order is not its shape's).
   Tensor reshape(const Shape& shape) const;
   // Contiguous slice [begin, end) along dimension 0, sharing storage.
   Tensor slice0(int64_t begin, int64_t end) const;
   // Converted copy (or this tensor when the dtype already matches).
   Tensor to(DType dtype) const;
   Tensor clone() const;
-  // A file-compatible view of this tensor's bytes.
+  // A file-compatible view of this tensor's bytes; throws for a channels-last tensor.
   io::RawTensor as_raw() const;
-  std::string describe() const;  // "F32 [2, 4, 8, 8]"
+  std::string describe() const;  // "F32 [2, 4, 8, 8]", "F32 [2, 4, 8, 8] channels-last"
   // For a view of a read-only file mapping: tells the kernel to drop the resident pages (they are
   // read again from the page cache if touched later), so weights packed elsewhere stop counting twice.
   // Does nothing for tensors in ordinary memory.
@@ -64,11 +75,13 @@ class Tensor {
   Shape shape_;
   DType dtype_ = DType::F32;
   bool file_mapped_ = false;
+  bool channels_last_ = false;
 };
 
 int64_t shape_numel(const Shape& shape);
-// Frees the large buffers kept for reuse after their tensors died (up to 128 MiB are kept so that
-// repeated steps allocate without page faults); call after a network is done to lower memory.
+// Frees the large buffers kept for reuse after their tensors died (up to 512 MiB, the most recently
+// freed, are kept so that repeated steps and VAE passes allocate without page faults); call after a
+// network is done to lower memory.
 void release_cached_memory();
 // Changes that limit (0 turns the reuse off; --reduce-memory=stream does that).
 void set_cached_memory_limit(size_t bytes);

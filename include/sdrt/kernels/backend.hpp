@@ -1,6 +1,8 @@
 // The compute interface the networks are written against. The CPU backend implements it now
 // (oneDNN for convolution and matrix products, our own loops for the rest); a CUDA backend can
-// implement the same interface later. Activations are F32, contiguous, row-major; images are NCHW.
+// implement the same interface later. Activations are F32. Images have the logical shape [N, C, H, W]
+// and are stored NCHW or, between the layers of a network, channels-last (NHWC, see Tensor), the
+// layout the convolutions want: image ops accept both; other ops take row-major tensors only.
 // Layer weights are prepared once per backend (Conv2dOp, LinearOp): converted to the compute type and
 // reordered into the kernels' layout at first use, or decoded on every call when streamed or compressed.
 #pragma once
@@ -27,6 +29,9 @@ struct BackendOptions {
   // Keep no prepared copy of dense weights: decode them from storage on every call (for
   // --reduce-memory=stream; compressed weights are always decoded per call).
   bool stream_weights = false;
+  // Convolutions return channels-last tensors, so a network's activations stay NHWC from layer to layer
+  // (models convert their outputs with to_nchw). False keeps every activation NCHW.
+  bool channels_last = true;
   bool operator<(const BackendOptions& o) const;
 };
 
@@ -39,7 +44,8 @@ struct Conv2dParams {
   static Conv2dParams same(int stride, int pad) { return {stride, pad, pad, pad, pad}; }
 };
 
-// A convolution with its weights prepared for one backend; x [N, C, H, W] -> [N, O, H', W'].
+// A convolution with its weights prepared for one backend; x [N, C, H, W] -> [N, O, H', W'] in either
+// layout, the output channels-last when the backend's options say so.
 class Conv2dOp {
  public:
   virtual ~Conv2dOp() = default;
@@ -96,12 +102,15 @@ class Backend {
   // x [N, C, H, W] += b [N, C] broadcast over H and W (the time embedding in ResNet blocks).
   virtual void add_channel_bias_(Tensor& x, const Tensor& b) = 0;
 
-  virtual Tensor upsample_nearest2x(const Tensor& x) = 0;                // NCHW, H and W doubled
-  // NCHW to out_h x out_w, source index floor(dst * in / out) as torch's "nearest" interpolation.
+  // x as row-major NCHW (x itself when it already is): for a network's outputs.
+  virtual Tensor to_nchw(const Tensor& x) = 0;
+  virtual Tensor upsample_nearest2x(const Tensor& x) = 0;                // H and W doubled
+  // To out_h x out_w, source index floor(dst * in / out) as torch's "nearest" interpolation.
   virtual Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w) = 0;
   virtual Tensor concat(const std::vector<Tensor>& xs, int dim) = 0;     // shapes equal except `dim`
-  virtual Tensor nchw_to_nlc(const Tensor& x) = 0;                       // [N, C, H, W] -> [N, H*W, C]
-  virtual Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) = 0;  // [N, H*W, C] -> [N, C, H, W]
+  virtual Tensor nchw_to_nlc(const Tensor& x) = 0;  // [N, C, H, W] -> [N, H*W, C] (a view when channels-last)
+  // [N, H*W, C] -> [N, C, H, W], channels-last (a view) when the options keep activations so.
+  virtual Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) = 0;
   // Row lookup: table [V, D], ids (each in [0, V)) -> [ids.size(), D]; throws on an id out of range.
   virtual Tensor embedding(const Tensor& table, const std::vector<int64_t>& ids) = 0;
 };

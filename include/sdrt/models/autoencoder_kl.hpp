@@ -55,6 +55,7 @@ class AutoencoderKL {
 
  private:
   AutoencoderKLConfig cfg_;
+  kernels::Backend* backend_;
   std::optional<Encoder> encoder_;
   Conv2d quant_conv_mean_, quant_conv_logvar_;  // the two output-channel halves of quant_conv
   std::optional<Decoder> decoder_;

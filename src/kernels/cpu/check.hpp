@@ -13,12 +13,18 @@ inline bool has(const Tensor& t) { return t.defined() && t.numel() > 0; }
 
 [[noreturn]] inline void fail(const std::string& op, const std::string& message) { throw Error(op + ": " + message); }
 
-// Throws unless `t` is a defined F32 tensor of rank `rank` (any rank when rank < 0).
-inline void require_f32(const std::string& op, const std::string& what, const Tensor& t, int rank = -1) {
+// Throws unless `t` is a defined F32 tensor of rank `rank` (any rank when rank < 0), in either layout.
+inline void require_f32_any_layout(const std::string& op, const std::string& what, const Tensor& t, int rank = -1) {
   if (!t.defined()) fail(op, what + " is undefined");
   if (t.dtype() != DType::F32) fail(op, what + " must be F32, got " + t.describe());
   if (rank >= 0 && t.ndim() != rank)
     fail(op, what + " " + shape_str(t.shape()) + " must have " + std::to_string(rank) + " dimensions");
+}
+
+// As require_f32_any_layout, and row-major: ops that index NCHW themselves refuse channels-last input.
+inline void require_f32(const std::string& op, const std::string& what, const Tensor& t, int rank = -1) {
+  require_f32_any_layout(op, what, t, rank);
+  if (t.channels_last()) fail(op, what + " " + t.describe() + " must be row-major (convert it with to_nchw)");
 }
 
 inline void require_same_shape(const std::string& op, const Tensor& a, const Tensor& b) {

@@ -9,7 +9,8 @@
 namespace sdrt::kernels {
 
 bool BackendOptions::operator<(const BackendOptions& o) const {
-  return std::tie(compute, attention, stream_weights) < std::tie(o.compute, o.attention, o.stream_weights);
+  return std::tie(compute, attention, stream_weights, channels_last) <
+         std::tie(o.compute, o.attention, o.stream_weights, o.channels_last);
 }
 
 std::string compute_type_name(ComputeType t) { return t == ComputeType::BF16 ? "bfloat16" : "float32"; }
@@ -64,13 +65,16 @@ class CpuBackend final : public Backend {
   void add_(Tensor& a, const Tensor& b) override { cpu::add_(a, b); }
   void scale_(Tensor& x, float s) override { cpu::scale_(x, s); }
   void add_channel_bias_(Tensor& x, const Tensor& b) override { cpu::add_channel_bias_(x, b); }
+  Tensor to_nchw(const Tensor& x) override { return cpu::to_nchw(x); }
   Tensor upsample_nearest2x(const Tensor& x) override { return cpu::upsample_nearest2x(x); }
   Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w) override {
     return cpu::upsample_nearest(x, out_h, out_w);
   }
   Tensor concat(const std::vector<Tensor>& xs, int dim) override { return cpu::concat(xs, dim); }
   Tensor nchw_to_nlc(const Tensor& x) override { return cpu::nchw_to_nlc(x); }
-  Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) override { return cpu::nlc_to_nchw(x, h, w); }
+  Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) override {
+    return cpu::nlc_to_nchw(x, h, w, options_.channels_last);
+  }
   Tensor embedding(const Tensor& table, const std::vector<int64_t>& ids) override { return cpu::embedding(table, ids); }
 
  private:

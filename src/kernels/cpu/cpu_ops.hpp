@@ -31,11 +31,15 @@ void scale_(Tensor& x, float s);
 void add_channel_bias_(Tensor& x, const Tensor& b);
 
 // Data movement (layout.cpp).
+Tensor to_nchw(const Tensor& x);             // x itself when already row-major
+Tensor to_channels_last(const Tensor& x);    // x itself when already channels-last
+Tensor empty_like(const Tensor& x);          // same shape and layout, uninitialised
 Tensor upsample_nearest2x(const Tensor& x);
 Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w);
 Tensor concat(const std::vector<Tensor>& xs, int dim);
 Tensor nchw_to_nlc(const Tensor& x);
-Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w);
+// A channels-last view (no copy) when `channels_last`, else a transposed NCHW copy.
+Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w, bool channels_last);
 Tensor embedding(const Tensor& table, const std::vector<int64_t>& ids);
 // dst[b][j][i] = src[b][i][j] for `batch` row-major [rows, cols] matrices (NCHW <-> NHWC), as F32 or
 // rounded to bf16.

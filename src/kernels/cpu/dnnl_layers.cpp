@@ -2,7 +2,8 @@
 // type and reorders them into the layout its oneDNN primitive asks for once, at first use (then drops
 // the mapped file pages they came from), and creates one primitive per input shape. Streamed and
 // compressed weights are instead decoded into per-thread buffers on every call, so no full copy of a
-// network is ever held.
+// network is ever held. Convolutions take NCHW or channels-last input and, when the backend keeps
+// activations channels-last, write their output in that layout straight from the primitive.
 #include <cstring>
 #include <optional>
 #include <utility>
@@ -82,7 +83,11 @@ void check_bias(const std::string& op, const Tensor& bias, const Shape& weight) 
 class DnnlConv2d final : public Conv2dOp {
  public:
   DnnlConv2d(WeightTensor w, Tensor bias, const Conv2dParams& p, const BackendOptions& o)
-      : weights_(std::move(w), o.compute, o.stream_weights), bias_(std::move(bias)), params_(p), compute_(o.compute) {
+      : weights_(std::move(w), o.compute, o.stream_weights),
+        bias_(std::move(bias)),
+        params_(p),
+        compute_(o.compute),
+        channels_last_out_(o.channels_last) {
     const Shape& s = weights_.source().shape();
     if (s.size() != 4) fail("conv2d", "weight " + shape_str(s) + " must have 4 dimensions");
     check_bias("conv2d", bias_, s);
@@ -92,7 +97,7 @@ class DnnlConv2d final : public Conv2dOp {
 
   Tensor forward(const Tensor& x) const override {
     const std::string op = "conv2d";
-    require_f32(op, "input", x, 4);
+    require_f32_any_layout(op, "input", x, 4);
     const Shape& ws = weights_.source().shape();
     const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3), o = ws[0], kh = ws[2], kw = ws[3];
     if (ws[1] != c)
@@ -102,27 +107,36 @@ class DnnlConv2d final : public Conv2dOp {
     if (hp < kh || wp < kw || kh < 1 || kw < 1)
       fail(op, "kernel " + shape_str(ws) + " does not fit padded input " + shape_str(x.shape()));
     const int64_t oh = (hp - kh) / params_.stride + 1, ow = (wp - kw) / params_.stride + 1;
-    Tensor y = Tensor::empty({n, o, oh, ow});
+    Tensor y = channels_last_out_ ? Tensor::empty_channels_last({n, o, oh, ow}) : Tensor::empty({n, o, oh, ow});
     if (y.numel() == 0) return y;
     if (c == 0) {
-      for (int64_t i = 0; i < y.numel(); ++i) y.f32()[i] = has(bias_) ? bias_.f32()[(i / (oh * ow)) % o] : 0.0f;
+      for (int64_t i = 0; i < y.numel(); ++i) {
+        const int64_t channel = channels_last_out_ ? i % o : (i / (oh * ow)) % o;
+        y.f32()[i] = has(bias_) ? bias_.f32()[channel] : 0.0f;
+      }
       return y;
     }
     guarded("conv2d", [&] {
-      run(plan({n, c, h, w, o, kh, kw, oh, ow}), x, y);
+      run(plan({n, c, h, w, o, kh, kw, oh, ow, x.channels_last() ? 1 : 0}), x, y);
       return 0;
     });
     return y;
   }
 
  private:
+  // How an activation gets between the caller's layout and the primitive's.
+  enum class Staging {
+    None,       // the primitive uses the tensor's memory as it is
+    Convert,    // same NHWC order, rounded to bf16
+    Transpose,  // NCHW <-> NHWC by our tiled transposes (oneDNN's reorder for them is several times slower)
+    Reorder     // any other layout the primitive picks: a oneDNN reorder
+  };
+
   struct Plan {
     Compiled conv;
     memory::desc user_src, user_dst, plain_weights, bias;
     memory::desc src, weights, dst;
-    // NHWC layouts are converted with our tiled transposes (oneDNN's reorder for them is several times
-    // slower); any other layout the primitive picks goes through a oneDNN reorder.
-    bool src_nhwc = false, dst_nhwc = false;
+    Staging src_staging = Staging::None, dst_staging = Staging::None;
     std::optional<dnnl::reorder> src_in, dst_out;
   };
 
@@ -131,10 +145,11 @@ class DnnlConv2d final : public Conv2dOp {
     auto it = plans_.find(s);
     if (it != plans_.end()) return it->second;
     const int64_t n = s[0], c = s[1], h = s[2], w = s[3], o = s[4], kh = s[5], kw = s[6], oh = s[7], ow = s[8];
+    const bool src_channels_last = s[9] != 0;
     const dt cdt = compute_dt(compute_);
     Plan p;
-    p.user_src = memory::desc({n, c, h, w}, dt::f32, tag::nchw);
-    p.user_dst = memory::desc({n, o, oh, ow}, dt::f32, tag::nchw);
+    p.user_src = memory::desc({n, c, h, w}, dt::f32, src_channels_last ? tag::nhwc : tag::nchw);
+    p.user_dst = memory::desc({n, o, oh, ow}, dt::f32, channels_last_out_ ? tag::nhwc : tag::nchw);
     p.plain_weights = memory::desc({o, c, kh, kw}, cdt, tag::oihw);
     p.bias = has(bias_) ? memory::desc({o}, dt::f32, tag::a) : memory::desc();
     const Conv2dParams& q = params_;
@@ -148,15 +163,33 @@ class DnnlConv2d final : public Conv2dOp {
     p.src = pd.src_desc();
     p.weights = pd.weights_desc();
     p.dst = pd.dst_desc();
-    p.src_nhwc = p.src == memory::desc({n, c, h, w}, cdt, tag::nhwc) && c > 1 && h * w > 1;
-    p.dst_nhwc = p.dst == memory::desc({n, o, oh, ow}, dt::f32, tag::nhwc) && o > 1 && oh * ow > 1;
-    if (!p.src_nhwc) p.src_in = reorder_if_needed(p.user_src, p.src);
-    if (!p.dst_nhwc) p.dst_out = reorder_if_needed(p.dst, p.user_dst);
+    const bool src_nhwc = p.src == memory::desc({n, c, h, w}, cdt, tag::nhwc) && c > 1 && h * w > 1;
+    const bool dst_nhwc = p.dst == memory::desc({n, o, oh, ow}, dt::f32, tag::nhwc) && o > 1 && oh * ow > 1;
+    if (p.src == p.user_src) p.src_staging = Staging::None;
+    else if (src_nhwc) p.src_staging = src_channels_last ? Staging::Convert : Staging::Transpose;
+    else p.src_staging = Staging::Reorder;
+    if (p.dst == p.user_dst) p.dst_staging = Staging::None;
+    else if (dst_nhwc && !channels_last_out_) p.dst_staging = Staging::Transpose;
+    else p.dst_staging = Staging::Reorder;
+    if (p.src_staging == Staging::Reorder) p.src_in = reorder_if_needed(p.user_src, p.src);
+    if (p.dst_staging == Staging::Reorder) p.dst_out = reorder_if_needed(p.dst, p.user_dst);
     return plans_.emplace(s, std::move(p)).first->second;
   }
 
   memory source(const Plan& p, const Tensor& x) const {
-    if (!p.src_nhwc) return stage_input(p.src_in, p.user_src, x, p.src, kSrc);
+    switch (p.src_staging) {
+      case Staging::None:
+        return mem(p.src, x);
+      case Staging::Reorder:
+        return stage_input(p.src_in, p.user_src, x, p.src, kSrc);
+      case Staging::Convert: {
+        void* staged = thread_buffer(kSrc, p.src.get_size());
+        convert_floats(x.raw(), DType::F32, staged, DType::BF16, x.numel());
+        return memory(p.src, engine(), staged);
+      }
+      case Staging::Transpose:
+        break;
+    }
     void* staged = thread_buffer(kSrc, p.src.get_size());
     const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
     if (compute_ == ComputeType::BF16) transpose_batched_bf16(x.f32(), static_cast<uint16_t*>(staged), n, c, hw);
@@ -168,15 +201,15 @@ class DnnlConv2d final : public Conv2dOp {
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, source(p, x)},
                                          {DNNL_ARG_WEIGHTS, weights_.get(p.weights, p.plain_weights)}};
     memory user_dst = mem(p.user_dst, y);
-    const bool staged = p.dst_nhwc || p.dst_out;
-    memory dst = staged ? memory(p.dst, engine(), thread_buffer(kDst, p.dst.get_size())) : user_dst;
+    memory dst = p.dst_staging == Staging::None ? user_dst
+                                                : memory(p.dst, engine(), thread_buffer(kDst, p.dst.get_size()));
     args.emplace(DNNL_ARG_DST, dst);
     if (has(bias_)) args.emplace(DNNL_ARG_BIAS, mem(p.bias, bias_));
     execute(p.conv, std::move(args));
-    if (p.dst_nhwc) {
+    if (p.dst_staging == Staging::Transpose) {
       transpose_batched(static_cast<const float*>(dst.get_data_handle()), y.f32(), y.dim(0), y.dim(2) * y.dim(3),
                         y.dim(1));
-    } else if (p.dst_out) {
+    } else if (p.dst_staging == Staging::Reorder) {
       p.dst_out->execute(stream(), dst, user_dst);
       stream().wait();
     }
@@ -186,6 +219,7 @@ class DnnlConv2d final : public Conv2dOp {
   Tensor bias_;
   Conv2dParams params_;
   ComputeType compute_;
+  bool channels_last_out_;
   mutable std::mutex mutex_;
   mutable std::map<std::vector<int64_t>, Plan> plans_;
 };

@@ -67,7 +67,7 @@ void softmax_lastdim_(Tensor& x) {
 }
 
 void activation_(Tensor& x, Activation act) {
-  require_f32("activation_", "input", x);
+  require_f32_any_layout("activation_", "input", x);
   float* p = x.f32();
   const int64_t n = x.numel();
   switch (act) {
@@ -108,11 +108,20 @@ Tensor geglu(const Tensor& x) {
   return y;
 }
 
-Tensor add(const Tensor& a, const Tensor& b) {
-  require_f32("add", "a", a);
-  require_f32("add", "b", b);
-  require_same_shape("add", a, b);
-  Tensor y = Tensor::empty(a.shape());
+namespace {
+// b in a's layout (a copy when they differ).
+Tensor in_layout_of(const Tensor& a, const Tensor& b) {
+  if (a.channels_last() == b.channels_last()) return b;
+  return a.channels_last() ? to_channels_last(b) : to_nchw(b);
+}
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b_any) {
+  require_f32_any_layout("add", "a", a);
+  require_f32_any_layout("add", "b", b_any);
+  require_same_shape("add", a, b_any);
+  const Tensor b = in_layout_of(a, b_any);
+  Tensor y = empty_like(a);
   const float* ap = a.f32();
   const float* bp = b.f32();
   float* yp = y.f32();
@@ -122,10 +131,11 @@ Tensor add(const Tensor& a, const Tensor& b) {
   return y;
 }
 
-void add_(Tensor& a, const Tensor& b) {
-  require_f32("add_", "a", a);
-  require_f32("add_", "b", b);
-  require_same_shape("add_", a, b);
+void add_(Tensor& a, const Tensor& b_any) {
+  require_f32_any_layout("add_", "a", a);
+  require_f32_any_layout("add_", "b", b_any);
+  require_same_shape("add_", a, b_any);
+  const Tensor b = in_layout_of(a, b_any);
   float* ap = a.f32();
   const float* bp = b.f32();
   const int64_t n = a.numel();
@@ -134,7 +144,7 @@ void add_(Tensor& a, const Tensor& b) {
 }
 
 void scale_(Tensor& x, float s) {
-  require_f32("scale_", "input", x);
+  require_f32_any_layout("scale_", "input", x);
   float* p = x.f32();
   const int64_t n = x.numel();
 #pragma omp parallel for simd schedule(static)
@@ -142,7 +152,7 @@ void scale_(Tensor& x, float s) {
 }
 
 void add_channel_bias_(Tensor& x, const Tensor& b) {
-  require_f32("add_channel_bias_", "x", x, 4);
+  require_f32_any_layout("add_channel_bias_", "x", x, 4);
   require_f32("add_channel_bias_", "bias", b, 2);
   if (b.dim(0) != x.dim(0) || b.dim(1) != x.dim(1))
     fail("add_channel_bias_", "bias " + shape_str(b.shape()) + " does not match x " + shape_str(x.shape()) +
@@ -150,6 +160,18 @@ void add_channel_bias_(Tensor& x, const Tensor& b) {
   const int64_t planes = x.dim(0) * x.dim(1), hw = x.dim(2) * x.dim(3);
   float* p = x.f32();
   const float* bp = b.f32();
+  if (x.channels_last()) {
+    const int64_t c = x.dim(1);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < x.dim(0); ++n)
+      for (int64_t i = 0; i < hw; ++i) {
+        float* pixel = p + (n * hw + i) * c;
+        const float* bias = bp + n * c;
+#pragma omp simd
+        for (int64_t ch = 0; ch < c; ++ch) pixel[ch] += bias[ch];
+      }
+    return;
+  }
 #pragma omp parallel for schedule(static)
   for (int64_t plane = 0; plane < planes; ++plane) {
     float* row = p + plane * hw;

@@ -1,4 +1,5 @@
-// Data movement: nearest upsampling, concatenation, NCHW <-> token layout, embedding lookup.
+// Data movement: layout changes, nearest upsampling, concatenation, NCHW <-> token layout, embedding
+// lookup. Ops on images accept NCHW and channels-last tensors and keep the input's layout.
 #include <algorithm>
 #include <bit>
 #include <type_traits>
@@ -56,9 +57,58 @@ void transpose_batched_bf16(const float* src, uint16_t* dst, int64_t batch, int6
   transpose_tiles(src, dst, batch, rows, cols);
 }
 
+Tensor to_nchw(const Tensor& x) {
+  if (!x.channels_last()) return x;
+  Tensor y = Tensor::empty(x.shape());
+  transpose_batched(x.f32(), y.f32(), x.dim(0), x.dim(2) * x.dim(3), x.dim(1));
+  return y;
+}
+
+Tensor to_channels_last(const Tensor& x) {
+  require_f32_any_layout("to_channels_last", "input", x, 4);
+  if (x.channels_last()) return x;
+  Tensor y = Tensor::empty_channels_last(x.shape());
+  transpose_batched(x.f32(), y.f32(), x.dim(0), x.dim(1), x.dim(2) * x.dim(3));
+  return y;
+}
+
+Tensor empty_like(const Tensor& x) {
+  return x.channels_last() ? Tensor::empty_channels_last(x.shape()) : Tensor::empty(x.shape());
+}
+
+namespace {
+
+// Channels-last nearest upsampling: output pixel (i, j) copies the C floats of source pixel
+// (rows[i], cols[j]); output rows with the same source row are copied whole.
+Tensor upsample_channels_last(const Tensor& x, const std::vector<int64_t>& rows, const std::vector<int64_t>& cols) {
+  const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3);
+  const auto out_h = static_cast<int64_t>(rows.size()), out_w = static_cast<int64_t>(cols.size());
+  Tensor y = Tensor::empty_channels_last({n, c, out_h, out_w});
+  const float* xp = x.f32();
+  float* yp = y.f32();
+  const auto pixel_bytes = static_cast<size_t>(c) * sizeof(float);
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < n; ++b) {
+    for (int64_t i = 0; i < out_h; ++i) {
+      const float* src = xp + (b * h + rows[static_cast<size_t>(i)]) * w * c;
+      float* dst = yp + (b * out_h + i) * out_w * c;
+      for (int64_t j = 0; j < out_w; ++j) std::memcpy(dst + j * c, src + cols[static_cast<size_t>(j)] * c, pixel_bytes);
+    }
+  }
+  return y;
+}
+
+}  // namespace
+
 Tensor upsample_nearest2x(const Tensor& x) {
-  require_f32("upsample_nearest2x", "input", x, 4);
+  require_f32_any_layout("upsample_nearest2x", "input", x, 4);
   const int64_t planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3);
+  if (x.channels_last()) {
+    std::vector<int64_t> rows(static_cast<size_t>(2 * h)), cols(static_cast<size_t>(2 * w));
+    for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int64_t>(i / 2);
+    for (size_t j = 0; j < cols.size(); ++j) cols[j] = static_cast<int64_t>(j / 2);
+    return upsample_channels_last(x, rows, cols);
+  }
   Tensor y = Tensor::empty({x.dim(0), x.dim(1), 2 * h, 2 * w});
   const float* xp = x.f32();
   float* yp = y.f32();
@@ -86,13 +136,18 @@ int64_t nearest_source(int64_t dst, int64_t in, int64_t out) {
 }  // namespace
 
 Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w) {
-  require_f32("upsample_nearest", "input", x, 4);
+  require_f32_any_layout("upsample_nearest", "input", x, 4);
   if (out_h <= 0 || out_w <= 0)
     fail("upsample_nearest", "output size " + std::to_string(out_h) + "x" + std::to_string(out_w) + " is not positive");
   const int64_t planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3);
-  Tensor y = Tensor::empty({x.dim(0), x.dim(1), out_h, out_w});
   std::vector<int64_t> cols(static_cast<size_t>(out_w));
   for (int64_t j = 0; j < out_w; ++j) cols[static_cast<size_t>(j)] = nearest_source(j, w, out_w);
+  if (x.channels_last()) {
+    std::vector<int64_t> rows(static_cast<size_t>(out_h));
+    for (int64_t i = 0; i < out_h; ++i) rows[static_cast<size_t>(i)] = nearest_source(i, h, out_h);
+    return upsample_channels_last(x, rows, cols);
+  }
+  Tensor y = Tensor::empty({x.dim(0), x.dim(1), out_h, out_w});
   const float* xp = x.f32();
   float* yp = y.f32();
 #pragma omp parallel for collapse(2) schedule(static)
@@ -106,10 +161,37 @@ Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w) {
   return y;
 }
 
-Tensor concat(const std::vector<Tensor>& xs, int dim) {
+namespace {
+
+// Channels-last inputs joined along C: each output pixel holds every input's channels in turn.
+Tensor concat_channels_last(const std::vector<Tensor>& xs, const Shape& out_shape) {
+  Tensor y = Tensor::empty_channels_last(out_shape);
+  const int64_t pixels = out_shape[0] * out_shape[2] * out_shape[3], out_c = out_shape[1];
+  float* yp = y.f32();
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < pixels; ++p) {
+    int64_t offset = 0;
+    for (const Tensor& t : xs) {
+      const int64_t c = t.dim(1);
+      std::memcpy(yp + p * out_c + offset, t.f32() + p * c, static_cast<size_t>(c) * sizeof(float));
+      offset += c;
+    }
+  }
+  return y;
+}
+
+}  // namespace
+
+Tensor concat(const std::vector<Tensor>& inputs, int dim) {
   const std::string op = "concat";
-  if (xs.empty()) fail(op, "no tensors");
-  for (const Tensor& t : xs) require_f32(op, "input", t);
+  if (inputs.empty()) fail(op, "no tensors");
+  for (const Tensor& t : inputs) require_f32_any_layout(op, "input", t);
+  // Mixed layouts meet in channels-last (only 4-D tensors are ever channels-last).
+  const bool channels_last =
+      std::any_of(inputs.begin(), inputs.end(), [](const Tensor& t) { return t.channels_last(); });
+  std::vector<Tensor> xs = inputs;
+  if (channels_last)
+    for (Tensor& t : xs) t = to_channels_last(t);
   const int rank = xs[0].ndim();
   const int d = dim < 0 ? dim + rank : dim;
   if (d < 0 || d >= rank) fail(op, "dim " + std::to_string(dim) + " out of range for " + shape_str(xs[0].shape()));
@@ -123,7 +205,10 @@ Tensor concat(const std::vector<Tensor>& xs, int dim) {
                    std::to_string(dim));
     out_shape[static_cast<size_t>(d)] += t.dim(d);
   }
-  Tensor y = Tensor::empty(out_shape);
+  if (channels_last && d == 1) return concat_channels_last(xs, out_shape);
+  if (channels_last && d != 0) fail(op, "channels-last tensors join along N or C only");
+  // Along N both layouts are one slab per sample.
+  Tensor y = channels_last ? Tensor::empty_channels_last(out_shape) : Tensor::empty(out_shape);
   if (y.numel() == 0) return y;
   int64_t outer = 1, inner = 1;
   for (int i = 0; i < d; ++i) outer *= out_shape[static_cast<size_t>(i)];
@@ -151,18 +236,20 @@ Tensor concat(const std::vector<Tensor>& xs, int dim) {
 }
 
 Tensor nchw_to_nlc(const Tensor& x) {
-  require_f32("nchw_to_nlc", "input", x, 4);
+  require_f32_any_layout("nchw_to_nlc", "input", x, 4);
+  if (x.channels_last()) return x.view_as_tokens();
   const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
   Tensor y = Tensor::empty({n, hw, c});
   transpose_batched(x.f32(), y.f32(), n, c, hw);
   return y;
 }
 
-Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w) {
+Tensor nlc_to_nchw(const Tensor& x, int64_t h, int64_t w, bool channels_last) {
   require_f32("nlc_to_nchw", "input", x, 3);
   if (h < 0 || w < 0 || x.dim(1) != h * w)
     fail("nlc_to_nchw", "input " + shape_str(x.shape()) + " does not hold " + std::to_string(h) + " x " +
                             std::to_string(w) + " tokens");
+  if (channels_last) return x.view_as_channels_last(h, w);
   const int64_t n = x.dim(0), c = x.dim(2);
   Tensor y = Tensor::empty({n, c, h, w});
   transpose_batched(x.f32(), y.f32(), n, h * w, c);

@@ -1,6 +1,9 @@
 // Group and layer normalisation with float statistics (two passes, biased variance, eps inside
-// the square root) as PyTorch computes them, optionally fused with SiLU.
+// the square root) as PyTorch computes them, optionally fused with SiLU. GroupNorm takes NCHW or
+// channels-last input and keeps its layout.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/check.hpp"
 #include "kernels/cpu/cpu_ops.hpp"
@@ -54,11 +57,94 @@ SDRT_VECTOR_CLONES void scale_shift(const float* x, float* y, int64_t n, float a
   }
 }
 
+// y = x * a + b per channel (a, b vectors of c), then SiLU when asked: one channels-last pixel.
+SDRT_VECTOR_CLONES void scale_shift_pixel(const float* x, float* y, int64_t c, const float* a, const float* b,
+                                          bool with_silu) {
+  if (with_silu) {
+#pragma omp simd
+    for (int64_t i = 0; i < c; ++i) y[i] = silu(x[i] * a[i] + b[i]);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < c; ++i) y[i] = x[i] * a[i] + b[i];
+  }
+}
+
+// Per-channel sums of x (or of (x - centre)^2 when `centre` is given) over `pixels` channels-last pixels
+// of c channels: float sums over short pixel runs, combined in double.
+std::vector<double> channel_sums(const float* x, int64_t pixels, int64_t c, const float* centre) {
+  constexpr int64_t kRun = 64;
+  std::vector<double> total(static_cast<size_t>(c), 0.0);
+#pragma omp parallel
+  {
+    std::vector<double> mine(static_cast<size_t>(c), 0.0);
+    std::vector<float> run(static_cast<size_t>(c));
+#pragma omp for schedule(static)
+    for (int64_t p0 = 0; p0 < pixels; p0 += kRun) {
+      std::fill(run.begin(), run.end(), 0.0f);
+      float* r = run.data();
+      for (int64_t p = p0; p < std::min(pixels, p0 + kRun); ++p) {
+        const float* px = x + p * c;
+        if (centre) {
+#pragma omp simd
+          for (int64_t i = 0; i < c; ++i) r[i] += (px[i] - centre[i]) * (px[i] - centre[i]);
+        } else {
+#pragma omp simd
+          for (int64_t i = 0; i < c; ++i) r[i] += px[i];
+        }
+      }
+      for (int64_t i = 0; i < c; ++i) mine[static_cast<size_t>(i)] += r[i];
+    }
+#pragma omp critical
+    for (int64_t i = 0; i < c; ++i) total[static_cast<size_t>(i)] += mine[static_cast<size_t>(i)];
+  }
+  return total;
+}
+
+// Per-group totals of per-channel sums, divided by the group's element count.
+std::vector<float> group_means(const std::vector<double>& sums, int groups, int64_t pixels) {
+  const size_t per_group = sums.size() / static_cast<size_t>(groups);
+  std::vector<float> means(static_cast<size_t>(groups));
+  for (size_t g = 0; g < means.size(); ++g) {
+    double t = 0.0;
+    for (size_t i = 0; i < per_group; ++i) t += sums[g * per_group + i];
+    means[g] = static_cast<float>(t / static_cast<double>(pixels * static_cast<int64_t>(per_group)));
+  }
+  return means;
+}
+
+// GroupNorm of a channels-last [N, C, H, W] tensor: per-channel sums give each group's moments, which
+// become a per-channel scale and shift applied pixel by pixel.
+void group_norm_channels_last(const Tensor& x, Tensor& y, int groups, const float* gamma, const float* beta, float eps,
+                              bool with_silu) {
+  const int64_t n = x.dim(0), c = x.dim(1), pixels = x.dim(2) * x.dim(3), per_group = c / groups;
+  std::vector<float> scale(static_cast<size_t>(n * c)), shift(scale.size());
+  for (int64_t s = 0; s < n; ++s) {
+    const float* xs = x.f32() + s * pixels * c;
+    const std::vector<float> mean = group_means(channel_sums(xs, pixels, c, nullptr), groups, pixels);
+    std::vector<float> centre(static_cast<size_t>(c));
+    for (int64_t i = 0; i < c; ++i) centre[static_cast<size_t>(i)] = mean[static_cast<size_t>(i / per_group)];
+    const std::vector<float> var = group_means(channel_sums(xs, pixels, c, centre.data()), groups, pixels);
+    for (int64_t i = 0; i < c; ++i) {
+      const auto g = static_cast<size_t>(i / per_group);
+      const float a = (1.0f / std::sqrt(var[g] + eps)) * (gamma ? gamma[i] : 1.0f);
+      scale[static_cast<size_t>(s * c + i)] = a;
+      shift[static_cast<size_t>(s * c + i)] = (beta ? beta[i] : 0.0f) - mean[g] * a;
+    }
+  }
+  const float* xp = x.f32();
+  float* yp = y.f32();
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < n * pixels; ++p) {
+    const size_t sample = static_cast<size_t>(p / pixels * c);
+    scale_shift_pixel(xp + p * c, yp + p * c, c, scale.data() + sample, shift.data() + sample, with_silu);
+  }
+}
+
 }  // namespace
 
 Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps, Activation act) {
   const std::string op = "group_norm";
-  require_f32(op, "input", x);
+  require_f32_any_layout(op, "input", x);
   if (x.ndim() < 2) fail(op, "input " + shape_str(x.shape()) + " must be [N, C, ...]");
   const int64_t n = x.dim(0), c = x.dim(1);
   if (groups < 1 || c % groups != 0)
@@ -69,12 +155,16 @@ Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor
   if (act != Activation::None && act != Activation::SiLU) fail(op, "only SiLU can be fused");
   const bool with_silu = act == Activation::SiLU;
   const int64_t spatial = c == 0 ? 0 : x.numel() / (n * c), per_group = c / groups;
-  Tensor y = Tensor::empty(x.shape());
+  Tensor y = empty_like(x);
   if (y.numel() == 0) return y;
   const float* xp = x.f32();
   float* yp = y.f32();
   const float* g = has(gamma) ? gamma.f32() : nullptr;
   const float* b = has(beta) ? beta.f32() : nullptr;
+  if (x.channels_last()) {
+    group_norm_channels_last(x, y, groups, g, b, eps, with_silu);
+    return y;
+  }
 #pragma omp parallel for schedule(dynamic)
   for (int64_t task = 0; task < n * groups; ++task) {
     const int64_t c0 = (task % groups) * per_group;

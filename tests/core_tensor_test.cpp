@@ -1,0 +1,65 @@
+// Tensor storage: large buffers freed are reused (best fit, at most twice the size asked for) and the
+// least recently freed ones are dropped first when the cache is over its limit.
+#include <gtest/gtest.h>
+
+#include "sdrt/core/tensor.hpp"
+
+namespace sdrt {
+namespace {
+
+constexpr int64_t kMiB = int64_t{1} << 20;
+
+// An F32 tensor of `mib` MiB.
+Tensor of_mib(int64_t mib) { return Tensor::empty({mib * kMiB / 4}); }
+
+class BlockCache : public ::testing::Test {
+ protected:
+  void SetUp() override { release_cached_memory(); }
+  void TearDown() override {
+    set_cached_memory_limit(size_t{512} << 20);
+    release_cached_memory();
+  }
+};
+
+TEST_F(BlockCache, ReusesAFreedBlockForRequestsOfAtLeastHalfItsSize) {
+  const void* first = nullptr;
+  {
+    const Tensor t = of_mib(64);
+    first = t.raw();
+  }
+  {
+    const Tensor smaller = of_mib(40);
+    EXPECT_EQ(smaller.raw(), first);
+  }
+  const Tensor quarter = of_mib(16);  // would waste three quarters of the cached block
+  EXPECT_NE(quarter.raw(), first);
+}
+
+TEST_F(BlockCache, PicksTheSmallestBlockThatFits) {
+  const void* small = nullptr;
+  {
+    const Tensor a = of_mib(48), b = of_mib(36);
+    small = b.raw();
+  }
+  const Tensor t = of_mib(32);
+  EXPECT_EQ(t.raw(), small);
+}
+
+TEST_F(BlockCache, DropsTheLeastRecentlyFreedBlocksFirst) {
+  set_cached_memory_limit(size_t{100} << 20);
+  const void* older = nullptr;
+  const void* newer = nullptr;
+  {
+    Tensor a = of_mib(64), b = of_mib(64);
+    older = a.raw();
+    newer = b.raw();
+    a = Tensor();  // freed first
+    b = Tensor();  // over the 100 MiB limit: a's block goes
+  }
+  const Tensor t = of_mib(64);
+  EXPECT_EQ(t.raw(), newer);
+  EXPECT_NE(t.raw(), older);
+}
+
+}  // namespace
+}  // namespace sdrt
