@@ -9,6 +9,9 @@
 namespace sdrt::models {
 
 namespace {
+
+// Normalised tokens are only read by the projections.
+constexpr kernels::NormOutput kMatmulInput = kernels::NormOutput::MatmulInput;
 int64_t key_dim(const AttentionArgs& a) { return a.cross_attention_dim > 0 ? a.cross_attention_dim : a.query_dim; }
 int64_t inner_dim(const AttentionArgs& a) { return a.heads * a.dim_head; }
 }  // namespace
@@ -39,11 +42,12 @@ Tensor Attention::forward(const Tensor& hidden_states, const Tensor* encoder_hid
   const bool has_norm = args_.norm_num_groups > 0;
   Tensor tokens;
   if (spatial) {
-    tokens = backend_->nchw_to_nlc(has_norm ? group_norm_(hidden_states) : hidden_states);
+    tokens = backend_->nchw_to_nlc(has_norm ? group_norm_(hidden_states, kernels::Activation::None, kMatmulInput)
+                                            : hidden_states);
   } else if (has_norm) {
     // GroupNorm over channels of [B, N, C]: view the tokens as a [B, C, N, 1] image.
     const Tensor image = backend_->nlc_to_nchw(hidden_states, hidden_states.dim(1), 1);
-    tokens = backend_->nchw_to_nlc(group_norm_(image));
+    tokens = backend_->nchw_to_nlc(group_norm_(image, kernels::Activation::None, kMatmulInput));
   } else {
     tokens = hidden_states;
   }
@@ -93,11 +97,11 @@ BasicTransformerBlock::BasicTransformerBlock(kernels::Backend& backend, const We
       ff_(backend, scope["ff"], dim, 4 * dim) {}
 
 Tensor BasicTransformerBlock::forward(const Tensor& x, const Tensor& context) const {
-  Tensor h = attn1_.forward(norm1_(x));
+  Tensor h = attn1_.forward(norm1_(x, kMatmulInput));
   backend_->add_(h, x);
-  Tensor cross = attn2_.forward(norm2_(h), &context);
+  Tensor cross = attn2_.forward(norm2_(h, kMatmulInput), &context);
   backend_->add_(cross, h);
-  Tensor out = ff_.forward(norm3_(cross));
+  Tensor out = ff_.forward(norm3_(cross, kMatmulInput));
   backend_->add_(out, cross);
   return out;
 }

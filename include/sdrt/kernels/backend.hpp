@@ -18,6 +18,11 @@ namespace sdrt::kernels {
 
 enum class Activation { None, SiLU, GELU, GELUTanh, QuickGELU };
 
+// Who reads a normalisation's output. MatmulInput (only convolutions and linear layers read it) lets
+// the backend return it in its compute type, bf16 when computing in bf16, which saves the conversion
+// those layers would otherwise make of their input; F32 always gives F32.
+enum class NormOutput { F32, MatmulInput };
+
 // The type convolutions and matrix products multiply in (accumulation is always F32).
 enum class ComputeType { F32, BF16 };
 // Flash: fused, tiled, online softmax. Original: scores materialised, softmax, then the product.
@@ -45,14 +50,15 @@ struct Conv2dParams {
 };
 
 // A convolution with its weights prepared for one backend; x [N, C, H, W] -> [N, O, H', W'] in either
-// layout, the output channels-last when the backend's options say so.
+// layout, the output channels-last when the backend's options say so. x is F32, or BF16 as a
+// normalisation gives it for a MatmulInput.
 class Conv2dOp {
  public:
   virtual ~Conv2dOp() = default;
   virtual Tensor forward(const Tensor& x) const = 0;
 };
 
-// torch.nn.Linear with prepared weights: x [..., K] -> [..., N].
+// torch.nn.Linear with prepared weights: x [..., K] (F32, or BF16 from a normalisation) -> [..., N].
 class LinearOp {
  public:
   virtual ~LinearOp() = default;
@@ -80,9 +86,10 @@ class Backend {
   // GroupNorm over x [N, C, ...] (statistics per sample and group, biased variance), gamma/beta [C],
   // then the activation (None or SiLU).
   virtual Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps,
-                            Activation act) = 0;
+                            Activation act, NormOutput use = NormOutput::F32) = 0;
   // LayerNorm over the last dimension; gamma/beta [last].
-  virtual Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) = 0;
+  virtual Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                            NormOutput use = NormOutput::F32) = 0;
 
   // Multi-head attention on packed heads: q [B, Nq, H*D], k and v [B, Nk, H*D] ->
   // softmax(q_h k_h^T * scale, causal mask if asked) v_h, written back as [B, Nq, H*D].

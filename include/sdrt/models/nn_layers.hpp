@@ -45,8 +45,10 @@ class GroupNorm {
   // <scope>.weight and <scope>.bias [channels]; throws when `groups` does not divide `channels`.
   GroupNorm(kernels::Backend& backend, const WeightScope& scope, int groups, int64_t channels, float eps);
 
-  // Normalises x [N, channels, ...], then applies `act` (None or SiLU).
-  Tensor operator()(const Tensor& x, kernels::Activation act = kernels::Activation::None) const;
+  // Normalises x [N, channels, ...], then applies `act` (None or SiLU). `use` says whether only
+  // convolutions or linear layers read the result (then it may come in the backend's compute type).
+  Tensor operator()(const Tensor& x, kernels::Activation act = kernels::Activation::None,
+                    kernels::NormOutput use = kernels::NormOutput::F32) const;
 
  private:
   kernels::Backend* backend_ = nullptr;
@@ -61,7 +63,7 @@ class LayerNorm {
   // <scope>.weight and <scope>.bias [dim].
   LayerNorm(kernels::Backend& backend, const WeightScope& scope, int64_t dim, float eps);
 
-  Tensor operator()(const Tensor& x) const;
+  Tensor operator()(const Tensor& x, kernels::NormOutput use = kernels::NormOutput::F32) const;
 
  private:
   kernels::Backend* backend_ = nullptr;

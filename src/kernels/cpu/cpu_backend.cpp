@@ -47,12 +47,15 @@ class CpuBackend final : public Backend {
   Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_b, float alpha) override {
     return cpu::matmul(a, b, transpose_b, alpha);
   }
-  Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps,
-                    Activation act) override {
-    return cpu::group_norm(x, groups, gamma, beta, eps, act);
+  // Images leave a normalisation in bf16 only when channels-last: the convolutions take bf16 as NHWC.
+  Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps, Activation act,
+                    NormOutput use) override {
+    const bool low = use == NormOutput::MatmulInput && options_.compute == ComputeType::BF16 && x.channels_last();
+    return cpu::group_norm(x, groups, gamma, beta, eps, act, low ? DType::BF16 : DType::F32);
   }
-  Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) override {
-    return cpu::layer_norm(x, gamma, beta, eps);
+  Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps, NormOutput use) override {
+    const bool low = use == NormOutput::MatmulInput && options_.compute == ComputeType::BF16;
+    return cpu::layer_norm(x, gamma, beta, eps, low ? DType::BF16 : DType::F32);
   }
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal) override {
     if (options_.attention == AttentionKind::Original) return cpu::attention_reference(q, k, v, heads, scale, causal);

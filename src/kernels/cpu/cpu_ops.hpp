@@ -17,9 +17,10 @@ std::shared_ptr<const Conv2dOp> make_conv2d_op(WeightTensor w, Tensor bias, cons
                                                const BackendOptions& o);
 std::shared_ptr<const LinearOp> make_linear_op(WeightTensor w, Tensor bias, const BackendOptions& o);
 
-// Normalisation (norm.cpp).
-Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps, Activation act);
-Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps);
+// Normalisation (norm.cpp), with an F32 or BF16 output.
+Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps, Activation act,
+                  DType out = DType::F32);
+Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps, DType out = DType::F32);
 
 // Element-wise (elementwise.cpp).
 void softmax_lastdim_(Tensor& x);

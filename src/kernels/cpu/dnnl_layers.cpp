@@ -73,6 +73,16 @@ class PreparedWeights {
   mutable std::vector<std::pair<memory::desc, std::unique_ptr<void, AlignedFree>>> packed_;
 };
 
+// Layer inputs are F32, or BF16 (a normalisation's output) when the layer computes in bf16.
+void check_input(const std::string& op, const Tensor& x, ComputeType compute, int rank) {
+  if (x.defined() && x.dtype() == DType::BF16 && compute == ComputeType::BF16) {
+    if (rank >= 0 && x.ndim() != rank)
+      fail(op, "input " + shape_str(x.shape()) + " must have " + std::to_string(rank) + " dimensions");
+    return;
+  }
+  require_f32_any_layout(op, "input", x, rank);
+}
+
 void check_bias(const std::string& op, const Tensor& bias, const Shape& weight) {
   if (!has(bias)) return;
   require_f32(op, "bias", bias);
@@ -97,7 +107,7 @@ class DnnlConv2d final : public Conv2dOp {
 
   Tensor forward(const Tensor& x) const override {
     const std::string op = "conv2d";
-    require_f32_any_layout(op, "input", x, 4);
+    check_input(op, x, compute_, 4);
     const Shape& ws = weights_.source().shape();
     const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3), o = ws[0], kh = ws[2], kw = ws[3];
     if (ws[1] != c)
@@ -117,7 +127,7 @@ class DnnlConv2d final : public Conv2dOp {
       return y;
     }
     guarded("conv2d", [&] {
-      run(plan({n, c, h, w, o, kh, kw, oh, ow, x.channels_last() ? 1 : 0}), x, y);
+      run(plan({n, c, h, w, o, kh, kw, oh, ow, x.channels_last() ? 1 : 0, x.dtype() == DType::BF16 ? 1 : 0}), x, y);
       return 0;
     });
     return y;
@@ -145,10 +155,10 @@ class DnnlConv2d final : public Conv2dOp {
     auto it = plans_.find(s);
     if (it != plans_.end()) return it->second;
     const int64_t n = s[0], c = s[1], h = s[2], w = s[3], o = s[4], kh = s[5], kw = s[6], oh = s[7], ow = s[8];
-    const bool src_channels_last = s[9] != 0;
+    const bool src_channels_last = s[9] != 0, src_bf16 = s[10] != 0;
     const dt cdt = compute_dt(compute_);
     Plan p;
-    p.user_src = memory::desc({n, c, h, w}, dt::f32, src_channels_last ? tag::nhwc : tag::nchw);
+    p.user_src = memory::desc({n, c, h, w}, src_bf16 ? dt::bf16 : dt::f32, src_channels_last ? tag::nhwc : tag::nchw);
     p.user_dst = memory::desc({n, o, oh, ow}, dt::f32, channels_last_out_ ? tag::nhwc : tag::nchw);
     p.plain_weights = memory::desc({o, c, kh, kw}, cdt, tag::oihw);
     p.bias = has(bias_) ? memory::desc({o}, dt::f32, tag::a) : memory::desc();
@@ -166,7 +176,7 @@ class DnnlConv2d final : public Conv2dOp {
     const bool src_nhwc = p.src == memory::desc({n, c, h, w}, cdt, tag::nhwc) && c > 1 && h * w > 1;
     const bool dst_nhwc = p.dst == memory::desc({n, o, oh, ow}, dt::f32, tag::nhwc) && o > 1 && oh * ow > 1;
     if (p.src == p.user_src) p.src_staging = Staging::None;
-    else if (src_nhwc) p.src_staging = src_channels_last ? Staging::Convert : Staging::Transpose;
+    else if (src_nhwc && !src_bf16) p.src_staging = src_channels_last ? Staging::Convert : Staging::Transpose;
     else p.src_staging = Staging::Reorder;
     if (p.dst == p.user_dst) p.dst_staging = Staging::None;
     else if (dst_nhwc && !channels_last_out_) p.dst_staging = Staging::Transpose;
@@ -235,7 +245,8 @@ class DnnlLinear final : public LinearOp {
 
   Tensor forward(const Tensor& x) const override {
     const std::string op = "linear";
-    require_f32(op, "input", x);
+    check_input(op, x, compute_, -1);
+    if (x.channels_last()) fail(op, "input " + x.describe() + " must be row-major");
     const Shape& ws = weights_.source().shape();
     if (x.ndim() < 1) fail(op, "input " + shape_str(x.shape()) + " must have at least 1 dimension");
     const int64_t k = x.dim(-1), n = ws[0];
@@ -283,7 +294,7 @@ class DnnlLinear final : public LinearOp {
 
   void run(const Plan& p, const Tensor& x, Tensor& y) const {
     memory src = mem(p.src, x);
-    if (compute_ == ComputeType::BF16) {
+    if (compute_ == ComputeType::BF16 && x.dtype() == DType::F32) {
       void* staged = thread_buffer(kSrc, p.src.get_size());
       convert_floats(x.raw(), DType::F32, staged, DType::BF16, x.numel());
       src = memory(p.src, engine(), staged);

@@ -9,16 +9,10 @@
 
 #include "kernels/cpu/check.hpp"
 #include "kernels/cpu/cpu_ops.hpp"
+#include "kernels/cpu/math.hpp"
 
 namespace sdrt::kernels::cpu {
 namespace {
-
-// Round to nearest even without branches, so that whole rows vectorise (NaN stays NaN).
-inline uint16_t bf16_bits(float v) {
-  const uint32_t u = std::bit_cast<uint32_t>(v);
-  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : rounded);
-}
 
 // dst[b][j][i] = src[b][i][j] for `batch` row-major [rows, cols] matrices, in 32 x 32 tiles; bf16
 // output goes through a local tile so that the rounding runs on whole rows.
@@ -236,8 +230,8 @@ Tensor concat(const std::vector<Tensor>& inputs, int dim) {
 }
 
 Tensor nchw_to_nlc(const Tensor& x) {
-  require_f32_any_layout("nchw_to_nlc", "input", x, 4);
-  if (x.channels_last()) return x.view_as_tokens();
+  if (x.defined() && x.channels_last()) return x.view_as_tokens();  // any dtype: nothing is read
+  require_f32("nchw_to_nlc", "input", x, 4);
   const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
   Tensor y = Tensor::empty({n, hw, c});
   transpose_batched(x.f32(), y.f32(), n, c, hw);

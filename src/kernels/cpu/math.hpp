@@ -83,4 +83,15 @@ inline float gelu_tanh(float x) {
 inline float silu(float x) { return x * sigmoid(x); }
 inline float quick_gelu(float x) { return x * sigmoid(1.702f * x); }
 
+// bf16 bits of v, rounded to nearest even without branches so that whole rows vectorise (NaN stays NaN).
+inline uint16_t bf16_bits(float v) {
+  const uint32_t u = std::bit_cast<uint32_t>(v);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : rounded);
+}
+
+// Stores an fp32 result as F32 or rounded to bf16.
+inline void store(float* dst, float v) { *dst = v; }
+inline void store(uint16_t* dst, float v) { *dst = bf16_bits(v); }
+
 }  // namespace sdrt::kernels::cpu

@@ -3,6 +3,7 @@
 // channels-last input and keeps its layout.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/check.hpp"
@@ -44,29 +45,64 @@ Moments moments(const float* x, int64_t rows, int64_t n, float eps) {
   return {mean, 1.0f / std::sqrt(var + eps)};
 }
 
-// y = x * a + b, then SiLU when asked.
-SDRT_VECTOR_CLONES void scale_shift(const float* x, float* y, int64_t n, float a, float b, bool with_silu) {
+// y = x * a + b, then SiLU when asked; a and b are scalars (one NCHW plane) or, as pointers, per-element
+// vectors (one channels-last pixel, or a LayerNorm row's gamma and beta folded with its moments).
+template <class Out, class Scale>
+inline void scale_shift_loop(const float* x, Out* y, int64_t n, Scale a, Scale b, bool with_silu) {
+  const auto at = [](Scale v, int64_t i) {
+    if constexpr (std::is_pointer_v<Scale>) return v[i];
+    else return v;
+  };
   if (with_silu) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-      y[i] = silu(x[i] * a + b);
-    }
+    for (int64_t i = 0; i < n; ++i) store(y + i, silu(x[i] * at(a, i) + at(b, i)));
   } else {
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * a + b;
+    for (int64_t i = 0; i < n; ++i) store(y + i, x[i] * at(a, i) + at(b, i));
   }
 }
 
-// y = x * a + b per channel (a, b vectors of c), then SiLU when asked: one channels-last pixel.
-SDRT_VECTOR_CLONES void scale_shift_pixel(const float* x, float* y, int64_t c, const float* a, const float* b,
-                                          bool with_silu) {
-  if (with_silu) {
+// The loops compiled per instruction set, for each output type.
+SDRT_VECTOR_CLONES void scale_shift(const float* x, float* y, int64_t n, float a, float b, bool with_silu) {
+  scale_shift_loop(x, y, n, a, b, with_silu);
+}
+SDRT_VECTOR_CLONES void scale_shift(const float* x, uint16_t* y, int64_t n, float a, float b, bool with_silu) {
+  scale_shift_loop(x, y, n, a, b, with_silu);
+}
+SDRT_VECTOR_CLONES void scale_shift(const float* x, float* y, int64_t n, const float* a, const float* b,
+                                    bool with_silu) {
+  scale_shift_loop(x, y, n, a, b, with_silu);
+}
+SDRT_VECTOR_CLONES void scale_shift(const float* x, uint16_t* y, int64_t n, const float* a, const float* b,
+                                    bool with_silu) {
+  scale_shift_loop(x, y, n, a, b, with_silu);
+}
+
+// (x - mean) * rstd * gamma + beta over one row (centred first: rows may have a large mean).
+template <class Out>
+inline void layer_norm_row_loop(const float* x, Out* y, int64_t d, const float* g, const float* b, float eps) {
+  const Moments m = moments(x, 1, d, eps);
 #pragma omp simd
-    for (int64_t i = 0; i < c; ++i) y[i] = silu(x[i] * a[i] + b[i]);
-  } else {
-#pragma omp simd
-    for (int64_t i = 0; i < c; ++i) y[i] = x[i] * a[i] + b[i];
-  }
+  for (int64_t i = 0; i < d; ++i) store(y + i, (x[i] - m.mean) * m.rstd * (g ? g[i] : 1.0f) + (b ? b[i] : 0.0f));
+}
+SDRT_VECTOR_CLONES void layer_norm_row(const float* x, float* y, int64_t d, const float* g, const float* b, float eps) {
+  layer_norm_row_loop(x, y, d, g, b, eps);
+}
+SDRT_VECTOR_CLONES void layer_norm_row(const float* x, uint16_t* y, int64_t d, const float* g, const float* b,
+                                       float eps) {
+  layer_norm_row_loop(x, y, d, g, b, eps);
+}
+
+// f(output pointer) with y's storage as float* or, for BF16, uint16_t*.
+template <class F>
+void with_output(Tensor& y, F f) {
+  if (y.dtype() == DType::BF16) f(y.data<uint16_t>());
+  else f(y.f32());
+}
+
+Tensor empty_output(const Tensor& x, DType out) {
+  if (out != DType::F32 && out != DType::BF16) fail("normalisation", "output must be F32 or BF16");
+  return x.channels_last() ? Tensor::empty_channels_last(x.shape(), out) : Tensor::empty(x.shape(), out);
 }
 
 // Per-channel sums of x (or of (x - centre)^2 when `centre` is given) over `pixels` channels-last pixels
@@ -132,17 +168,19 @@ void group_norm_channels_last(const Tensor& x, Tensor& y, int groups, const floa
     }
   }
   const float* xp = x.f32();
-  float* yp = y.f32();
+  with_output(y, [&](auto* yp) {
 #pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < n * pixels; ++p) {
-    const size_t sample = static_cast<size_t>(p / pixels * c);
-    scale_shift_pixel(xp + p * c, yp + p * c, c, scale.data() + sample, shift.data() + sample, with_silu);
-  }
+    for (int64_t p = 0; p < n * pixels; ++p) {
+      const size_t sample = static_cast<size_t>(p / pixels * c);
+      scale_shift(xp + p * c, yp + p * c, c, scale.data() + sample, shift.data() + sample, with_silu);
+    }
+  });
 }
 
 }  // namespace
 
-Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps, Activation act) {
+Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps, Activation act,
+                  DType out) {
   const std::string op = "group_norm";
   require_f32_any_layout(op, "input", x);
   if (x.ndim() < 2) fail(op, "input " + shape_str(x.shape()) + " must be [N, C, ...]");
@@ -155,55 +193,48 @@ Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor
   if (act != Activation::None && act != Activation::SiLU) fail(op, "only SiLU can be fused");
   const bool with_silu = act == Activation::SiLU;
   const int64_t spatial = c == 0 ? 0 : x.numel() / (n * c), per_group = c / groups;
-  Tensor y = empty_like(x);
+  Tensor y = empty_output(x, out);
   if (y.numel() == 0) return y;
   const float* xp = x.f32();
-  float* yp = y.f32();
   const float* g = has(gamma) ? gamma.f32() : nullptr;
   const float* b = has(beta) ? beta.f32() : nullptr;
   if (x.channels_last()) {
     group_norm_channels_last(x, y, groups, g, b, eps, with_silu);
     return y;
   }
+  with_output(y, [&](auto* yp) {
 #pragma omp parallel for schedule(dynamic)
-  for (int64_t task = 0; task < n * groups; ++task) {
-    const int64_t c0 = (task % groups) * per_group;
-    const int64_t offset = (task / groups) * c * spatial + c0 * spatial;
-    const Moments m = moments(xp + offset, per_group, spatial, eps);
-    for (int64_t ch = 0; ch < per_group; ++ch) {
-      const float a = m.rstd * (g ? g[c0 + ch] : 1.0f);
-      const float shift = (b ? b[c0 + ch] : 0.0f) - m.mean * a;
-      scale_shift(xp + offset + ch * spatial, yp + offset + ch * spatial, spatial, a, shift, with_silu);
+    for (int64_t task = 0; task < n * groups; ++task) {
+      const int64_t c0 = (task % groups) * per_group;
+      const int64_t offset = (task / groups) * c * spatial + c0 * spatial;
+      const Moments m = moments(xp + offset, per_group, spatial, eps);
+      for (int64_t ch = 0; ch < per_group; ++ch) {
+        const float a = m.rstd * (g ? g[c0 + ch] : 1.0f);
+        const float shift = (b ? b[c0 + ch] : 0.0f) - m.mean * a;
+        scale_shift(xp + offset + ch * spatial, yp + offset + ch * spatial, spatial, a, shift, with_silu);
+      }
     }
-  }
+  });
   return y;
 }
 
-Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) {
+Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps, DType out) {
   const std::string op = "layer_norm";
   require_f32(op, "input", x);
   if (x.ndim() < 1) fail(op, "input " + shape_str(x.shape()) + " must have at least 1 dimension");
   const int64_t d = x.dim(-1);
   if (has(gamma)) require_vector(op, "gamma", gamma, d, x, "input");
   if (has(beta)) require_vector(op, "beta", beta, d, x, "input");
-  Tensor y = Tensor::empty(x.shape());
+  Tensor y = empty_output(x, out);
   if (y.numel() == 0) return y;
   const int64_t rows = x.numel() / d;
   const float* xp = x.f32();
-  float* yp = y.f32();
   const float* g = has(gamma) ? gamma.f32() : nullptr;
   const float* b = has(beta) ? beta.f32() : nullptr;
+  with_output(y, [&](auto* yp) {
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = xp + r * d;
-    float* yr = yp + r * d;
-    const Moments m = moments(xr, 1, d, eps);
-#pragma omp simd
-    for (int64_t i = 0; i < d; ++i) {
-      const float normed = (xr[i] - m.mean) * m.rstd;
-      yr[i] = normed * (g ? g[i] : 1.0f) + (b ? b[i] : 0.0f);
-    }
-  }
+    for (int64_t r = 0; r < rows; ++r) layer_norm_row(xp + r * d, yp + r * d, d, g, b, eps);
+  });
   return y;
 }
 
