@@ -23,7 +23,9 @@ CLIPTextConfig CLIPTextConfig::from_json(const nlohmann::json& j) {
 }
 
 struct CLIPTextModel::Impl {
-  Tensor token_embedding;     // [vocab, hidden]
+  // [vocab, hidden] as stored (usually a view of the mapped file): only the rows a prompt uses are read,
+  // instead of holding a 150 MB float32 copy of the whole table.
+  WeightTensor token_embedding;
   Tensor position_embedding;  // [positions, hidden]
   detail::CLIPEncoder encoder;
   LayerNorm final_layer_norm;
@@ -34,7 +36,7 @@ CLIPTextModel::CLIPTextModel(const CLIPTextConfig& config, const Weights& weight
   const WeightScope text(weights, "text_model");
   const int64_t d = config.hidden_size;
   impl_ = std::make_unique<Impl>(Impl{
-      text["embeddings"]["token_embedding"].get("weight", {config.vocab_size, d}),
+      text["embeddings"]["token_embedding"].weight("weight", {config.vocab_size, d}),
       text["embeddings"]["position_embedding"].get("weight", {config.max_position_embeddings, d}),
       detail::CLIPEncoder(backend, text["encoder"], detail::encoder_config(config)),
       LayerNorm(backend, text["final_layer_norm"], d, static_cast<float>(config.layer_norm_eps))});
@@ -73,7 +75,9 @@ CLIPTextOutput CLIPTextModel::forward(const std::vector<int64_t>& input_ids, int
   kernels::Backend& be = *backend_;
   std::vector<int64_t> positions(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) positions[i] = i % seq;
-  Tensor embeddings = be.embedding(impl_->token_embedding, input_ids).reshape({batch, seq, d});
+  Tensor embeddings = Tensor::empty({batch, seq, d});
+  for (int64_t i = 0; i < n; ++i)  // ids were checked against the vocabulary above
+    impl_->token_embedding.decode_rows(input_ids[i], input_ids[i] + 1, DType::F32, embeddings.f32() + i * d);
   be.add_(embeddings, be.embedding(impl_->position_embedding, positions).reshape({batch, seq, d}));
 
   CLIPTextOutput out;
