@@ -152,26 +152,26 @@ TEST(PreparedLayers, TransposesRoundTripAndRoundToBf16) {
   for (int64_t i = 0; i < h.numel(); ++i) ASSERT_EQ(h.data<uint16_t>()[i], rounded.data<uint16_t>()[i]) << i;
 }
 
-// A normalisation read only by matrix products comes in bf16 when computing in bf16 (channels-last
+// A normalisation (or GEGLU) read only by matrix products comes in bf16 when computing in bf16 (channels-last
 // images, or tokens), and the layers take it as it is: same result as from the F32 tensor, which they
 // would round to bf16 themselves.
 TEST(PreparedLayers, NormalisationsFeedBf16LayersDirectly) {
   using kernels::Activation;
-  using kernels::NormOutput;
+  using kernels::OutputUse;
   auto& bf16 = kernels::cpu_backend(options(ComputeType::BF16, false));
   auto& fp32 = kernels::cpu_backend(options(ComputeType::F32, false));
   const Tensor image = kernels::cpu::to_channels_last(random({2, 32, 9, 7}, 17)), g = random({32}, 18), b = random({32}, 19);
-  const Tensor low = bf16.group_norm(image, 8, g, b, 1e-5f, Activation::SiLU, NormOutput::MatmulInput);
+  const Tensor low = bf16.group_norm(image, 8, g, b, 1e-5f, Activation::SiLU, OutputUse::MatmulInput);
   if (!kernels::cpu_has_bf16()) {  // the backend computes in fp32 there, so nothing comes in bf16
     EXPECT_EQ(low.dtype(), DType::F32);
     return;
   }
-  const Tensor full = bf16.group_norm(image, 8, g, b, 1e-5f, Activation::SiLU, NormOutput::F32);
+  const Tensor full = bf16.group_norm(image, 8, g, b, 1e-5f, Activation::SiLU, OutputUse::General);
   ASSERT_EQ(low.dtype(), DType::BF16);
   EXPECT_TRUE(low.channels_last());
   EXPECT_EQ(full.dtype(), DType::F32);
-  EXPECT_EQ(fp32.group_norm(image, 8, g, b, 1e-5f, Activation::SiLU, NormOutput::MatmulInput).dtype(), DType::F32);
-  EXPECT_EQ(bf16.group_norm(kernels::cpu::to_nchw(image), 8, g, b, 1e-5f, Activation::SiLU, NormOutput::MatmulInput)
+  EXPECT_EQ(fp32.group_norm(image, 8, g, b, 1e-5f, Activation::SiLU, OutputUse::MatmulInput).dtype(), DType::F32);
+  EXPECT_EQ(bf16.group_norm(kernels::cpu::to_nchw(image), 8, g, b, 1e-5f, Activation::SiLU, OutputUse::MatmulInput)
                 .dtype(),
             DType::F32)
       << "NCHW images stay F32: the convolutions take bf16 as NHWC only";
@@ -182,12 +182,18 @@ TEST(PreparedLayers, NormalisationsFeedBf16LayersDirectly) {
   EXPECT_LE(max_abs_diff(conv->forward(low), conv->forward(full)), kFp32Tol);
 
   const Tensor tokens = random({2, 5, 48}, 22), lg = random({48}, 23), lb = random({48}, 24);
-  const Tensor low_tokens = bf16.layer_norm(tokens, lg, lb, 1e-5f, NormOutput::MatmulInput);
+  const Tensor low_tokens = bf16.layer_norm(tokens, lg, lb, 1e-5f, OutputUse::MatmulInput);
   ASSERT_EQ(low_tokens.dtype(), DType::BF16);
-  const Tensor full_tokens = bf16.layer_norm(tokens, lg, lb, 1e-5f, NormOutput::F32);
+  const Tensor full_tokens = bf16.layer_norm(tokens, lg, lb, 1e-5f, OutputUse::General);
   EXPECT_EQ(max_abs_diff(low_tokens.to(DType::F32), full_tokens.to(DType::BF16).to(DType::F32)), 0.0);
   const auto linear = bf16.make_linear(WeightTensor(random({33, 48}, 25, 0.2f)), random({33}, 26));
   EXPECT_LE(max_abs_diff(linear->forward(low_tokens), linear->forward(full_tokens)), kFp32Tol);
+  // GEGLU feeding the feed-forward's output projection, likewise.
+  const Tensor wide = random({2, 5, 96}, 27);
+  const Tensor low_gated = bf16.geglu(wide, OutputUse::MatmulInput), full_gated = bf16.geglu(wide);
+  ASSERT_EQ(low_gated.dtype(), DType::BF16);
+  EXPECT_EQ(max_abs_diff(low_gated.to(DType::F32), full_gated.to(DType::BF16).to(DType::F32)), 0.0);
+  EXPECT_EQ(fp32.geglu(wide, OutputUse::MatmulInput).dtype(), DType::F32);
   // A float32 layer refuses bf16 input instead of misreading it.
   EXPECT_NE(test::error_message([&] { fp32.make_linear(WeightTensor(random({33, 48}, 25)), Tensor())->forward(low_tokens); })
                 .find("must be F32"),

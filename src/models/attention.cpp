@@ -10,8 +10,8 @@ namespace sdrt::models {
 
 namespace {
 
-// Normalised tokens are only read by the projections.
-constexpr kernels::NormOutput kMatmulInput = kernels::NormOutput::MatmulInput;
+// Normalised tokens and GEGLU's output are only read by projections.
+constexpr kernels::OutputUse kMatmulInput = kernels::OutputUse::MatmulInput;
 int64_t key_dim(const AttentionArgs& a) { return a.cross_attention_dim > 0 ? a.cross_attention_dim : a.query_dim; }
 int64_t inner_dim(const AttentionArgs& a) { return a.heads * a.dim_head; }
 }  // namespace
@@ -70,12 +70,12 @@ constexpr int64_t kFeedForwardChunkRows = 1024;
 
 Tensor FeedForward::forward(const Tensor& x) const {
   const int64_t dim = x.dim(-1), rows = x.numel() / std::max<int64_t>(1, dim);
-  if (rows <= kFeedForwardChunkRows) return out_(backend_->geglu(proj_(x)));
+  if (rows <= kFeedForwardChunkRows) return out_(backend_->geglu(proj_(x), kMatmulInput));
   const Tensor flat = x.reshape({rows, dim});
   Tensor out;
   for (int64_t begin = 0; begin < rows; begin += kFeedForwardChunkRows) {
     const int64_t end = std::min(rows, begin + kFeedForwardChunkRows);
-    const Tensor part = out_(backend_->geglu(proj_(flat.slice0(begin, end))));
+    const Tensor part = out_(backend_->geglu(proj_(flat.slice0(begin, end)), kMatmulInput));
     if (!out.defined()) out = Tensor::empty({rows, part.dim(-1)});
     std::memcpy(out.f32() + begin * part.dim(-1), part.f32(), part.nbytes());
   }

@@ -34,14 +34,14 @@ GroupNorm::GroupNorm(kernels::Backend& backend, const WeightScope& scope, int gr
                 std::to_string(channels) + " channels into " + std::to_string(groups) + " groups");
 }
 
-Tensor GroupNorm::operator()(const Tensor& x, kernels::Activation act, kernels::NormOutput use) const {
+Tensor GroupNorm::operator()(const Tensor& x, kernels::Activation act, kernels::OutputUse use) const {
   return backend_->group_norm(x, groups_, gamma_, beta_, eps_, act, use);
 }
 
 LayerNorm::LayerNorm(kernels::Backend& backend, const WeightScope& scope, int64_t dim, float eps)
     : backend_(&backend), gamma_(scope.get("weight", {dim})), beta_(scope.get("bias", {dim})), eps_(eps) {}
 
-Tensor LayerNorm::operator()(const Tensor& x, kernels::NormOutput use) const {
+Tensor LayerNorm::operator()(const Tensor& x, kernels::OutputUse use) const {
   return backend_->layer_norm(x, gamma_, beta_, eps_, use);
 }
 

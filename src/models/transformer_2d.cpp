@@ -24,7 +24,7 @@ Transformer2DModel::Transformer2DModel(kernels::Backend& backend, const WeightSc
 
 Tensor Transformer2DModel::forward(const Tensor& x, const Tensor& encoder_hidden_states) const {
   const int64_t height = x.dim(2), width = x.dim(3);
-  Tensor h = norm_(x, kernels::Activation::None, kernels::NormOutput::MatmulInput);
+  Tensor h = norm_(x, kernels::Activation::None, kernels::OutputUse::MatmulInput);
   h = use_linear_projection_ ? proj_in_linear_(backend_->nchw_to_nlc(h)) : backend_->nchw_to_nlc(proj_in_conv_(h));
   for (const auto& block : transformer_blocks_) h = block.forward(h, encoder_hidden_states);
   h = use_linear_projection_ ? backend_->nlc_to_nchw(proj_out_linear_(h), height, width)

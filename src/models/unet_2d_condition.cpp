@@ -107,7 +107,7 @@ Tensor UNet2DConditionModel::forward(const Tensor& sample, const std::vector<flo
   }
 
   for (const auto& block : up_blocks_) h = block->forward(h, emb, encoder_hidden_states, res_samples);
-  return backend_->to_nchw(conv_out_(conv_norm_out_(h, kernels::Activation::SiLU, kernels::NormOutput::MatmulInput)));
+  return backend_->to_nchw(conv_out_(conv_norm_out_(h, kernels::Activation::SiLU, kernels::OutputUse::MatmulInput)));
 }
 
 }  // namespace sdrt::models

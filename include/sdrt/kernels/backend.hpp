@@ -18,10 +18,10 @@ namespace sdrt::kernels {
 
 enum class Activation { None, SiLU, GELU, GELUTanh, QuickGELU };
 
-// Who reads a normalisation's output. MatmulInput (only convolutions and linear layers read it) lets
-// the backend return it in its compute type, bf16 when computing in bf16, which saves the conversion
-// those layers would otherwise make of their input; F32 always gives F32.
-enum class NormOutput { F32, MatmulInput };
+// Who reads an op's output. MatmulInput (only convolutions and linear layers read it) lets the backend
+// return it in its compute type, bf16 when computing in bf16, which saves the conversion those layers
+// would otherwise make of their input; General always gives F32.
+enum class OutputUse { General, MatmulInput };
 
 // The type convolutions and matrix products multiply in (accumulation is always F32).
 enum class ComputeType { F32, BF16 };
@@ -86,10 +86,10 @@ class Backend {
   // GroupNorm over x [N, C, ...] (statistics per sample and group, biased variance), gamma/beta [C],
   // then the activation (None or SiLU).
   virtual Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps,
-                            Activation act, NormOutput use = NormOutput::F32) = 0;
+                            Activation act, OutputUse use = OutputUse::General) = 0;
   // LayerNorm over the last dimension; gamma/beta [last].
   virtual Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
-                            NormOutput use = NormOutput::F32) = 0;
+                            OutputUse use = OutputUse::General) = 0;
 
   // Multi-head attention on packed heads: q [B, Nq, H*D], k and v [B, Nk, H*D] ->
   // softmax(q_h k_h^T * scale, causal mask if asked) v_h, written back as [B, Nq, H*D].
@@ -101,7 +101,7 @@ class Backend {
   // QuickGELU x * sigmoid(1.702 x).
   virtual void activation_(Tensor& x, Activation act) = 0;
   // GEGLU: x [..., 2F] -> x[..., :F] * gelu(x[..., F:]) as diffusers' GEGLU.
-  virtual Tensor geglu(const Tensor& x) = 0;
+  virtual Tensor geglu(const Tensor& x, OutputUse use = OutputUse::General) = 0;
 
   virtual Tensor add(const Tensor& a, const Tensor& b) = 0;  // same shapes
   virtual void add_(Tensor& a, const Tensor& b) = 0;          // a += b, same shapes

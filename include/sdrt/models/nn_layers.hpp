@@ -48,7 +48,7 @@ class GroupNorm {
   // Normalises x [N, channels, ...], then applies `act` (None or SiLU). `use` says whether only
   // convolutions or linear layers read the result (then it may come in the backend's compute type).
   Tensor operator()(const Tensor& x, kernels::Activation act = kernels::Activation::None,
-                    kernels::NormOutput use = kernels::NormOutput::F32) const;
+                    kernels::OutputUse use = kernels::OutputUse::General) const;
 
  private:
   kernels::Backend* backend_ = nullptr;
@@ -63,7 +63,7 @@ class LayerNorm {
   // <scope>.weight and <scope>.bias [dim].
   LayerNorm(kernels::Backend& backend, const WeightScope& scope, int64_t dim, float eps);
 
-  Tensor operator()(const Tensor& x, kernels::NormOutput use = kernels::NormOutput::F32) const;
+  Tensor operator()(const Tensor& x, kernels::OutputUse use = kernels::OutputUse::General) const;
 
  private:
   kernels::Backend* backend_ = nullptr;

@@ -49,12 +49,12 @@ class CpuBackend final : public Backend {
   }
   // Images leave a normalisation in bf16 only when channels-last: the convolutions take bf16 as NHWC.
   Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps, Activation act,
-                    NormOutput use) override {
-    const bool low = use == NormOutput::MatmulInput && options_.compute == ComputeType::BF16 && x.channels_last();
+                    OutputUse use) override {
+    const bool low = use == OutputUse::MatmulInput && options_.compute == ComputeType::BF16 && x.channels_last();
     return cpu::group_norm(x, groups, gamma, beta, eps, act, low ? DType::BF16 : DType::F32);
   }
-  Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps, NormOutput use) override {
-    const bool low = use == NormOutput::MatmulInput && options_.compute == ComputeType::BF16;
+  Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps, OutputUse use) override {
+    const bool low = use == OutputUse::MatmulInput && options_.compute == ComputeType::BF16;
     return cpu::layer_norm(x, gamma, beta, eps, low ? DType::BF16 : DType::F32);
   }
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal) override {
@@ -63,7 +63,10 @@ class CpuBackend final : public Backend {
   }
   void softmax_lastdim_(Tensor& x) override { cpu::softmax_lastdim_(x); }
   void activation_(Tensor& x, Activation act) override { cpu::activation_(x, act); }
-  Tensor geglu(const Tensor& x) override { return cpu::geglu(x); }
+  Tensor geglu(const Tensor& x, OutputUse use) override {
+    return cpu::geglu(x, use == OutputUse::MatmulInput && options_.compute == ComputeType::BF16 ? DType::BF16
+                                                                                                : DType::F32);
+  }
   Tensor add(const Tensor& a, const Tensor& b) override { return cpu::add(a, b); }
   void add_(Tensor& a, const Tensor& b) override { cpu::add_(a, b); }
   void scale_(Tensor& x, float s) override { cpu::scale_(x, s); }

@@ -25,7 +25,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, floa
 // Element-wise (elementwise.cpp).
 void softmax_lastdim_(Tensor& x);
 void activation_(Tensor& x, Activation act);
-Tensor geglu(const Tensor& x);
+Tensor geglu(const Tensor& x, DType out = DType::F32);  // F32 or BF16 output
 Tensor add(const Tensor& a, const Tensor& b);
 void add_(Tensor& a, const Tensor& b);
 void scale_(Tensor& x, float s);

@@ -30,9 +30,16 @@ SDRT_VECTOR_CLONES void quick_gelu_span(float* x, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) x[i] = quick_gelu(x[i]);
 }
-SDRT_VECTOR_CLONES void geglu_span(const float* value, const float* gate, float* out, int64_t n) {
+template <class Out>
+inline void geglu_loop(const float* value, const float* gate, Out* out, int64_t n) {
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) out[i] = value[i] * gelu_erf(gate[i]);
+  for (int64_t i = 0; i < n; ++i) store(out + i, value[i] * gelu_erf(gate[i]));
+}
+SDRT_VECTOR_CLONES void geglu_span(const float* value, const float* gate, float* out, int64_t n) {
+  geglu_loop(value, gate, out, n);
+}
+SDRT_VECTOR_CLONES void geglu_span(const float* value, const float* gate, uint16_t* out, int64_t n) {
+  geglu_loop(value, gate, out, n);
 }
 
 SDRT_VECTOR_CLONES void softmax_row(float* row, int64_t d) {
@@ -89,22 +96,24 @@ void activation_(Tensor& x, Activation act) {
   fail("activation_", "unknown activation");
 }
 
-Tensor geglu(const Tensor& x) {
+Tensor geglu(const Tensor& x, DType out) {
   require_f32("geglu", "input", x);
+  if (out != DType::F32 && out != DType::BF16) fail("geglu", "output must be F32 or BF16");
   if (x.ndim() < 1 || x.dim(-1) % 2 != 0)
     fail("geglu", "input " + shape_str(x.shape()) + " must have an even last dimension");
   const int64_t f = x.dim(-1) / 2;
   Shape shape = x.shape();
   shape.back() = f;
-  Tensor y = Tensor::empty(shape);
+  Tensor y = Tensor::empty(shape, out);
   if (y.numel() == 0) return y;
   const int64_t rows = y.numel() / f;
   const float* xp = x.f32();
-  float* yp = y.f32();
+  const auto run = [&](auto* yp) {
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    geglu_span(xp + r * 2 * f, xp + r * 2 * f + f, yp + r * f, f);
-  }
+    for (int64_t r = 0; r < rows; ++r) geglu_span(xp + r * 2 * f, xp + r * 2 * f + f, yp + r * f, f);
+  };
+  if (out == DType::BF16) run(y.data<uint16_t>());
+  else run(y.f32());
   return y;
 }
 
