@@ -10,6 +10,9 @@ enum class AttentionIsa { Auto, Generic, Avx512 };
 // Tiled online-softmax ("flash") attention: never holds more than a block of scores per thread.
 Tensor attention_flash(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal,
                        AttentionIsa isa = AttentionIsa::Auto);
+// The same with bf16 products (q, k, v and the probabilities rounded to bf16) and fp32 softmax and
+// accumulation, on AVX512-BF16; throws on a CPU without it. For bf16 compute.
+Tensor attention_flash_bf16(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal);
 // Straightforward version: materialises each head's Nq x Nk scores (the test reference and
 // `--attention original`).
 Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal);
@@ -18,5 +21,6 @@ Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, in
 void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, int heads);
 
 bool cpu_has_avx512();
+bool cpu_has_avx512_bf16();
 
 }  // namespace sdrt::kernels::cpu

@@ -59,6 +59,8 @@ class CpuBackend final : public Backend {
   }
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal) override {
     if (options_.attention == AttentionKind::Original) return cpu::attention_reference(q, k, v, heads, scale, causal);
+    if (options_.compute == ComputeType::BF16 && cpu::cpu_has_avx512_bf16())
+      return cpu::attention_flash_bf16(q, k, v, heads, scale, causal);
     return cpu::attention_flash(q, k, v, heads, scale, causal);
   }
   void softmax_lastdim_(Tensor& x) override { cpu::softmax_lastdim_(x); }
