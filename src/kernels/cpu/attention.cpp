@@ -60,6 +60,7 @@ void merge_head(const Tensor& head, int64_t bh, int heads, Tensor& out) {
 
 Tensor attention_flash(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal,
                        AttentionIsa isa) {
+  if (isa == AttentionIsa::Avx512Bf16) return attention_flash_bf16(q, k, v, heads, scale, causal);
   check_attention_inputs(q, k, v, heads);
   const bool avx512 = isa == AttentionIsa::Avx512 || (isa == AttentionIsa::Auto && cpu_has_avx512());
   if (isa == AttentionIsa::Avx512 && !cpu_has_avx512()) fail("attention", "this CPU has no AVX-512");

@@ -1,7 +1,6 @@
 // Data movement: layout changes, nearest upsampling, concatenation, NCHW <-> token layout, embedding
 // lookup. Ops on images accept NCHW and channels-last tensors and keep the input's layout.
 #include <algorithm>
-#include <bit>
 #include <type_traits>
 #include <cmath>
 #include <vector>
@@ -73,7 +72,7 @@ Tensor empty_like(const Tensor& x) {
 namespace {
 
 // Channels-last nearest upsampling: output pixel (i, j) copies the C floats of source pixel
-// (rows[i], cols[j]); output rows with the same source row are copied whole.
+// (rows[i], cols[j]).
 Tensor upsample_channels_last(const Tensor& x, const std::vector<int64_t>& rows, const std::vector<int64_t>& cols) {
   const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3);
   const auto out_h = static_cast<int64_t>(rows.size()), out_w = static_cast<int64_t>(cols.size());

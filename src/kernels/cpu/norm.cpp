@@ -45,8 +45,8 @@ Moments moments(const float* x, int64_t rows, int64_t n, float eps) {
   return {mean, 1.0f / std::sqrt(var + eps)};
 }
 
-// y = x * a + b, then SiLU when asked; a and b are scalars (one NCHW plane) or, as pointers, per-element
-// vectors (one channels-last pixel, or a LayerNorm row's gamma and beta folded with its moments).
+// y = x * a + b, then SiLU when asked; a and b are scalars (one NCHW plane) or, as pointers, per-channel
+// vectors (one channels-last pixel).
 template <class Out, class Scale>
 inline void scale_shift_loop(const float* x, Out* y, int64_t n, Scale a, Scale b, bool with_silu) {
   const auto at = [](Scale v, int64_t i) {
@@ -105,6 +105,17 @@ Tensor empty_output(const Tensor& x, DType out) {
   return x.channels_last() ? Tensor::empty_channels_last(x.shape(), out) : Tensor::empty(x.shape(), out);
 }
 
+// run[i] += x[i] (or (x[i] - centre[i])^2 when `centre` is given) for one channels-last pixel.
+SDRT_VECTOR_CLONES void accumulate_pixel(const float* x, float* run, int64_t c, const float* centre) {
+  if (centre) {
+#pragma omp simd
+    for (int64_t i = 0; i < c; ++i) run[i] += (x[i] - centre[i]) * (x[i] - centre[i]);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < c; ++i) run[i] += x[i];
+  }
+}
+
 // Per-channel sums of x (or of (x - centre)^2 when `centre` is given) over `pixels` channels-last pixels
 // of c channels: float sums over short pixel runs, combined in double.
 std::vector<double> channel_sums(const float* x, int64_t pixels, int64_t c, const float* centre) {
@@ -118,16 +129,7 @@ std::vector<double> channel_sums(const float* x, int64_t pixels, int64_t c, cons
     for (int64_t p0 = 0; p0 < pixels; p0 += kRun) {
       std::fill(run.begin(), run.end(), 0.0f);
       float* r = run.data();
-      for (int64_t p = p0; p < std::min(pixels, p0 + kRun); ++p) {
-        const float* px = x + p * c;
-        if (centre) {
-#pragma omp simd
-          for (int64_t i = 0; i < c; ++i) r[i] += (px[i] - centre[i]) * (px[i] - centre[i]);
-        } else {
-#pragma omp simd
-          for (int64_t i = 0; i < c; ++i) r[i] += px[i];
-        }
-      }
+      for (int64_t p = p0; p < std::min(pixels, p0 + kRun); ++p) accumulate_pixel(x + p * c, r, c, centre);
       for (int64_t i = 0; i < c; ++i) mine[static_cast<size_t>(i)] += r[i];
     }
 #pragma omp critical
