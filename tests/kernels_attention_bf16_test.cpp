@@ -17,13 +17,7 @@ namespace {
 
 namespace cpu = kernels::cpu;
 
-Tensor random(const Shape& shape, uint32_t seed, float stddev) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> dist(0.0f, stddev);
-  Tensor t = Tensor::empty(shape);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = dist(gen);
-  return t;
-}
+Tensor random(const Shape& shape, uint32_t seed, float stddev) { return test::random_normal(shape, seed, stddev); }
 
 // max |a - b| / max |b|.
 double relative_error(const Tensor& a, const Tensor& b) {

@@ -4,11 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <functional>
-#include <random>
 #include <string>
 
 #include "kernels/cpu/cpu_ops.hpp"
-#include "sdrt/base/error.hpp"
 #include "sdrt/kernels/backend.hpp"
 #include "support/test_support.hpp"
 
@@ -18,22 +16,10 @@ namespace {
 using kernels::Activation;
 namespace cpu = kernels::cpu;
 
-Tensor random(const Shape& shape, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  Tensor t = Tensor::empty(shape);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = dist(gen) + 0.5f;  // a non-zero mean for GroupNorm
-  return t;
-}
+// A non-zero mean, so GroupNorm's centring matters.
+Tensor random(const Shape& shape, uint32_t seed) { return test::random_normal(shape, seed, 1.0f, 0.5f); }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using test::error_message;
 
 // `actual` (channels-last) equals `expected` (NCHW) element for element within `tol`.
 ::testing::AssertionResult same_image(const Tensor& actual, const Tensor& expected, double tol) {
@@ -63,11 +49,11 @@ TEST(ChannelsLast, TensorLayoutAndViews) {
   EXPECT_EQ(tokens.shape(), (Shape{2, 20, 3}));
   EXPECT_EQ(tokens.view_as_channels_last(4, 5).raw(), cl.raw());
   // Anything that would read the bytes in the shape's order refuses.
-  EXPECT_NE(error_of([&] { (void)cl.reshape({2, 60}); }).find("channels-last"), std::string::npos);
-  EXPECT_NE(error_of([&] { (void)cl.as_raw(); }).find("channels-last"), std::string::npos);
-  EXPECT_NE(error_of([&] { (void)x.view_as_tokens(); }).find("not channels-last"), std::string::npos);
-  EXPECT_NE(error_of([&] { (void)tokens.view_as_channels_last(4, 4); }).find("4 x 4"), std::string::npos);
-  EXPECT_NE(error_of([&] { (void)Tensor::empty_channels_last({2, 3, 4}); }).find("[N, C, H, W]"), std::string::npos);
+  EXPECT_NE(error_message([&] { (void)cl.reshape({2, 60}); }).find("channels-last"), std::string::npos);
+  EXPECT_NE(error_message([&] { (void)cl.as_raw(); }).find("channels-last"), std::string::npos);
+  EXPECT_NE(error_message([&] { (void)x.view_as_tokens(); }).find("not channels-last"), std::string::npos);
+  EXPECT_NE(error_message([&] { (void)tokens.view_as_channels_last(4, 4); }).find("4 x 4"), std::string::npos);
+  EXPECT_NE(error_message([&] { (void)Tensor::empty_channels_last({2, 3, 4}); }).find("[N, C, H, W]"), std::string::npos);
 }
 
 TEST(ChannelsLast, GroupNormMatchesNchw) {
@@ -102,7 +88,7 @@ TEST(ChannelsLast, ConcatMatchesNchw) {
   EXPECT_TRUE(same_image(cpu::concat({acl, bcl}, 1), cpu::concat({a, b}, 1), 0));
   EXPECT_TRUE(same_image(cpu::concat({acl, b}, 1), cpu::concat({a, b}, 1), 0)) << "mixed layouts meet in channels-last";
   EXPECT_TRUE(same_image(cpu::concat({acl, cpu::to_channels_last(c)}, 0), cpu::concat({a, c}, 0), 0));
-  EXPECT_NE(error_of([&] { cpu::concat({acl, acl}, 2); }).find("along N or C"), std::string::npos);
+  EXPECT_NE(error_message([&] { cpu::concat({acl, acl}, 2); }).find("along N or C"), std::string::npos);
 }
 
 TEST(ChannelsLast, ArithmeticMatchesNchw) {
@@ -140,7 +126,7 @@ TEST(ChannelsLast, RowMajorOpsRefuseChannelsLast) {
            {"layer_norm", [&] { cpu::layer_norm(cl, Tensor(), Tensor(), 1e-5f); }},
            {"conv2d", [&] { cpu::conv2d(cl, random({4, 4, 1, 1}, 14), Tensor(), kernels::Conv2dParams{}); }},
            {"geglu", [&] { cpu::geglu(cl); }}}) {
-    const std::string message = error_of(call);
+    const std::string message = error_message(call);
     EXPECT_NE(message.find(what), std::string::npos) << message;
     EXPECT_NE(message.find("must be row-major"), std::string::npos) << message;
   }

@@ -3,11 +3,9 @@
 
 #include <cmath>
 #include <functional>
-#include <random>
 #include <string>
 
 #include "kernels/cpu/attention.hpp"
-#include "sdrt/base/error.hpp"
 #include "sdrt/kernels/backend.hpp"
 #include "support/test_support.hpp"
 
@@ -20,13 +18,7 @@ using Ref = std::vector<double>;
 
 kernels::Backend& cpu() { return kernels::cpu_backend(); }
 
-Tensor random(const Shape& shape, uint32_t seed, float stddev = 1.0f) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> dist(0.0f, stddev);
-  Tensor t = Tensor::empty(shape);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = dist(gen);
-  return t;
-}
+Tensor random(const Shape& shape, uint32_t seed, float stddev = 1.0f) { return test::random_normal(shape, seed, stddev); }
 
 double at(const Tensor& t, int64_t i) { return t.f32()[i]; }
 
@@ -50,14 +42,7 @@ double at(const Tensor& t, int64_t i) { return t.f32()[i]; }
                                        << ")";
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+std::string error_of(const std::function<void()>& f) { return test::error_message(f); }
 
 // fp32 sums of a few hundred products against double: ~1e-6 relative, with margin.
 constexpr double kProductTol = 2e-5;

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <random>
 
 #include "kernels/cpu/cpu_ops.hpp"
 #include "sdrt/base/error.hpp"
@@ -17,28 +16,15 @@ using kernels::BackendOptions;
 using kernels::ComputeType;
 using kernels::Conv2dParams;
 
-Tensor random(const Shape& shape, uint32_t seed, float stddev = 1.0f) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> dist(0.0f, stddev);
-  Tensor t = Tensor::empty(shape);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = dist(gen);
-  return t;
-}
+Tensor random(const Shape& shape, uint32_t seed, float stddev = 1.0f) { return test::random_normal(shape, seed, stddev); }
 
 // Compared in NCHW order whatever the layouts.
-double max_abs_diff(const Tensor& a_any, const Tensor& b_any) {
-  const Tensor a = kernels::cpu::to_nchw(a_any), b = kernels::cpu::to_nchw(b_any);
+double max_abs_diff(const Tensor& a, const Tensor& b) {
   EXPECT_EQ(a.shape(), b.shape());
-  double worst = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) worst = std::max(worst, std::abs(double(a.f32()[i]) - b.f32()[i]));
-  return worst;
+  return test::max_abs_diff(kernels::cpu::to_nchw(a), kernels::cpu::to_nchw(b));
 }
 
-double max_abs(const Tensor& a) {
-  double m = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) m = std::max(m, std::abs(double(a.f32()[i])));
-  return m;
-}
+using test::max_abs;
 
 BackendOptions options(ComputeType compute, bool stream, bool channels_last = true) {
   BackendOptions o;

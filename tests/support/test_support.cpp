@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <unistd.h>
 
 #include "sdrt/base/error.hpp"
@@ -55,6 +56,14 @@ Weights read_case(const std::string& path) {
   Weights w(path);
   for (const auto& name : file.names()) w.add(name, Tensor::from_raw(file.get(name)));
   return w;
+}
+
+Tensor random_normal(const Shape& shape, uint32_t seed, float stddev, float mean) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist(mean, stddev);
+  Tensor t = Tensor::empty(shape);
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = dist(gen);
+  return t;
 }
 
 double max_abs(const Tensor& t) {

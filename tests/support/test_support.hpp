@@ -30,6 +30,9 @@ double max_abs_diff(const Tensor& a, const Tensor& b);
 // The message of the sdrt::Error that `f` throws, or "" when it throws none (other exceptions propagate).
 std::string error_message(const std::function<void()>& f);
 
+// Deterministic normal(mean, stddev) values from std::mt19937(seed), as an F32 tensor.
+Tensor random_normal(const Shape& shape, uint32_t seed, float stddev = 1.0f, float mean = 0.0f);
+
 // PSNR in dB of two same-shaped tensors whose values span `peak` (e.g. 1.0 for [0,1] images, 255 for uint8).
 double psnr(const Tensor& a, const Tensor& b, double peak);
 
