@@ -40,6 +40,8 @@ TEST(CliBench, JsonReportOnTheTinyModel) {
   EXPECT_EQ(j["attention"], "flash");
   EXPECT_EQ(j["resource_path"], model);
   EXPECT_GT(j["peak_rss_bytes"].get<int64_t>(), 0);
+  EXPECT_FALSE(j["cpu_isa"].get<std::string>().empty());
+  for (const char* key : {"reused", "fresh", "fresh_bytes"}) EXPECT_GE(j["unet_step_buffers"][key].get<int64_t>(), 0);
   // The whole generation runs the text encoder, two UNet steps and a decode at least.
   EXPECT_GT(j["total_s"].get<double>(), j["unet_step_s"].get<double>());
 }
@@ -84,6 +86,9 @@ TEST(CliBench, BadValuesFailClearly) {
   expect_failure(tiny + " --architecture sd15", "give exactly one of --resource-path and --architecture");
   expect_failure(tiny + " --repeat 0", "--repeat must be positive");
   expect_failure(tiny + " --width 100", "multiples of 8");
+  expect_failure(tiny + " --save-bundle x", "--save-bundle applies to --architecture");
+  expect_failure("--architecture sd15 --save-bundle " + shell_quote(test::reference_path("models")),
+                 "already exists (give a new folder)");
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Tensor storage: large buffers freed are reused (best fit, at most twice the size asked for) and the
-// least recently freed ones are dropped first when the cache is over its limit.
+// least recently freed ones are dropped first when the cache is over its limit; a repeated sequence of
+// buffers is served from the cache alone.
 #include <gtest/gtest.h>
 
 #include "sdrt/core/tensor.hpp"
@@ -11,6 +12,20 @@ constexpr int64_t kMiB = int64_t{1} << 20;
 
 // An F32 tensor of `mib` MiB.
 Tensor of_mib(int64_t mib) { return Tensor::empty({mib * kMiB / 4}); }
+
+TEST(Tensor, SoleOwnerUntilAnotherTensorSharesTheStorage) {
+  Tensor t = Tensor::zeros({4});
+  EXPECT_TRUE(t.sole_owner());
+  {
+    const Tensor view = t.slice0(1, 3);
+    EXPECT_FALSE(t.sole_owner());
+    EXPECT_FALSE(view.sole_owner());
+  }
+  EXPECT_TRUE(t.sole_owner());
+  const Tensor copy = t.clone();
+  EXPECT_TRUE(t.sole_owner());
+  EXPECT_FALSE(Tensor().sole_owner());
+}
 
 class BlockCache : public ::testing::Test {
  protected:
@@ -59,6 +74,32 @@ TEST_F(BlockCache, DropsTheLeastRecentlyFreedBlocksFirst) {
   const Tensor t = of_mib(64);
   EXPECT_EQ(t.raw(), newer);
   EXPECT_NE(t.raw(), older);
+}
+
+TEST_F(BlockCache, ARepeatedSequenceOfBuffersNeedsNoFreshOnes) {
+  const auto pass = [] {  // a network pass: buffers of several sizes, some alive together
+    Tensor a = of_mib(8), b = of_mib(3);
+    a = of_mib(5);
+    const Tensor c = of_mib(8), d = of_mib(2);
+  };
+  pass();
+  const BufferStats before = buffer_stats();
+  pass();
+  const BufferStats after = buffer_stats();
+  EXPECT_EQ(after.fresh, before.fresh);
+  EXPECT_EQ(after.fresh_bytes, before.fresh_bytes);
+  EXPECT_EQ(after.reused - before.reused, 5);
+}
+
+TEST_F(BlockCache, CountsFreshBuffersWhenTheCacheIsOff) {
+  set_cached_memory_limit(0);
+  const BufferStats before = buffer_stats();
+  { const Tensor a = of_mib(4); }
+  { const Tensor b = of_mib(4); }
+  const BufferStats after = buffer_stats();
+  EXPECT_EQ(after.fresh - before.fresh, 2);
+  EXPECT_EQ(after.fresh_bytes - before.fresh_bytes, 2 * 4 * kMiB);
+  EXPECT_EQ(after.reused, before.reused);
 }
 
 }  // namespace

@@ -89,6 +89,70 @@ TEST(PreparedLayers, LinearMatchesFunctionalKernelInEveryMode) {
   }
 }
 
+// out += layer(x): added by the primitive into out's own buffer when out has the layer's output layout
+// (a sum post-op), by a separate add otherwise; the same values as forward(x) + out either way.
+TEST(PreparedLayers, Conv2dAccumulatesIntoTheResidual) {
+  const Tensor w = random({40, 24, 3, 3}, 30, 0.1f), b = random({40}, 31);
+  const Tensor x = kernels::cpu::to_channels_last(random({2, 24, 13, 11}, 32));
+  const Tensor residual = random({2, 40, 13, 11}, 33);
+  for (ComputeType compute : {ComputeType::F32, ComputeType::BF16})
+    for (bool channels_last : {false, true})
+      for (bool residual_channels_last : {false, true})
+        for (bool stream : {false, true}) {
+          if (compute == ComputeType::BF16 && !kernels::cpu_has_bf16()) continue;
+          SCOPED_TRACE(std::string(compute == ComputeType::BF16 ? "bf16" : "fp32") +
+                       (channels_last ? ", channels-last layer" : ", NCHW layer") +
+                       (residual_channels_last ? ", channels-last residual" : ", NCHW residual") +
+                       (stream ? ", streamed" : ""));
+          const auto op = kernels::cpu_backend(options(compute, stream, channels_last))
+                              .make_conv2d(WeightTensor(w.to(DType::F16)), b, Conv2dParams::same(1, 1));
+          const Tensor expected = kernels::cpu::add(op->forward(x), residual);
+          Tensor out = residual_channels_last ? kernels::cpu::to_channels_last(residual) : residual.clone();
+          const void* buffer = out.raw();
+          op->forward_accumulate(x, out);
+          EXPECT_EQ(out.raw(), buffer);
+          EXPECT_EQ(out.channels_last(), residual_channels_last);
+          EXPECT_LE(max_abs_diff(out, expected), kFp32Tol * (1 + max_abs(expected)));
+          op->forward_accumulate(x, out);  // the cached accumulating primitive, again
+          EXPECT_LE(max_abs_diff(out, kernels::cpu::add(expected, op->forward(x))), 2 * kFp32Tol * (1 + max_abs(expected)));
+        }
+}
+
+TEST(PreparedLayers, LinearAccumulatesIntoTheResidual) {
+  const Tensor x = random({3, 7, 48}, 34), w = random({33, 48}, 35, 0.2f), b = random({33}, 36);
+  const Tensor residual = random({3, 7, 33}, 37);
+  for (ComputeType compute : {ComputeType::F32, ComputeType::BF16}) {
+    if (compute == ComputeType::BF16 && !kernels::cpu_has_bf16()) continue;
+    const auto op = kernels::cpu_backend(options(compute, false)).make_linear(WeightTensor(w), b);
+    const Tensor expected = kernels::cpu::add(op->forward(x), residual);
+    Tensor out = residual.clone();
+    const void* buffer = out.raw();
+    op->forward_accumulate(x, out);
+    EXPECT_EQ(out.raw(), buffer);
+    EXPECT_LE(max_abs_diff(out, expected), kFp32Tol * (1 + max_abs(expected)));
+    // Rows of a larger buffer (a slice) take their part only.
+    Tensor whole = Tensor::zeros({2, 21, 33});
+    Tensor second = whole.slice0(1, 2).reshape({3, 7, 33});
+    op->forward_accumulate(x, second);
+    EXPECT_EQ(max_abs(whole.slice0(0, 1)), 0.0);
+    EXPECT_LE(max_abs_diff(second, op->forward(x)), kFp32Tol);
+  }
+}
+
+TEST(PreparedLayers, AccumulatorsOfTheWrongShapeFailClearly) {
+  auto& be = kernels::cpu_backend();
+  const auto conv = be.make_conv2d(WeightTensor(random({8, 4, 3, 3}, 38)), Tensor(), Conv2dParams::same(1, 1));
+  Tensor wrong = Tensor::zeros({1, 8, 7, 8});
+  EXPECT_NE(test::error_message([&] { conv->forward_accumulate(random({1, 4, 8, 8}, 39), wrong); })
+                .find("accumulator F32 [1, 8, 7, 8] must be F32 [1, 8, 8, 8]"),
+            std::string::npos);
+  const auto linear = be.make_linear(WeightTensor(random({8, 4}, 40)), Tensor());
+  Tensor image = Tensor::empty_channels_last({1, 8, 1, 2});
+  EXPECT_NE(test::error_message([&] { linear->forward_accumulate(random({2, 4}, 41), image); })
+                .find("must be row-major F32 [2, 8]"),
+            std::string::npos);
+}
+
 TEST(PreparedLayers, CompressedWeightsAreDecodedOnEveryCall) {
   // An int8 weight whose values are exact: q in [-127, 127], one scale per row.
   const int64_t out = 6, in = 10;

@@ -9,6 +9,7 @@
 #include "sdrt/base/error.hpp"
 #include "sdrt/core/weights_loader.hpp"
 #include "sdrt/models/embeddings.hpp"
+#include "sdrt/models/resnet.hpp"
 #include "sdrt/models/unet_2d_condition.hpp"
 #include "support/test_support.hpp"
 
@@ -84,6 +85,24 @@ TEST(UNet2DConditionModel, LoadsTorchBinFolder) {
   const Tensor& expected = data.stored("out_t0");
   EXPECT_TRUE(test::all_close(unet.forward(data.stored("sample"), {999.0f}, data.stored("encoder_hidden_states")),
                               expected, unet_tolerance(expected)));
+}
+
+// The residual connection adds into the block's input buffer when the caller moved it in and holds no
+// other reference (no copy, no separate add), and copies it otherwise; same values either way.
+TEST(ResnetBlock2D, AddsIntoAMovedInInputThatNothingElseHolds) {
+  const Weights weights = unet_weights("sd1-tiny");
+  auto& backend = kernels::cpu_backend();
+  const models::ResnetBlock2D block(backend, WeightScope(weights)["down_blocks"][0]["resnets"][0],
+                                    {.in_channels = 32, .out_channels = 32, .temb_channels = 128});
+  const Tensor temb = test::random_normal({2, 128}, 1);
+  const Tensor x = backend.nlc_to_nchw(test::random_normal({2, 64, 32}, 2), 8, 8);  // channels-last
+  const Tensor kept = block.forward(x, temb);
+  EXPECT_NE(kept.raw(), x.raw()) << "x is still held here, so it must not be written";
+  Tensor moved = x.clone();
+  const void* buffer = moved.raw();
+  const Tensor out = block.forward(std::move(moved), temb);
+  EXPECT_EQ(out.raw(), buffer);
+  EXPECT_TRUE(test::all_close(out, kept, 1e-6));
 }
 
 TEST(UNet2DConditionConfig, ReadsSdConventions) {

@@ -39,6 +39,7 @@ constexpr const char* kPrompt = "a photograph of an astronaut riding a horse";
 
 struct BenchArgs {
   std::string resource_path, architecture, attention = "flash", compute_precision = "auto", reduce_memory;
+  std::string save_bundle;  // --architecture: keep the random model here instead of a temporary folder
   std::optional<std::string> precision;
   int width = 0, height = 0, steps = 20, threads = 0, repeat = 3, vae_tile_size = 0;
   bool json = false, check = false;
@@ -59,6 +60,7 @@ struct BenchArgs {
 struct Timings {
   double load_s = 0, text_encoder_s = 0, unet_step_s = 0, vae_decode_s = 0, total_s = 0;
   std::optional<double> vae_encode_s;  // absent when the model has no VAE encoder
+  BufferStats unet_step_buffers;             // fresh (not reused) large buffers of the last UNet step
   std::map<std::string, int64_t> peak_rss;  // per phase, each measured from a reset
 };
 
@@ -71,6 +73,9 @@ void validate(const BenchArgs& a) {
   if ((a.compression.enabled() || a.check) && a.architecture.empty())
     throw Error("--quantize-*, --weight-quantization and --check-output-correctness apply to --architecture; "
                 "convert a model with them to benchmark it compressed");
+  if (!a.save_bundle.empty() && a.architecture.empty()) throw Error("--save-bundle applies to --architecture");
+  if (!a.save_bundle.empty() && fs::exists(a.save_bundle))
+    throw Error("--save-bundle: " + a.save_bundle + " already exists (give a new folder)");
   pipeline::backend_options(a.compute_precision, a.attention, false, "float32");  // throws naming a bad value
   if (!a.reduce_memory.empty() && a.reduce_memory != "on" && a.reduce_memory != "stream")
     throw Error("--reduce-memory: unknown value '" + a.reduce_memory + "' (on or stream)");
@@ -147,10 +152,13 @@ int64_t folder_bytes(const std::string& path, ModelFacts& facts) {
 // depend on).
 pipeline::ModelSource open_architecture(const BenchArgs& a, TempBundle& temp, ModelFacts& facts) {
   const std::string precision = pipeline::precision_name(a.precision.value_or("float32"));
-  temp.dir = (fs::temp_directory_path() / ("sdrt-bench-" + std::to_string(::getpid()))).string();
   pipeline::BundleWriteOptions options;
   options.precision = precision;
-  options.force = true;
+  if (a.save_bundle.empty()) {
+    temp.dir = (fs::temp_directory_path() / ("sdrt-bench-" + std::to_string(::getpid()))).string();
+    options.force = true;
+  }
+  const std::string dir = a.save_bundle.empty() ? temp.dir : a.save_bundle;
   pipeline::ModelSource random = pipeline::random_model_source(a.architecture, precision);
   const pipeline::ModelSource reference = random;  // shares the tensors
   for (const auto& [key, report] : pipeline::compress_model(random, a.compression)) {
@@ -158,11 +166,11 @@ pipeline::ModelSource open_architecture(const BenchArgs& a, TempBundle& temp, Mo
     facts.compression[key] = report;
     facts.compression[key].erase("recipe");
   }
-  pipeline::write_bundle(random, temp.dir, options);
-  pipeline::ModelSource src = pipeline::read_bundle(temp.dir, /*verify_checksums=*/false);
+  pipeline::write_bundle(random, dir, options);
+  pipeline::ModelSource src = pipeline::read_bundle(dir, /*verify_checksums=*/false);
   if (a.check)
     for (const auto& r : pipeline::check_conversion(reference, src)) facts.psnr_db[r.network] = r.psnr_db;
-  facts.bundle_bytes = folder_bytes(temp.dir, facts);
+  facts.bundle_bytes = folder_bytes(dir, facts);
   src.path = a.architecture + " (random weights)";
   return src;
 }
@@ -236,7 +244,14 @@ Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int widt
     const models::UNet2DConditionModel unet(models::UNet2DConditionConfig::from_json(src.unet->config),
                                             src.unet->weights, backend);
     const Tensor sample = bench_input({2, unet.config().in_channels, h, w});
-    t.unet_step_s = median_seconds(a.repeat, [&] { unet.forward(sample, {500.0f, 500.0f}, embeds); });
+    BufferStats before, after;
+    t.unet_step_s = median_seconds(a.repeat, [&] {
+      before = buffer_stats();
+      unet.forward(sample, {500.0f, 500.0f}, embeds);
+      after = buffer_stats();
+    });
+    t.unet_step_buffers = {after.reused - before.reused, after.fresh - before.fresh,
+                           after.fresh_bytes - before.fresh_bytes};
   });
   phase("vae", [&] {
     const models::AutoencoderKL vae(models::AutoencoderKLConfig::from_json(src.vae->config), src.vae->weights, backend,
@@ -286,6 +301,7 @@ nlohmann::json report(const BenchArgs& a, const pipeline::ModelSource& src, cons
                    {"precision", src.precision},
                    {"compute_precision", kernels::compute_type_name(granted.compute)},
                    {"threads", omp_get_max_threads()},
+                   {"cpu_isa", kernels::cpu_isa_name()},
                    {"attention", kernels::attention_kind_name(granted.attention)},
                    {"reduce_memory", a.reduce_memory.empty() ? "off" : a.reduce_memory},
                    {"vae_tile_size", a.vae_tile_size},
@@ -294,6 +310,9 @@ nlohmann::json report(const BenchArgs& a, const pipeline::ModelSource& src, cons
                                                        [](const auto& x, const auto& y) { return x.second < y.second; })
                                           ->second},
                    {"peak_rss_bytes_by_phase", t.peak_rss},
+                   {"unet_step_buffers", {{"reused", t.unet_step_buffers.reused},
+                                          {"fresh", t.unet_step_buffers.fresh},
+                                          {"fresh_bytes", t.unet_step_buffers.fresh_bytes}}},
                    {"bundle_bytes", facts.bundle_bytes},
                    {"file_bytes", facts.file_bytes}};
   if (!facts.compression.empty()) j["compression"] = facts.compression;
@@ -313,8 +332,11 @@ void print_table(const nlohmann::json& j) {
               j["precision"].get<std::string>().c_str(), j["compute_precision"].get<std::string>().c_str(),
               j["threads"].get<int>(), j["attention"].get<std::string>().c_str(),
               j["reduce_memory"].get<std::string>().c_str());
+  std::printf("oneDNN ISA       %s\n", j["cpu_isa"].get<std::string>().c_str());
   std::printf("text encoder     %10.4f s  (batch 2)\n", j["text_encoder_s"].get<double>());
-  std::printf("UNet step        %10.4f s  (batch 2)\n", j["unet_step_s"].get<double>());
+  std::printf("UNet step        %10.4f s  (batch 2; %lld buffers reused, %lld fresh)\n", j["unet_step_s"].get<double>(),
+              static_cast<long long>(j["unet_step_buffers"]["reused"].get<int64_t>()),
+              static_cast<long long>(j["unet_step_buffers"]["fresh"].get<int64_t>()));
   std::printf("VAE decode       %10.4f s  (batch 1)\n", j["vae_decode_s"].get<double>());
   if (j["vae_encode_s"].is_null()) std::printf("VAE encode             n/a  (the model has no VAE encoder)\n");
   else std::printf("VAE encode       %10.4f s  (batch 1)\n", j["vae_encode_s"].get<double>());
@@ -361,6 +383,9 @@ Command add_bench(CLI::App& app) {
   app.add_option("--quantize-group-size", a->compression.group_size, "--architecture: output channels per LUT");
   app.add_option("--weight-quantization", a->weight_quantization, "--architecture: int8");
   app.add_option("--quantize-psnr", a->compression.target_psnr, "--architecture: mixed-bit palettization target (dB)");
+  app.add_option("--save-bundle", a->save_bundle,
+                 "--architecture: write the random model to this new bundle folder and keep it (to run other "
+                 "engines on the same weights)");
   app.add_flag("--check-output-correctness", a->check,
                "--architecture: also report each network's PSNR against the uncompressed weights");
   return [a] {

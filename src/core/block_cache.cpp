@@ -29,6 +29,7 @@ struct Cache {
   std::list<Cached> blocks;  // oldest release first
   size_t bytes = 0;
   size_t limit = size_t{512} << 20;
+  BufferStats stats;
 
   // Frees the blocks released longest ago first: a VAE pass's large buffers must not be pushed out by
   // the many small ones an earlier UNet step left.
@@ -61,8 +62,11 @@ Block acquire_block(size_t bytes) {
       const Block b{best->data, best->size};
       c.bytes -= b.size;
       c.blocks.erase(best);
+      ++c.stats.reused;
       return b;
     }
+    ++c.stats.fresh;
+    c.stats.fresh_bytes += static_cast<int64_t>(size);
   }
   return {std::aligned_alloc(64, size), size};
 }
@@ -90,6 +94,12 @@ void set_cached_memory_limit(size_t bytes) {
   std::lock_guard lock(c.mutex);
   c.limit = bytes;
   c.trim_to(bytes);
+}
+
+BufferStats buffer_stats() {
+  detail::Cache& c = detail::cache();
+  std::lock_guard lock(c.mutex);
+  return c.stats;
 }
 
 void release_cached_memory() {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "sdrt/base/error.hpp"
 
@@ -32,7 +31,15 @@ Tensor Attention::attend(const Tensor& tokens, const Tensor& context) const {
   const Tensor k = to_k_(context);
   const Tensor v = to_v_(context);
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(args_.dim_head)));
-  return to_out_(backend_->attention(q, k, v, args_.heads, scale, false));
+  return backend_->attention(q, k, v, args_.heads, scale, false);
+}
+
+void Attention::accumulate(const Tensor& tokens, const Tensor* encoder_hidden_states, Tensor& out) const {
+  if (tokens.ndim() != 3 || args_.norm_num_groups > 0 || args_.residual_connection ||
+      args_.rescale_output_factor != 1.0f)
+    throw Error("Attention::accumulate: takes [B, N, C] tokens and an attention without group norm, residual "
+                "connection or rescaling (got " + tokens.describe() + ")");
+  to_out_.accumulate(attend(tokens, encoder_hidden_states ? *encoder_hidden_states : tokens), out);
 }
 
 Tensor Attention::forward(const Tensor& hidden_states, const Tensor* encoder_hidden_states) const {
@@ -51,7 +58,7 @@ Tensor Attention::forward(const Tensor& hidden_states, const Tensor* encoder_hid
   } else {
     tokens = hidden_states;
   }
-  Tensor out = attend(tokens, encoder_hidden_states ? *encoder_hidden_states : tokens);
+  Tensor out = to_out_(attend(tokens, encoder_hidden_states ? *encoder_hidden_states : tokens));
   if (spatial) out = backend_->nlc_to_nchw(out, hidden_states.dim(2), hidden_states.dim(3));
   if (args_.residual_connection) backend_->add_(out, hidden_states);
   if (args_.rescale_output_factor != 1.0f) backend_->scale_(out, 1.0f / args_.rescale_output_factor);
@@ -68,20 +75,21 @@ FeedForward::FeedForward(kernels::Backend& backend, const WeightScope& scope, in
 // independent, so the result is the same.
 constexpr int64_t kFeedForwardChunkRows = 1024;
 
-Tensor FeedForward::forward(const Tensor& x) const {
+void FeedForward::accumulate(const Tensor& x, Tensor& out) const {
   const int64_t dim = x.dim(-1), rows = x.numel() / std::max<int64_t>(1, dim);
-  if (rows <= kFeedForwardChunkRows) return out_(backend_->geglu(proj_(x), kMatmulInput));
+  if (out.channels_last() || out.numel() != x.numel())
+    throw Error("FeedForward: output " + out.describe() + " must be row-major like the input " + x.describe());
+  if (rows <= kFeedForwardChunkRows) {
+    out_.accumulate(backend_->geglu(proj_(x), kMatmulInput), out);
+    return;
+  }
   const Tensor flat = x.reshape({rows, dim});
-  Tensor out;
+  const Tensor flat_out = out.reshape({rows, dim});  // shares out's storage
   for (int64_t begin = 0; begin < rows; begin += kFeedForwardChunkRows) {
     const int64_t end = std::min(rows, begin + kFeedForwardChunkRows);
-    const Tensor part = out_(backend_->geglu(proj_(flat.slice0(begin, end)), kMatmulInput));
-    if (!out.defined()) out = Tensor::empty({rows, part.dim(-1)});
-    std::memcpy(out.f32() + begin * part.dim(-1), part.f32(), part.nbytes());
+    Tensor part = flat_out.slice0(begin, end);
+    out_.accumulate(backend_->geglu(proj_(flat.slice0(begin, end)), kMatmulInput), part);
   }
-  Shape shape = x.shape();
-  shape.back() = out.dim(-1);
-  return out.reshape(shape);
 }
 
 BasicTransformerBlock::BasicTransformerBlock(kernels::Backend& backend, const WeightScope& scope, int64_t dim,
@@ -96,14 +104,12 @@ BasicTransformerBlock::BasicTransformerBlock(kernels::Backend& backend, const We
                            .dim_head = dim_head}),
       ff_(backend, scope["ff"], dim, 4 * dim) {}
 
-Tensor BasicTransformerBlock::forward(const Tensor& x, const Tensor& context) const {
-  Tensor h = attn1_.forward(norm1_(x, kMatmulInput));
-  backend_->add_(h, x);
-  Tensor cross = attn2_.forward(norm2_(h, kMatmulInput), &context);
-  backend_->add_(cross, h);
-  Tensor out = ff_.forward(norm3_(cross, kMatmulInput));
-  backend_->add_(out, cross);
-  return out;
+Tensor BasicTransformerBlock::forward(Tensor x, const Tensor& context) const {
+  Tensor h = writable(std::move(x));
+  attn1_.accumulate(norm1_(h, kMatmulInput), nullptr, h);
+  attn2_.accumulate(norm2_(h, kMatmulInput), &context, h);
+  ff_.accumulate(norm3_(h, kMatmulInput), h);
+  return h;
 }
 
 }  // namespace sdrt::models

@@ -24,17 +24,19 @@ ResnetBlock2D::ResnetBlock2D(kernels::Backend& backend, const WeightScope& scope
   }
 }
 
-Tensor ResnetBlock2D::forward(const Tensor& x, const Tensor& temb) const {
+Tensor ResnetBlock2D::forward(Tensor x, const Tensor& temb) const {
   Tensor h = conv1_(norm1_(x, Activation::SiLU, OutputUse::MatmulInput));
   if (has_time_emb_) {
     Tensor t = temb.clone();
     backend_->activation_(t, Activation::SiLU);
     backend_->add_channel_bias_(h, time_emb_proj_(t));
   }
-  h = conv2_(norm2_(h, Activation::SiLU, OutputUse::MatmulInput));
-  backend_->add_(h, has_conv_shortcut_ ? conv_shortcut_(x) : x);
-  if (output_scale_factor_ != 1.0f) backend_->scale_(h, 1.0f / output_scale_factor_);
-  return h;
+  const Tensor normed = norm2_(h, Activation::SiLU, OutputUse::MatmulInput);
+  h = Tensor();  // its buffer can hold the shortcut
+  Tensor out = has_conv_shortcut_ ? conv_shortcut_(x) : writable(std::move(x));
+  conv2_.accumulate(normed, out);
+  if (output_scale_factor_ != 1.0f) backend_->scale_(out, 1.0f / output_scale_factor_);
+  return out;
 }
 
 namespace {

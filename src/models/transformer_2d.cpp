@@ -22,15 +22,21 @@ Transformer2DModel::Transformer2DModel(kernels::Backend& backend, const WeightSc
                                      args.attention_head_dim, args.cross_attention_dim);
 }
 
-Tensor Transformer2DModel::forward(const Tensor& x, const Tensor& encoder_hidden_states) const {
+Tensor Transformer2DModel::forward(Tensor x, const Tensor& encoder_hidden_states) const {
   const int64_t height = x.dim(2), width = x.dim(3);
   Tensor h = norm_(x, kernels::Activation::None, kernels::OutputUse::MatmulInput);
   h = use_linear_projection_ ? proj_in_linear_(backend_->nchw_to_nlc(h)) : backend_->nchw_to_nlc(proj_in_conv_(h));
-  for (const auto& block : transformer_blocks_) h = block.forward(h, encoder_hidden_states);
-  h = use_linear_projection_ ? backend_->nlc_to_nchw(proj_out_linear_(h), height, width)
-                             : proj_out_conv_(backend_->nlc_to_nchw(h, height, width));
-  backend_->add_(h, x);
-  return h;
+  for (const auto& block : transformer_blocks_) h = block.forward(std::move(h), encoder_hidden_states);
+  Tensor out = writable(std::move(x));
+  if (!use_linear_projection_) {
+    proj_out_conv_.accumulate(backend_->nlc_to_nchw(h, height, width), out);
+  } else if (out.channels_last()) {
+    Tensor tokens = out.view_as_tokens();  // shares out's storage
+    proj_out_linear_.accumulate(h, tokens);
+  } else {
+    backend_->add_(out, backend_->nlc_to_nchw(proj_out_linear_(h), height, width));
+  }
+  return out;
 }
 
 }  // namespace sdrt::models

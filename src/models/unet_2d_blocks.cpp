@@ -78,7 +78,7 @@ Tensor DownBlock2D::forward(const Tensor& x, const Tensor& temb, const Tensor& /
                             std::vector<Tensor>& res_samples) const {
   Tensor h = x;
   for (const auto& resnet : resnets_) {
-    h = resnet.forward(h, temb);
+    h = resnet.forward(std::move(h), temb);
     res_samples.push_back(h);
   }
   for (const auto& downsampler : downsamplers_) {
@@ -99,8 +99,8 @@ Tensor CrossAttnDownBlock2D::forward(const Tensor& x, const Tensor& temb, const 
                                      std::vector<Tensor>& res_samples) const {
   Tensor h = x;
   for (size_t i = 0; i < resnets_.size(); ++i) {
-    h = resnets_[i].forward(h, temb);
-    h = attentions_[i].forward(h, encoder_hidden_states);
+    h = resnets_[i].forward(std::move(h), temb);
+    h = attentions_[i].forward(std::move(h), encoder_hidden_states);
     res_samples.push_back(h);
   }
   for (const auto& downsampler : downsamplers_) {
@@ -120,7 +120,7 @@ Tensor UpBlock2D::forward(const Tensor& x, const Tensor& temb, const Tensor& /*e
   Tensor h = x;
   for (const auto& resnet : resnets_) {
     h = backend_->concat({h, pop_skip(res_samples)}, 1);
-    h = resnet.forward(h, temb);
+    h = resnet.forward(std::move(h), temb);
   }
   for (const auto& upsampler : upsamplers_) h = upsampler.forward(h, res_samples.empty() ? nullptr : &res_samples.back());
   return h;
@@ -140,8 +140,8 @@ Tensor CrossAttnUpBlock2D::forward(const Tensor& x, const Tensor& temb, const Te
   Tensor h = x;
   for (size_t i = 0; i < resnets_.size(); ++i) {
     h = backend_->concat({h, pop_skip(res_samples)}, 1);
-    h = resnets_[i].forward(h, temb);
-    h = attentions_[i].forward(h, encoder_hidden_states);
+    h = resnets_[i].forward(std::move(h), temb);
+    h = attentions_[i].forward(std::move(h), encoder_hidden_states);
   }
   for (const auto& upsampler : upsamplers_) h = upsampler.forward(h, res_samples.empty() ? nullptr : &res_samples.back());
   return h;
@@ -161,8 +161,8 @@ Tensor UNetMidBlock2DCrossAttn::forward(const Tensor& x, const Tensor& temb,
                                         const Tensor& encoder_hidden_states) const {
   Tensor h = resnets_[0].forward(x, temb);
   for (size_t i = 0; i < attentions_.size(); ++i) {
-    h = attentions_[i].forward(h, encoder_hidden_states);
-    h = resnets_[i + 1].forward(h, temb);
+    h = attentions_[i].forward(std::move(h), encoder_hidden_states);
+    h = resnets_[i + 1].forward(std::move(h), temb);
   }
   return h;
 }
@@ -172,7 +172,7 @@ DownEncoderBlock2D::DownEncoderBlock2D(kernels::Backend& backend, const WeightSc
 
 Tensor DownEncoderBlock2D::forward(const Tensor& x) const {
   Tensor h = x;
-  for (const auto& resnet : resnets_) h = resnet.forward(h, Tensor());
+  for (const auto& resnet : resnets_) h = resnet.forward(std::move(h), Tensor());
   for (const auto& downsampler : downsamplers_) h = downsampler.forward(h);
   return h;
 }
@@ -182,7 +182,7 @@ UpDecoderBlock2D::UpDecoderBlock2D(kernels::Backend& backend, const WeightScope&
 
 Tensor UpDecoderBlock2D::forward(const Tensor& x) const {
   Tensor h = x;
-  for (const auto& resnet : resnets_) h = resnet.forward(h, Tensor());
+  for (const auto& resnet : resnets_) h = resnet.forward(std::move(h), Tensor());
   for (const auto& upsampler : upsamplers_) h = upsampler.forward(h);
   return h;
 }
@@ -211,7 +211,7 @@ Tensor UNetMidBlock2D::forward(const Tensor& x) const {
   Tensor h = resnets_[0].forward(x, Tensor());
   for (size_t i = 0; i < attentions_.size(); ++i) {
     h = attentions_[i].forward(h);
-    h = resnets_[i + 1].forward(h, Tensor());
+    h = resnets_[i + 1].forward(std::move(h), Tensor());
   }
   return h;
 }

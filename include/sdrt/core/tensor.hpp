@@ -48,6 +48,9 @@ class Tensor {
   const T* data() const { return static_cast<const T*>(data_); }
 
   bool channels_last() const { return channels_last_; }
+  // Whether no other Tensor shares this storage, so writing into it changes no one else's values (a
+  // residual held only by this Tensor can take a layer's output added into it).
+  bool sole_owner() const { return owner_ && owner_.use_count() == 1 && !file_mapped_; }
   // A contiguous [N, H*W, C] tensor seen as channels-last [N, C, h, w], sharing storage.
   Tensor view_as_channels_last(int64_t h, int64_t w) const;
   // A channels-last [N, C, H, W] tensor seen as contiguous [N, H*W, C], sharing storage.
@@ -85,6 +88,14 @@ int64_t shape_numel(const Shape& shape);
 void release_cached_memory();
 // Changes that limit (0 turns the reuse off; --reduce-memory=stream does that).
 void set_cached_memory_limit(size_t bytes);
+// Counts of large buffer requests (1 MiB and up) since the process started: served from the cache, or
+// freshly allocated (and so page-faulted in when first written). A repeated UNet step should need no
+// fresh ones.
+struct BufferStats {
+  int64_t reused = 0, fresh = 0;
+  int64_t fresh_bytes = 0;
+};
+BufferStats buffer_stats();
 std::string shape_str(const Shape& shape);
 
 }  // namespace sdrt

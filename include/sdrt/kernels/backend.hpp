@@ -56,6 +56,9 @@ class Conv2dOp {
  public:
   virtual ~Conv2dOp() = default;
   virtual Tensor forward(const Tensor& x) const = 0;
+  // out += forward(x) for a residual connection; out is F32 [N, O, H', W'] in either layout. In the
+  // layout forward gives, the convolution adds into out itself (no separate pass over memory).
+  virtual void forward_accumulate(const Tensor& x, Tensor& out) const = 0;
 };
 
 // torch.nn.Linear with prepared weights: x [..., K] (F32, or BF16 from a normalisation) -> [..., N].
@@ -63,6 +66,8 @@ class LinearOp {
  public:
   virtual ~LinearOp() = default;
   virtual Tensor forward(const Tensor& x) const = 0;
+  // out += forward(x), added by the matrix product itself; out is row-major F32 [..., N] with x's rows.
+  virtual void forward_accumulate(const Tensor& x, Tensor& out) const = 0;
 };
 
 class Backend {
@@ -127,5 +132,8 @@ class Backend {
 Backend& cpu_backend(const BackendOptions& options = {});
 // Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX-BF16).
 bool cpu_has_bf16();
+// The instruction set oneDNN's kernels use on this CPU, as oneDNN names it ("avx512_core_bf16",
+// "avx512_core_amx", ...). oneDNN 2.6 enables AMX by itself and asks the kernel for the tile state.
+std::string cpu_isa_name();
 
 }  // namespace sdrt::kernels

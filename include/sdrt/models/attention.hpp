@@ -27,8 +27,12 @@ class Attention {
   // hidden_states [B, N, query_dim] or [B, query_dim, H, W] (flattened to H*W tokens and back, as diffusers
   // does); encoder_hidden_states [B, M, cross_attention_dim] for cross-attention, nullptr for self-attention.
   Tensor forward(const Tensor& hidden_states, const Tensor* encoder_hidden_states = nullptr) const;
+  // out += the attention of tokens [B, N, query_dim] (to_out.0 adding into out), for an Attention with no
+  // group norm, residual connection or rescaling (the transformer blocks' form).
+  void accumulate(const Tensor& tokens, const Tensor* encoder_hidden_states, Tensor& out) const;
 
  private:
+  // The heads' outputs, before to_out.0.
   Tensor attend(const Tensor& tokens, const Tensor& context) const;
 
   kernels::Backend* backend_;
@@ -41,7 +45,8 @@ class Attention {
 class FeedForward {
  public:
   FeedForward(kernels::Backend& backend, const WeightScope& scope, int64_t dim, int64_t inner_dim);
-  Tensor forward(const Tensor& x) const;
+  // out += the feed-forward of x [..., dim] (net.2 adding into out; out row-major, x's shape).
+  void accumulate(const Tensor& x, Tensor& out) const;
 
  private:
   kernels::Backend* backend_;
@@ -54,8 +59,9 @@ class BasicTransformerBlock {
  public:
   BasicTransformerBlock(kernels::Backend& backend, const WeightScope& scope, int64_t dim, int heads, int64_t dim_head,
                         int64_t cross_attention_dim);
-  // x [B, N, dim], context [B, M, cross_attention_dim].
-  Tensor forward(const Tensor& x, const Tensor& context) const;
+  // x [B, N, dim], context [B, M, cross_attention_dim]. A moved-in x that nothing else holds becomes
+  // the output's buffer: each residual is added into it by the layer before it.
+  Tensor forward(Tensor x, const Tensor& context) const;
 
  private:
   kernels::Backend* backend_;

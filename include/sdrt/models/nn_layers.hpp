@@ -10,6 +10,10 @@
 
 namespace sdrt::models {
 
+// A residual a layer may add its output into: t itself when no other Tensor shares its storage (the
+// caller moved it in), else a copy.
+inline Tensor writable(Tensor t) { return t.sole_owner() ? t : t.clone(); }
+
 class Conv2d {
  public:
   Conv2d() = default;
@@ -20,6 +24,8 @@ class Conv2d {
   Conv2d(kernels::Backend& backend, WeightTensor weight, Tensor bias, kernels::Conv2dParams params);
 
   Tensor operator()(const Tensor& x) const { return op_->forward(x); }
+  // out += conv(x), the convolution adding into out (a residual connection; see writable()).
+  void accumulate(const Tensor& x, Tensor& out) const { op_->forward_accumulate(x, out); }
   int64_t out_channels() const { return out_channels_; }
 
  private:
@@ -34,6 +40,8 @@ class Linear {
   Linear(kernels::Backend& backend, const WeightScope& scope, int64_t in_features, int64_t out_features, bool bias);
 
   Tensor operator()(const Tensor& x) const { return op_->forward(x); }
+  // out += linear(x), the product adding into out.
+  void accumulate(const Tensor& x, Tensor& out) const { op_->forward_accumulate(x, out); }
 
  private:
   std::shared_ptr<const kernels::LinearOp> op_;

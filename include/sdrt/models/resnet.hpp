@@ -22,7 +22,8 @@ class ResnetBlock2D {
  public:
   ResnetBlock2D(kernels::Backend& backend, const WeightScope& scope, const ResnetBlock2DArgs& args);
   // x [B, in_channels, H, W]; temb [B, temb_channels], or an undefined Tensor when temb_channels is 0.
-  Tensor forward(const Tensor& x, const Tensor& temb) const;
+  // A moved-in x that nothing else holds becomes the output's buffer (conv2 adds into it).
+  Tensor forward(Tensor x, const Tensor& temb) const;
 
  private:
   kernels::Backend* backend_;

@@ -22,7 +22,8 @@ class Transformer2DModel {
  public:
   Transformer2DModel(kernels::Backend& backend, const WeightScope& scope, const Transformer2DArgs& args);
   // x [B, in_channels, H, W], encoder_hidden_states [B, M, cross_attention_dim] -> [B, in_channels, H, W].
-  Tensor forward(const Tensor& x, const Tensor& encoder_hidden_states) const;
+  // A moved-in x that nothing else holds becomes the output's buffer (proj_out adds into it).
+  Tensor forward(Tensor x, const Tensor& encoder_hidden_states) const;
 
  private:
   kernels::Backend* backend_;

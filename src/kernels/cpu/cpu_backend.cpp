@@ -1,6 +1,7 @@
 // The CPU implementation of Backend: forwards each method to its kernel in src/kernels/cpu.
 #include <map>
 #include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
 
 #include "kernels/cpu/attention.hpp"
@@ -19,6 +20,21 @@ std::string attention_kind_name(AttentionKind a) { return a == AttentionKind::Or
 bool cpu_has_bf16() {
   static const bool yes = __builtin_cpu_supports("avx512bf16") != 0;
   return yes;
+}
+
+std::string cpu_isa_name() {
+  using isa = dnnl::cpu_isa;
+  switch (dnnl::get_effective_cpu_isa()) {
+    case isa::sse41: return "sse41";
+    case isa::avx: return "avx";
+    case isa::avx2: return "avx2";
+    case isa::avx2_vnni: return "avx2_vnni";
+    case isa::avx512_core: return "avx512_core";
+    case isa::avx512_core_vnni: return "avx512_core_vnni";
+    case isa::avx512_core_bf16: return "avx512_core_bf16";
+    case isa::avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+  }
 }
 
 namespace {

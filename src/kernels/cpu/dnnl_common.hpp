@@ -30,34 +30,19 @@ inline dnnl::stream& stream() {
   return s;
 }
 
-// A grow-only, 64-byte aligned buffer (reused across calls, so no allocation or page faults).
-class GrowBuffer {
+// Transient memory of one primitive call (staged inputs and outputs, decoded weights, the scratchpad),
+// held until the Workspace dies. It comes from the tensor buffer cache: repeated calls reuse it without
+// page faults, and release_cached_memory() frees it with everything else.
+class Workspace {
  public:
   void* get(size_t bytes) {
-    if (bytes > size_) {
-      const size_t rounded = (bytes + 63) / 64 * 64;
-      void* p = std::aligned_alloc(64, rounded);
-      if (!p) throw Error("out of memory allocating " + std::to_string(rounded) + " bytes of oneDNN workspace");
-      data_.reset(p);
-      size_ = rounded;
-    }
-    return data_.get();
+    buffers_.push_back(Tensor::empty({static_cast<int64_t>((bytes + 3) / 4)}));
+    return buffers_.back().raw();
   }
 
  private:
-  struct Free {
-    void operator()(void* p) const { std::free(p); }
-  };
-  std::unique_ptr<void, Free> data_;
-  size_t size_ = 0;
+  std::vector<Tensor> buffers_;
 };
-
-// Per-thread buffers: the primitive's scratchpad and the staged copies of src, weights, dst.
-enum Slot { kScratchpad, kSrc, kWeights, kWeightsPlain, kDst, kSlots };
-inline void* thread_buffer(Slot slot, size_t bytes) {
-  thread_local GrowBuffer buffers[kSlots];
-  return buffers[slot].get(bytes);
-}
 
 // A primitive and the scratchpad it needs per execution.
 struct Compiled {
@@ -87,9 +72,18 @@ inline dnnl::primitive_attr base_attr() {
   return attr;
 }
 
-inline void execute(const Compiled& c, std::unordered_map<int, memory> args) {
+// base_attr plus a sum post-op: the primitive adds its result to what the destination already holds.
+inline dnnl::primitive_attr sum_attr() {
+  dnnl::primitive_attr attr = base_attr();
+  dnnl::post_ops ops;
+  ops.append_sum(1.0f);
+  attr.set_post_ops(ops);
+  return attr;
+}
+
+inline void execute(const Compiled& c, std::unordered_map<int, memory> args, Workspace& ws) {
   const size_t bytes = c.scratchpad.get_size();
-  if (bytes > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(c.scratchpad, engine(), thread_buffer(kScratchpad, bytes)));
+  if (bytes > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(c.scratchpad, engine(), ws.get(bytes)));
   c.prim.execute(stream(), args);
   stream().wait();
 }
@@ -111,12 +105,12 @@ inline std::optional<dnnl::reorder> reorder_if_needed(const memory::desc& from, 
   return dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from, engine(), to));
 }
 
-// `t` (described by `user`) as `wanted`: the tensor itself, or a reordered copy in the thread's `slot`.
+// `t` (described by `user`) as `wanted`: the tensor itself, or a reordered copy in `ws`.
 inline memory stage_input(const std::optional<dnnl::reorder>& r, const memory::desc& user, const Tensor& t,
-                          const memory::desc& wanted, Slot slot) {
+                          const memory::desc& wanted, Workspace& ws) {
   memory in = mem(user, t);
   if (!r) return in;
-  memory out(wanted, engine(), thread_buffer(slot, wanted.get_size()));
+  memory out(wanted, engine(), ws.get(wanted.get_size()));
   r->execute(stream(), in, out);
   return out;
 }

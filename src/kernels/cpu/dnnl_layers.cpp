@@ -31,9 +31,10 @@ class PreparedWeights {
       : source_(std::move(source)), compute_(compute), stream_(stream), keep_(!stream && !source_.is_compressed()) {}
 
   // The weights as `wanted`, given `plain` (the row-major layout of the stored tensor in the compute type).
-  memory get(const memory::desc& wanted, const memory::desc& plain) const {
+  // Streamed or compressed weights are decoded into `ws` on every call.
+  memory get(const memory::desc& wanted, const memory::desc& plain, Workspace& ws) const {
     if (!keep_) {
-      memory out = staged(wanted, plain, thread_buffer(kWeights, wanted.get_size()));
+      memory out = staged(wanted, plain, ws.get(wanted.get_size()), ws);
       if (stream_) source_.release_pages();  // streamed: the file's pages do not stay resident either
       return out;
     }
@@ -43,7 +44,8 @@ class PreparedWeights {
     void* p = std::aligned_alloc(64, (wanted.get_size() + 63) / 64 * 64);
     if (!p) throw Error("out of memory packing weights " + source_.describe());
     packed_.emplace_back(wanted, std::unique_ptr<void, AlignedFree>(p));
-    memory out = staged(wanted, plain, p);
+    Workspace plain_buffer;
+    memory out = staged(wanted, plain, p, plain_buffer);
     source_.release_pages();
     return out;
   }
@@ -51,14 +53,14 @@ class PreparedWeights {
   const WeightTensor& source() const { return source_; }
 
  private:
-  // Decodes into the thread's plain buffer, then reorders into `into` (or decodes there directly).
-  memory staged(const memory::desc& wanted, const memory::desc& plain, void* into) const {
+  // Decodes into a plain buffer in `ws`, then reorders into `into` (or decodes there directly).
+  memory staged(const memory::desc& wanted, const memory::desc& plain, void* into, Workspace& ws) const {
     const int64_t rows = source_.dim(0);
     if (wanted == plain) {
       source_.decode_rows(0, rows, compute_dtype(compute_), into);
       return memory(wanted, engine(), into);
     }
-    void* flat = thread_buffer(kWeightsPlain, plain.get_size());
+    void* flat = ws.get(plain.get_size());
     source_.decode_rows(0, rows, compute_dtype(compute_), flat);
     memory from(plain, engine(), flat), to(wanted, engine(), into);
     dnnl::reorder(from, to).execute(stream(), from, to);
@@ -106,34 +108,65 @@ class DnnlConv2d final : public Conv2dOp {
   }
 
   Tensor forward(const Tensor& x) const override {
+    const Shape out_shape = output_shape(x);
+    Tensor y = channels_last_out_ ? Tensor::empty_channels_last(out_shape) : Tensor::empty(out_shape);
+    if (y.numel() == 0) return y;
+    if (x.dim(1) == 0) {
+      fill_with_bias(y);
+      return y;
+    }
+    guarded("conv2d", [&] {
+      run(plan(plan_key(x, out_shape, false)), x, y);
+      return 0;
+    });
+    return y;
+  }
+
+  void forward_accumulate(const Tensor& x, Tensor& out) const override {
+    const Shape out_shape = output_shape(x);
+    if (out.dtype() != DType::F32 || out.shape() != out_shape)
+      fail("conv2d", "accumulator " + out.describe() + " must be F32 " + shape_str(out_shape));
+    if (out.channels_last() != channels_last_out_ || x.dim(1) == 0 || out.numel() == 0) {
+      add_(out, forward(x));
+      return;
+    }
+    guarded("conv2d", [&] {
+      run(plan(plan_key(x, out_shape, true)), x, out);
+      return 0;
+    });
+  }
+
+ private:
+  // [N, O, H', W'] for input x; throws naming what does not fit.
+  Shape output_shape(const Tensor& x) const {
     const std::string op = "conv2d";
     check_input(op, x, compute_, 4);
     const Shape& ws = weights_.source().shape();
-    const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3), o = ws[0], kh = ws[2], kw = ws[3];
+    const int64_t c = x.dim(1), h = x.dim(2), w = x.dim(3), kh = ws[2], kw = ws[3];
     if (ws[1] != c)
       fail(op, "input " + shape_str(x.shape()) + " has " + std::to_string(c) + " channels, weight " + shape_str(ws) +
                    " expects " + std::to_string(ws[1]));
     const int64_t hp = h + params_.pad_top + params_.pad_bottom, wp = w + params_.pad_left + params_.pad_right;
     if (hp < kh || wp < kw || kh < 1 || kw < 1)
       fail(op, "kernel " + shape_str(ws) + " does not fit padded input " + shape_str(x.shape()));
-    const int64_t oh = (hp - kh) / params_.stride + 1, ow = (wp - kw) / params_.stride + 1;
-    Tensor y = channels_last_out_ ? Tensor::empty_channels_last({n, o, oh, ow}) : Tensor::empty({n, o, oh, ow});
-    if (y.numel() == 0) return y;
-    if (c == 0) {
-      for (int64_t i = 0; i < y.numel(); ++i) {
-        const int64_t channel = channels_last_out_ ? i % o : (i / (oh * ow)) % o;
-        y.f32()[i] = has(bias_) ? bias_.f32()[channel] : 0.0f;
-      }
-      return y;
-    }
-    guarded("conv2d", [&] {
-      run(plan({n, c, h, w, o, kh, kw, oh, ow, x.channels_last() ? 1 : 0, x.dtype() == DType::BF16 ? 1 : 0}), x, y);
-      return 0;
-    });
-    return y;
+    return {x.dim(0), ws[0], (hp - kh) / params_.stride + 1, (wp - kw) / params_.stride + 1};
   }
 
- private:
+  // A convolution over no input channels gives its bias.
+  void fill_with_bias(Tensor& y) const {
+    const int64_t o = y.dim(1), plane = y.dim(2) * y.dim(3);
+    for (int64_t i = 0; i < y.numel(); ++i) {
+      const int64_t channel = channels_last_out_ ? i % o : (i / plane) % o;
+      y.f32()[i] = has(bias_) ? bias_.f32()[channel] : 0.0f;
+    }
+  }
+
+  std::vector<int64_t> plan_key(const Tensor& x, const Shape& out, bool accumulate) const {
+    const Shape& ws = weights_.source().shape();
+    return {x.dim(0), x.dim(1), x.dim(2), x.dim(3), out[1], ws[2], ws[3], out[2], out[3],
+            x.channels_last() ? 1 : 0, x.dtype() == DType::BF16 ? 1 : 0, accumulate ? 1 : 0};
+  }
+
   // How an activation gets between the caller's layout and the primitive's.
   enum class Staging {
     None,       // the primitive uses the tensor's memory as it is
@@ -155,7 +188,7 @@ class DnnlConv2d final : public Conv2dOp {
     auto it = plans_.find(s);
     if (it != plans_.end()) return it->second;
     const int64_t n = s[0], c = s[1], h = s[2], w = s[3], o = s[4], kh = s[5], kw = s[6], oh = s[7], ow = s[8];
-    const bool src_channels_last = s[9] != 0, src_bf16 = s[10] != 0;
+    const bool src_channels_last = s[9] != 0, src_bf16 = s[10] != 0, accumulate = s[11] != 0;
     const dt cdt = compute_dt(compute_);
     Plan p;
     p.user_src = memory::desc({n, c, h, w}, src_bf16 ? dt::bf16 : dt::f32, src_channels_last ? tag::nhwc : tag::nchw);
@@ -166,9 +199,11 @@ class DnnlConv2d final : public Conv2dOp {
     dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                       memory::desc({n, c, h, w}, cdt, tag::any),
                                       memory::desc({o, c, kh, kw}, cdt, tag::any), p.bias,
-                                      memory::desc({n, o, oh, ow}, dt::f32, tag::any), {q.stride, q.stride},
-                                      {q.pad_top, q.pad_left}, {q.pad_bottom, q.pad_right});
-    dnnl::convolution_forward::primitive_desc pd(d, base_attr(), engine());
+                                      accumulate ? p.user_dst : memory::desc({n, o, oh, ow}, dt::f32, tag::any),
+                                      {q.stride, q.stride}, {q.pad_top, q.pad_left}, {q.pad_bottom, q.pad_right});
+    // Accumulating: the primitive adds its result to what the caller's tensor holds (a sum post-op),
+    // so the destination is that tensor as it is.
+    dnnl::convolution_forward::primitive_desc pd(d, accumulate ? sum_attr() : base_attr(), engine());
     p.conv = Compiled{dnnl::convolution_forward(pd), pd};
     p.src = pd.src_desc();
     p.weights = pd.weights_desc();
@@ -186,21 +221,21 @@ class DnnlConv2d final : public Conv2dOp {
     return plans_.emplace(s, std::move(p)).first->second;
   }
 
-  memory source(const Plan& p, const Tensor& x) const {
+  memory source(const Plan& p, const Tensor& x, Workspace& ws) const {
     switch (p.src_staging) {
       case Staging::None:
         return mem(p.src, x);
       case Staging::Reorder:
-        return stage_input(p.src_in, p.user_src, x, p.src, kSrc);
+        return stage_input(p.src_in, p.user_src, x, p.src, ws);
       case Staging::Convert: {
-        void* staged = thread_buffer(kSrc, p.src.get_size());
+        void* staged = ws.get(p.src.get_size());
         convert_floats(x.raw(), DType::F32, staged, DType::BF16, x.numel());
         return memory(p.src, engine(), staged);
       }
       case Staging::Transpose:
         break;
     }
-    void* staged = thread_buffer(kSrc, p.src.get_size());
+    void* staged = ws.get(p.src.get_size());
     const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
     if (compute_ == ComputeType::BF16) transpose_batched_bf16(x.f32(), static_cast<uint16_t*>(staged), n, c, hw);
     else transpose_batched(x.f32(), static_cast<float*>(staged), n, c, hw);
@@ -208,14 +243,14 @@ class DnnlConv2d final : public Conv2dOp {
   }
 
   void run(const Plan& p, const Tensor& x, Tensor& y) const {
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, source(p, x)},
-                                         {DNNL_ARG_WEIGHTS, weights_.get(p.weights, p.plain_weights)}};
+    Workspace ws;
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, source(p, x, ws)},
+                                         {DNNL_ARG_WEIGHTS, weights_.get(p.weights, p.plain_weights, ws)}};
     memory user_dst = mem(p.user_dst, y);
-    memory dst = p.dst_staging == Staging::None ? user_dst
-                                                : memory(p.dst, engine(), thread_buffer(kDst, p.dst.get_size()));
+    memory dst = p.dst_staging == Staging::None ? user_dst : memory(p.dst, engine(), ws.get(p.dst.get_size()));
     args.emplace(DNNL_ARG_DST, dst);
     if (has(bias_)) args.emplace(DNNL_ARG_BIAS, mem(p.bias, bias_));
-    execute(p.conv, std::move(args));
+    execute(p.conv, std::move(args), ws);
     if (p.dst_staging == Staging::Transpose) {
       transpose_batched(static_cast<const float*>(dst.get_data_handle()), y.f32(), y.dim(0), y.dim(2) * y.dim(3),
                         y.dim(1));
@@ -244,29 +279,32 @@ class DnnlLinear final : public LinearOp {
   }
 
   Tensor forward(const Tensor& x) const override {
-    const std::string op = "linear";
-    check_input(op, x, compute_, -1);
-    if (x.channels_last()) fail(op, "input " + x.describe() + " must be row-major");
-    const Shape& ws = weights_.source().shape();
-    if (x.ndim() < 1) fail(op, "input " + shape_str(x.shape()) + " must have at least 1 dimension");
-    const int64_t k = x.dim(-1), n = ws[0];
-    if (ws[1] != k)
-      fail(op, "input " + shape_str(x.shape()) + " has " + std::to_string(k) + " features, weight " + shape_str(ws) +
-                   " expects " + std::to_string(ws[1]));
-    Shape out_shape = x.shape();
-    out_shape.back() = n;
-    Tensor y = Tensor::empty(out_shape);
+    Tensor y = Tensor::empty(output_shape(x));
     if (y.numel() == 0) return y;
-    if (k == 0) {
-      for (int64_t i = 0; i < y.numel(); ++i) y.f32()[i] = has(bias_) ? bias_.f32()[i % n] : 0.0f;
+    if (x.dim(-1) == 0) {
+      for (int64_t i = 0; i < y.numel(); ++i) y.f32()[i] = has(bias_) ? bias_.f32()[i % y.dim(-1)] : 0.0f;
       return y;
     }
-    const int64_t m = x.numel() / k;
     guarded("linear", [&] {
-      run(plan(m, k, n), x, y);
+      run(plan(x.numel() / x.dim(-1), x.dim(-1), y.dim(-1), false), x, y);
       return 0;
     });
     return y;
+  }
+
+  void forward_accumulate(const Tensor& x, Tensor& out) const override {
+    const Shape out_shape = output_shape(x);
+    if (out.dtype() != DType::F32 || out.channels_last() || out.shape() != out_shape)
+      fail("linear", "accumulator " + out.describe() + " must be row-major F32 " + shape_str(out_shape));
+    if (out.numel() == 0) return;
+    if (x.dim(-1) == 0) {
+      add_(out, forward(x));
+      return;
+    }
+    guarded("linear", [&] {
+      run(plan(x.numel() / x.dim(-1), x.dim(-1), out.dim(-1), true), x, out);
+      return 0;
+    });
   }
 
  private:
@@ -275,9 +313,25 @@ class DnnlLinear final : public LinearOp {
     memory::desc src, plain_weights, weights, bias, dst;
   };
 
-  const Plan& plan(int64_t m, int64_t k, int64_t n) const {
+  Shape output_shape(const Tensor& x) const {
+    const std::string op = "linear";
+    check_input(op, x, compute_, -1);
+    if (x.channels_last()) fail(op, "input " + x.describe() + " must be row-major");
+    const Shape& ws = weights_.source().shape();
+    if (x.ndim() < 1) fail(op, "input " + shape_str(x.shape()) + " must have at least 1 dimension");
+    if (ws[1] != x.dim(-1))
+      fail(op, "input " + shape_str(x.shape()) + " has " + std::to_string(x.dim(-1)) + " features, weight " +
+                   shape_str(ws) + " expects " + std::to_string(ws[1]));
+    Shape out_shape = x.shape();
+    out_shape.back() = ws[0];
+    return out_shape;
+  }
+
+  // Accumulating plans add their product to what the destination holds (a sum post-op).
+  const Plan& plan(int64_t m, int64_t k, int64_t n, bool accumulate) const {
     std::lock_guard lock(mutex_);
-    auto it = plans_.find(m);
+    const std::pair<int64_t, bool> key{m, accumulate};
+    auto it = plans_.find(key);
     if (it != plans_.end()) return it->second;
     const dt cdt = compute_dt(compute_);
     Plan p;
@@ -286,30 +340,31 @@ class DnnlLinear final : public LinearOp {
     p.bias = has(bias_) ? memory::desc({1, n}, dt::f32, tag::ab) : memory::desc();
     p.dst = memory::desc({m, n}, dt::f32, tag::ab);
     dnnl::matmul::desc d(p.src, memory::desc({k, n}, cdt, tag::any), p.bias, p.dst);
-    dnnl::matmul::primitive_desc pd(d, base_attr(), engine());
+    dnnl::matmul::primitive_desc pd(d, accumulate ? sum_attr() : base_attr(), engine());
     p.matmul = Compiled{dnnl::matmul(pd), pd};
     p.weights = pd.weights_desc();
-    return plans_.emplace(m, std::move(p)).first->second;
+    return plans_.emplace(key, std::move(p)).first->second;
   }
 
   void run(const Plan& p, const Tensor& x, Tensor& y) const {
+    Workspace ws;
     memory src = mem(p.src, x);
     if (compute_ == ComputeType::BF16 && x.dtype() == DType::F32) {
-      void* staged = thread_buffer(kSrc, p.src.get_size());
+      void* staged = ws.get(p.src.get_size());
       convert_floats(x.raw(), DType::F32, staged, DType::BF16, x.numel());
       src = memory(p.src, engine(), staged);
     }
     std::unordered_map<int, memory> args{
-        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights_.get(p.weights, p.plain_weights)}, {DNNL_ARG_DST, mem(p.dst, y)}};
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights_.get(p.weights, p.plain_weights, ws)}, {DNNL_ARG_DST, mem(p.dst, y)}};
     if (has(bias_)) args.emplace(DNNL_ARG_BIAS, mem(p.bias, bias_));
-    execute(p.matmul, std::move(args));
+    execute(p.matmul, std::move(args), ws);
   }
 
   PreparedWeights weights_;
   Tensor bias_;
   ComputeType compute_;
   mutable std::mutex mutex_;
-  mutable std::map<int64_t, Plan> plans_;
+  mutable std::map<std::pair<int64_t, bool>, Plan> plans_;
 };
 
 }  // namespace

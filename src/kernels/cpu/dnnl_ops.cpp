@@ -54,14 +54,15 @@ const ConvPlan& cached_conv(const ConvShape& s, const Conv2dParams& p, bool with
 }
 
 void run_conv(const ConvPlan& plan, const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
+  Workspace ws;
   std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, stage_input(plan.src_in, plan.user_src, x, plan.src, kSrc)},
-      {DNNL_ARG_WEIGHTS, stage_input(plan.weights_in, plan.user_weights, w, plan.weights, kWeights)}};
+      {DNNL_ARG_SRC, stage_input(plan.src_in, plan.user_src, x, plan.src, ws)},
+      {DNNL_ARG_WEIGHTS, stage_input(plan.weights_in, plan.user_weights, w, plan.weights, ws)}};
   memory user_dst = mem(plan.user_dst, y);
-  memory dst = plan.dst_out ? memory(plan.dst, engine(), thread_buffer(kDst, plan.dst.get_size())) : user_dst;
+  memory dst = plan.dst_out ? memory(plan.dst, engine(), ws.get(plan.dst.get_size())) : user_dst;
   args.emplace(DNNL_ARG_DST, dst);
   if (has(bias)) args.emplace(DNNL_ARG_BIAS, mem(plan.bias, bias));
-  execute(plan.conv, std::move(args));
+  execute(plan.conv, std::move(args), ws);
   if (plan.dst_out) {
     plan.dst_out->execute(stream(), dst, user_dst);
     stream().wait();
@@ -127,7 +128,8 @@ void run_matmul(const char* op, const Tensor& src, const Tensor& weights, const 
     std::unordered_map<int, memory> args{
         {DNNL_ARG_SRC, mem(src_md, src)}, {DNNL_ARG_WEIGHTS, mem(w_md, weights)}, {DNNL_ARG_DST, mem(dst_md, dst)}};
     if (with_bias) args.emplace(DNNL_ARG_BIAS, mem(b_md, bias));
-    execute(mm, std::move(args));
+    Workspace ws;
+    execute(mm, std::move(args), ws);
     return 0;
   });
 }
