@@ -139,6 +139,30 @@ TEST(PreparedLayers, LinearAccumulatesIntoTheResidual) {
   }
 }
 
+// An activation given at creation runs inside the primitive (a oneDNN eltwise post-op); the values match
+// the separate activation kernel up to oneDNN's exp/erf approximations (a few ulp, so 1e-5 here).
+TEST(PreparedLayers, FusedActivationsMatchTheActivationKernel) {
+  using kernels::Activation;
+  const Tensor tokens = random({3, 7, 48}, 42), lw = random({33, 48}, 43, 0.3f), lb = random({33}, 44);
+  const Tensor image = random({2, 8, 9, 7}, 45), cw = random({16, 8, 3, 3}, 46, 0.3f), cb = random({16}, 47);
+  auto& fp32 = kernels::cpu_backend(options(ComputeType::F32, false));
+  for (Activation act : {Activation::SiLU, Activation::GELU, Activation::GELUTanh, Activation::QuickGELU}) {
+    SCOPED_TRACE(static_cast<int>(act));
+    Tensor expected = kernels::cpu::linear(tokens, lw, lb);
+    kernels::cpu::activation_(expected, act);
+    EXPECT_LE(max_abs_diff(fp32.make_linear(WeightTensor(lw), lb, act)->forward(tokens), expected), kFp32Tol);
+    Tensor expected_image = kernels::cpu::conv2d(image, cw, cb, Conv2dParams::same(1, 1));
+    kernels::cpu::activation_(expected_image, act);
+    const auto conv = fp32.make_conv2d(WeightTensor(cw), cb, Conv2dParams::same(1, 1), act);
+    EXPECT_LE(max_abs_diff(conv->forward(image), expected_image), kFp32Tol);
+    // Accumulating applies the activation before the sum: out += act(conv(x)).
+    const Tensor residual = random({2, 16, 9, 7}, 48);
+    Tensor acc = kernels::cpu::to_channels_last(residual);
+    conv->forward_accumulate(image, acc);
+    EXPECT_LE(max_abs_diff(acc, kernels::cpu::add(expected_image, residual)), kFp32Tol);
+  }
+}
+
 TEST(PreparedLayers, AccumulatorsOfTheWrongShapeFailClearly) {
   auto& be = kernels::cpu_backend();
   const auto conv = be.make_conv2d(WeightTensor(random({8, 4, 3, 3}, 38)), Tensor(), Conv2dParams::same(1, 1));

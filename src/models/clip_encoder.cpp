@@ -28,7 +28,7 @@ void check_encoder_config(const CLIPEncoderConfig& c, const std::string& what) {
 }
 
 CLIPEncoderLayer::CLIPEncoderLayer(Backend& backend, const WeightScope& scope, const CLIPEncoderConfig& config)
-    : backend_(&backend), heads_(config.num_heads), activation_(config.activation) {
+    : backend_(&backend), heads_(config.num_heads) {
   const int64_t d = config.hidden_size, ff = config.intermediate_size;
   attention_scale_ = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d / heads_)));
   layer_norm1_ = LayerNorm(backend, scope["layer_norm1"], d, config.layer_norm_eps);
@@ -38,7 +38,7 @@ CLIPEncoderLayer::CLIPEncoderLayer(Backend& backend, const WeightScope& scope, c
   k_proj_ = Linear(backend, attn["k_proj"], d, d, /*bias=*/true);
   v_proj_ = Linear(backend, attn["v_proj"], d, d, /*bias=*/true);
   out_proj_ = Linear(backend, attn["out_proj"], d, d, /*bias=*/true);
-  fc1_ = Linear(backend, scope["mlp"]["fc1"], d, ff, /*bias=*/true);
+  fc1_ = Linear(backend, scope["mlp"]["fc1"], d, ff, /*bias=*/true, config.activation);
   fc2_ = Linear(backend, scope["mlp"]["fc2"], ff, d, /*bias=*/true);
 }
 
@@ -47,11 +47,7 @@ Tensor CLIPEncoderLayer::self_attention(const Tensor& x, bool causal) const {
   return out_proj_(attended);
 }
 
-Tensor CLIPEncoderLayer::mlp(const Tensor& x) const {
-  Tensor h = fc1_(x);
-  backend_->activation_(h, activation_);
-  return fc2_(h);
-}
+Tensor CLIPEncoderLayer::mlp(const Tensor& x) const { return fc2_(fc1_(x)); }
 
 Tensor CLIPEncoderLayer::forward(const Tensor& x, bool causal) const {
   Tensor h = self_attention(layer_norm1_(x), causal);

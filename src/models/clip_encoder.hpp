@@ -68,7 +68,6 @@ class CLIPEncoderLayer {
   kernels::Backend* backend_;
   int heads_;
   float attention_scale_;
-  kernels::Activation activation_;
   LayerNorm layer_norm1_, layer_norm2_;
   Linear q_proj_, k_proj_, v_proj_, out_proj_;
   Linear fc1_, fc2_;

@@ -43,24 +43,21 @@ ControlNetConditioningEmbedding::ControlNetConditioningEmbedding(kernels::Backen
                                                                  int64_t conditioning_channels,
                                                                  const std::vector<int64_t>& block_out_channels,
                                                                  int64_t embedding_channels)
-    : backend_(&backend),
-      conv_in_(backend, scope["conv_in"], conditioning_channels, block_out_channels.at(0), 3, kPad1),
+    : conv_in_(backend, scope["conv_in"], conditioning_channels, block_out_channels.at(0), 3, kPad1,
+               kernels::Activation::SiLU),
       conv_out_(backend, scope["conv_out"], block_out_channels.back(), embedding_channels, 3, kPad1) {
   for (size_t i = 0; i + 1 < block_out_channels.size(); ++i) {
     const int64_t in = block_out_channels[i], out = block_out_channels[i + 1];
     const int index = static_cast<int>(2 * i);
-    blocks_.emplace_back(backend, scope["blocks"][index], in, in, 3, kPad1);
-    blocks_.emplace_back(backend, scope["blocks"][index + 1], in, out, 3, kernels::Conv2dParams::same(2, 1));
+    blocks_.emplace_back(backend, scope["blocks"][index], in, in, 3, kPad1, kernels::Activation::SiLU);
+    blocks_.emplace_back(backend, scope["blocks"][index + 1], in, out, 3, kernels::Conv2dParams::same(2, 1),
+                         kernels::Activation::SiLU);
   }
 }
 
 Tensor ControlNetConditioningEmbedding::forward(const Tensor& conditioning) const {
-  Tensor h = conv_in_(conditioning);
-  backend_->activation_(h, kernels::Activation::SiLU);
-  for (const auto& block : blocks_) {
-    h = block(h);
-    backend_->activation_(h, kernels::Activation::SiLU);
-  }
+  Tensor h = conv_in_(conditioning);  // each convolution but the last applies SiLU itself
+  for (const auto& block : blocks_) h = block(h);
   return conv_out_(h);
 }
 

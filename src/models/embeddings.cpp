@@ -37,14 +37,9 @@ Tensor timestep_embedding(const std::vector<float>& timesteps, int64_t dim, bool
 
 TimestepEmbedding::TimestepEmbedding(kernels::Backend& backend, const WeightScope& scope, int64_t in_channels,
                                      int64_t time_embed_dim)
-    : backend_(&backend),
-      linear_1_(backend, scope["linear_1"], in_channels, time_embed_dim, true),
+    : linear_1_(backend, scope["linear_1"], in_channels, time_embed_dim, true, kernels::Activation::SiLU),
       linear_2_(backend, scope["linear_2"], time_embed_dim, time_embed_dim, true) {}
 
-Tensor TimestepEmbedding::forward(const Tensor& sample) const {
-  Tensor h = linear_1_(sample);
-  backend_->activation_(h, kernels::Activation::SiLU);
-  return linear_2_(h);
-}
+Tensor TimestepEmbedding::forward(const Tensor& sample) const { return linear_2_(linear_1_(sample)); }
 
 }  // namespace sdrt::models

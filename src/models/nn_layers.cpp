@@ -7,9 +7,11 @@
 namespace sdrt::models {
 
 Conv2d::Conv2d(kernels::Backend& backend, const WeightScope& scope, int64_t in_channels, int64_t out_channels,
-               int kernel, kernels::Conv2dParams params)
-    : Conv2d(backend, scope.weight("weight", {out_channels, in_channels, kernel, kernel}),
-             scope.get("bias", {out_channels}), params) {}
+               int kernel, kernels::Conv2dParams params, kernels::Activation act)
+    : out_channels_(out_channels) {
+  op_ = backend.make_conv2d(scope.weight("weight", {out_channels, in_channels, kernel, kernel}),
+                            scope.get("bias", {out_channels}), params, act);
+}
 
 Conv2d::Conv2d(kernels::Backend& backend, WeightTensor weight, Tensor bias, kernels::Conv2dParams params)
     : out_channels_(weight.dim(0)) {
@@ -17,10 +19,9 @@ Conv2d::Conv2d(kernels::Backend& backend, WeightTensor weight, Tensor bias, kern
 }
 
 Linear::Linear(kernels::Backend& backend, const WeightScope& scope, int64_t in_features, int64_t out_features,
-               bool bias)
-{
+               bool bias, kernels::Activation act) {
   WeightTensor weight = scope.weight("weight", {out_features, in_features});
-  op_ = backend.make_linear(std::move(weight), bias ? scope.get("bias", {out_features}) : Tensor());
+  op_ = backend.make_linear(std::move(weight), bias ? scope.get("bias", {out_features}) : Tensor(), act);
 }
 
 GroupNorm::GroupNorm(kernels::Backend& backend, const WeightScope& scope, int groups, int64_t channels, float eps)

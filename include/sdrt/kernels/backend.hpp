@@ -76,10 +76,13 @@ class Backend {
   virtual std::string name() const = 0;
   virtual const BackendOptions& options() const = 0;
 
-  // weight [O, C, kh, kw] (any float type, or compressed), bias [O] F32 or undefined.
-  virtual std::shared_ptr<const Conv2dOp> make_conv2d(WeightTensor weight, Tensor bias, const Conv2dParams& p) = 0;
-  // weight [N, K], bias [N] F32 or undefined.
-  virtual std::shared_ptr<const LinearOp> make_linear(WeightTensor weight, Tensor bias) = 0;
+  // weight [O, C, kh, kw] (any float type, or compressed), bias [O] F32 or undefined; `act` is applied
+  // to the output by the convolution itself (before any accumulation).
+  virtual std::shared_ptr<const Conv2dOp> make_conv2d(WeightTensor weight, Tensor bias, const Conv2dParams& p,
+                                                      Activation act = Activation::None) = 0;
+  // weight [N, K], bias [N] F32 or undefined; `act` as for make_conv2d.
+  virtual std::shared_ptr<const LinearOp> make_linear(WeightTensor weight, Tensor bias,
+                                                      Activation act = Activation::None) = 0;
 
   // x [N, C, H, W], w [O, C, kh, kw], bias [O] or an undefined Tensor -> [N, O, H', W'].
   virtual Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) = 0;

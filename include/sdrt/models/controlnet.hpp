@@ -30,7 +30,6 @@ class ControlNetConditioningEmbedding {
   Tensor forward(const Tensor& conditioning) const;
 
  private:
-  kernels::Backend* backend_;
   Conv2d conv_in_;
   std::vector<Conv2d> blocks_;
   Conv2d conv_out_;

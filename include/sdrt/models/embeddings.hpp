@@ -18,10 +18,9 @@ class TimestepEmbedding {
  public:
   TimestepEmbedding(kernels::Backend& backend, const WeightScope& scope, int64_t in_channels,
                     int64_t time_embed_dim);
-  Tensor forward(const Tensor& sample) const;
+  Tensor forward(const Tensor& sample) const;  // linear_1 -> SiLU (fused) -> linear_2
 
  private:
-  kernels::Backend* backend_;
   Linear linear_1_, linear_2_;
 };
 

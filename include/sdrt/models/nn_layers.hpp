@@ -17,9 +17,9 @@ inline Tensor writable(Tensor t) { return t.sole_owner() ? t : t.clone(); }
 class Conv2d {
  public:
   Conv2d() = default;
-  // <scope>.weight [out, in, kernel, kernel] and <scope>.bias [out].
+  // <scope>.weight [out, in, kernel, kernel] and <scope>.bias [out]; `act` follows in the same primitive.
   Conv2d(kernels::Backend& backend, const WeightScope& scope, int64_t in_channels, int64_t out_channels, int kernel,
-         kernels::Conv2dParams params);
+         kernels::Conv2dParams params, kernels::Activation act = kernels::Activation::None);
   // From tensors already read (e.g. a slice of a larger convolution's output channels).
   Conv2d(kernels::Backend& backend, WeightTensor weight, Tensor bias, kernels::Conv2dParams params);
 
@@ -36,8 +36,9 @@ class Conv2d {
 class Linear {
  public:
   Linear() = default;
-  // <scope>.weight [out, in] and, when `bias`, <scope>.bias [out].
-  Linear(kernels::Backend& backend, const WeightScope& scope, int64_t in_features, int64_t out_features, bool bias);
+  // <scope>.weight [out, in] and, when `bias`, <scope>.bias [out]; `act` follows in the same primitive.
+  Linear(kernels::Backend& backend, const WeightScope& scope, int64_t in_features, int64_t out_features, bool bias,
+         kernels::Activation act = kernels::Activation::None);
 
   Tensor operator()(const Tensor& x) const { return op_->forward(x); }
   // out += linear(x), the product adding into out.

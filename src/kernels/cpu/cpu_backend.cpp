@@ -49,11 +49,12 @@ class CpuBackend final : public Backend {
   }
   const BackendOptions& options() const override { return options_; }
 
-  std::shared_ptr<const Conv2dOp> make_conv2d(WeightTensor weight, Tensor bias, const Conv2dParams& p) override {
-    return cpu::make_conv2d_op(std::move(weight), std::move(bias), p, options_);
+  std::shared_ptr<const Conv2dOp> make_conv2d(WeightTensor weight, Tensor bias, const Conv2dParams& p,
+                                              Activation act) override {
+    return cpu::make_conv2d_op(std::move(weight), std::move(bias), p, act, options_);
   }
-  std::shared_ptr<const LinearOp> make_linear(WeightTensor weight, Tensor bias) override {
-    return cpu::make_linear_op(std::move(weight), std::move(bias), options_);
+  std::shared_ptr<const LinearOp> make_linear(WeightTensor weight, Tensor bias, Activation act) override {
+    return cpu::make_linear_op(std::move(weight), std::move(bias), act, options_);
   }
 
   Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) override {

@@ -13,9 +13,9 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias);
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_b, float alpha);
 // Layers with prepared weights (dnnl_layers.cpp).
-std::shared_ptr<const Conv2dOp> make_conv2d_op(WeightTensor w, Tensor bias, const Conv2dParams& p,
+std::shared_ptr<const Conv2dOp> make_conv2d_op(WeightTensor w, Tensor bias, const Conv2dParams& p, Activation act,
                                                const BackendOptions& o);
-std::shared_ptr<const LinearOp> make_linear_op(WeightTensor w, Tensor bias, const BackendOptions& o);
+std::shared_ptr<const LinearOp> make_linear_op(WeightTensor w, Tensor bias, Activation act, const BackendOptions& o);
 
 // Normalisation (norm.cpp), with an F32 or BF16 output.
 Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps, Activation act,

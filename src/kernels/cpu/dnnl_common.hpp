@@ -72,15 +72,6 @@ inline dnnl::primitive_attr base_attr() {
   return attr;
 }
 
-// base_attr plus a sum post-op: the primitive adds its result to what the destination already holds.
-inline dnnl::primitive_attr sum_attr() {
-  dnnl::primitive_attr attr = base_attr();
-  dnnl::post_ops ops;
-  ops.append_sum(1.0f);
-  attr.set_post_ops(ops);
-  return attr;
-}
-
 inline void execute(const Compiled& c, std::unordered_map<int, memory> args, Workspace& ws) {
   const size_t bytes = c.scratchpad.get_size();
   if (bytes > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(c.scratchpad, engine(), ws.get(bytes)));

@@ -24,6 +24,24 @@ struct AlignedFree {
   void operator()(void* p) const { std::free(p); }
 };
 
+// The layer's activation and, when accumulating, a sum into what the destination holds, as oneDNN
+// post-ops: out = act(product + bias) [+ out].
+dnnl::primitive_attr layer_attr(Activation act, bool accumulate) {
+  dnnl::primitive_attr attr = base_attr();
+  dnnl::post_ops ops;
+  using alg = dnnl::algorithm;
+  switch (act) {
+    case Activation::None: break;
+    case Activation::SiLU: ops.append_eltwise(1.0f, alg::eltwise_swish, 1.0f, 0.0f); break;
+    case Activation::GELU: ops.append_eltwise(1.0f, alg::eltwise_gelu_erf, 0.0f, 0.0f); break;
+    case Activation::GELUTanh: ops.append_eltwise(1.0f, alg::eltwise_gelu_tanh, 0.0f, 0.0f); break;
+    case Activation::QuickGELU: ops.append_eltwise(1.0f, alg::eltwise_swish, 1.702f, 0.0f); break;  // x sigmoid(1.702 x)
+  }
+  if (accumulate) ops.append_sum(1.0f);
+  attr.set_post_ops(ops);
+  return attr;
+}
+
 // A layer's weights in the layouts its primitives want.
 class PreparedWeights {
  public:
@@ -94,10 +112,11 @@ void check_bias(const std::string& op, const Tensor& bias, const Shape& weight) 
 
 class DnnlConv2d final : public Conv2dOp {
  public:
-  DnnlConv2d(WeightTensor w, Tensor bias, const Conv2dParams& p, const BackendOptions& o)
+  DnnlConv2d(WeightTensor w, Tensor bias, const Conv2dParams& p, Activation act, const BackendOptions& o)
       : weights_(std::move(w), o.compute, o.stream_weights),
         bias_(std::move(bias)),
         params_(p),
+        act_(act),
         compute_(o.compute),
         channels_last_out_(o.channels_last) {
     const Shape& s = weights_.source().shape();
@@ -113,6 +132,7 @@ class DnnlConv2d final : public Conv2dOp {
     if (y.numel() == 0) return y;
     if (x.dim(1) == 0) {
       fill_with_bias(y);
+      activation_(y, act_);
       return y;
     }
     guarded("conv2d", [&] {
@@ -203,7 +223,7 @@ class DnnlConv2d final : public Conv2dOp {
                                       {q.stride, q.stride}, {q.pad_top, q.pad_left}, {q.pad_bottom, q.pad_right});
     // Accumulating: the primitive adds its result to what the caller's tensor holds (a sum post-op),
     // so the destination is that tensor as it is.
-    dnnl::convolution_forward::primitive_desc pd(d, accumulate ? sum_attr() : base_attr(), engine());
+    dnnl::convolution_forward::primitive_desc pd(d, layer_attr(act_, accumulate), engine());
     p.conv = Compiled{dnnl::convolution_forward(pd), pd};
     p.src = pd.src_desc();
     p.weights = pd.weights_desc();
@@ -263,6 +283,7 @@ class DnnlConv2d final : public Conv2dOp {
   PreparedWeights weights_;
   Tensor bias_;
   Conv2dParams params_;
+  Activation act_;
   ComputeType compute_;
   bool channels_last_out_;
   mutable std::mutex mutex_;
@@ -271,8 +292,8 @@ class DnnlConv2d final : public Conv2dOp {
 
 class DnnlLinear final : public LinearOp {
  public:
-  DnnlLinear(WeightTensor w, Tensor bias, const BackendOptions& o)
-      : weights_(std::move(w), o.compute, o.stream_weights), bias_(std::move(bias)), compute_(o.compute) {
+  DnnlLinear(WeightTensor w, Tensor bias, Activation act, const BackendOptions& o)
+      : weights_(std::move(w), o.compute, o.stream_weights), bias_(std::move(bias)), act_(act), compute_(o.compute) {
     const Shape& s = weights_.source().shape();
     if (s.size() != 2) fail("linear", "weight " + shape_str(s) + " must have 2 dimensions");
     check_bias("linear", bias_, s);
@@ -283,6 +304,7 @@ class DnnlLinear final : public LinearOp {
     if (y.numel() == 0) return y;
     if (x.dim(-1) == 0) {
       for (int64_t i = 0; i < y.numel(); ++i) y.f32()[i] = has(bias_) ? bias_.f32()[i % y.dim(-1)] : 0.0f;
+      activation_(y, act_);
       return y;
     }
     guarded("linear", [&] {
@@ -340,7 +362,7 @@ class DnnlLinear final : public LinearOp {
     p.bias = has(bias_) ? memory::desc({1, n}, dt::f32, tag::ab) : memory::desc();
     p.dst = memory::desc({m, n}, dt::f32, tag::ab);
     dnnl::matmul::desc d(p.src, memory::desc({k, n}, cdt, tag::any), p.bias, p.dst);
-    dnnl::matmul::primitive_desc pd(d, accumulate ? sum_attr() : base_attr(), engine());
+    dnnl::matmul::primitive_desc pd(d, layer_attr(act_, accumulate), engine());
     p.matmul = Compiled{dnnl::matmul(pd), pd};
     p.weights = pd.weights_desc();
     return plans_.emplace(key, std::move(p)).first->second;
@@ -362,6 +384,7 @@ class DnnlLinear final : public LinearOp {
 
   PreparedWeights weights_;
   Tensor bias_;
+  Activation act_;
   ComputeType compute_;
   mutable std::mutex mutex_;
   mutable std::map<std::pair<int64_t, bool>, Plan> plans_;
@@ -369,13 +392,13 @@ class DnnlLinear final : public LinearOp {
 
 }  // namespace
 
-std::shared_ptr<const Conv2dOp> make_conv2d_op(WeightTensor w, Tensor bias, const Conv2dParams& p,
+std::shared_ptr<const Conv2dOp> make_conv2d_op(WeightTensor w, Tensor bias, const Conv2dParams& p, Activation act,
                                                const BackendOptions& o) {
-  return std::make_shared<DnnlConv2d>(std::move(w), std::move(bias), p, o);
+  return std::make_shared<DnnlConv2d>(std::move(w), std::move(bias), p, act, o);
 }
 
-std::shared_ptr<const LinearOp> make_linear_op(WeightTensor w, Tensor bias, const BackendOptions& o) {
-  return std::make_shared<DnnlLinear>(std::move(w), std::move(bias), o);
+std::shared_ptr<const LinearOp> make_linear_op(WeightTensor w, Tensor bias, Activation act, const BackendOptions& o) {
+  return std::make_shared<DnnlLinear>(std::move(w), std::move(bias), act, o);
 }
 
 }  // namespace sdrt::kernels::cpu
