@@ -60,7 +60,7 @@ struct BenchArgs {
 struct Timings {
   double load_s = 0, text_encoder_s = 0, unet_step_s = 0, vae_decode_s = 0, total_s = 0;
   std::optional<double> vae_encode_s;  // absent when the model has no VAE encoder
-  BufferStats unet_step_buffers;             // fresh (not reused) large buffers of the last UNet step
+  BufferStats unet_step_buffers;            // large buffers of the last UNet step, reused or fresh
   std::map<std::string, int64_t> peak_rss;  // per phase, each measured from a reset
 };
 

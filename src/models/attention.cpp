@@ -94,8 +94,7 @@ void FeedForward::accumulate(const Tensor& x, Tensor& out) const {
 
 BasicTransformerBlock::BasicTransformerBlock(kernels::Backend& backend, const WeightScope& scope, int64_t dim,
                                              int heads, int64_t dim_head, int64_t cross_attention_dim)
-    : backend_(&backend),
-      norm1_(backend, scope["norm1"], dim, 1e-5f),
+    : norm1_(backend, scope["norm1"], dim, 1e-5f),
       norm2_(backend, scope["norm2"], dim, 1e-5f),
       norm3_(backend, scope["norm3"], dim, 1e-5f),
       attn1_(backend, scope["attn1"], AttentionArgs{.query_dim = dim, .heads = heads, .dim_head = dim_head}),

@@ -195,17 +195,23 @@ void write_bundle(const ModelSource& source, const std::string& out_dir, const B
   if (ec) throw Error("cannot create " + target.parent_path().string() + ": " + ec.message());
   const std::string tag = std::to_string(::getpid());
   const fs::path tmp = target.parent_path() / ("." + target.filename().string() + ".tmp-" + tag);
+  const fs::path old = target.parent_path() / ("." + target.filename().string() + ".old-" + tag);
   fs::remove_all(tmp, ec);
+  bool old_moved = false;
   try {
     if (!fs::create_directory(tmp, ec) || ec)
       throw Error("cannot create " + tmp.string() + ": " + (ec ? ec.message() : "exists"));
     write_into(source, tmp, options);
-    const fs::path old = target.parent_path() / ("." + target.filename().string() + ".old-" + tag);
-    if (fs::exists(target)) fs::rename(target, old);
+    if (fs::exists(target)) {
+      fs::rename(target, old);
+      old_moved = true;
+    }
     fs::rename(tmp, target);
+    old_moved = false;
     fs::remove_all(old, ec);
   } catch (...) {
     fs::remove_all(tmp, ec);
+    if (old_moved) fs::rename(old, target, ec);  // the replaced bundle goes back where it was
     throw;
   }
 }

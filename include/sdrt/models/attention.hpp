@@ -64,7 +64,6 @@ class BasicTransformerBlock {
   Tensor forward(Tensor x, const Tensor& context) const;
 
  private:
-  kernels::Backend* backend_;
   LayerNorm norm1_, norm2_, norm3_;
   Attention attn1_, attn2_;
   FeedForward ff_;
