@@ -137,6 +137,14 @@ TEST(PreparedLayers, LinearAccumulatesIntoTheResidual) {
     EXPECT_EQ(max_abs(whole.slice0(0, 1)), 0.0);
     EXPECT_LE(max_abs_diff(second, op->forward(x)), kFp32Tol);
   }
+  // Into the very tensor it reads (x += layer(x)): computed apart, then added; in place, the product
+  // would read inputs it had already overwritten (this size fails without that).
+  auto& fp32 = kernels::cpu_backend(options(ComputeType::F32, false));
+  const auto square = fp32.make_linear(WeightTensor(random({256, 256}, 49, 0.1f)), Tensor());
+  const Tensor wide = random({4, 128, 256}, 50);
+  Tensor self = wide.clone();
+  square->forward_accumulate(self, self);
+  EXPECT_LE(max_abs_diff(self, kernels::cpu::add(wide, square->forward(wide))), kFp32Tol * (1 + max_abs(wide)));
 }
 
 // An activation given at creation runs inside the primitive (a oneDNN eltwise post-op); the values match

@@ -103,6 +103,13 @@ void check_input(const std::string& op, const Tensor& x, ComputeType compute, in
   require_f32_any_layout(op, "input", x, rank);
 }
 
+// Whether two tensors' bytes overlap: a layer cannot add into the tensor it is reading.
+bool overlap(const Tensor& a, const Tensor& b) {
+  const auto* a0 = static_cast<const char*>(a.raw());
+  const auto* b0 = static_cast<const char*>(b.raw());
+  return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
 void check_bias(const std::string& op, const Tensor& bias, const Shape& weight) {
   if (!has(bias)) return;
   require_f32(op, "bias", bias);
@@ -146,7 +153,7 @@ class DnnlConv2d final : public Conv2dOp {
     const Shape out_shape = output_shape(x);
     if (out.dtype() != DType::F32 || out.shape() != out_shape)
       fail("conv2d", "accumulator " + out.describe() + " must be F32 " + shape_str(out_shape));
-    if (out.channels_last() != channels_last_out_ || x.dim(1) == 0 || out.numel() == 0) {
+    if (out.channels_last() != channels_last_out_ || x.dim(1) == 0 || out.numel() == 0 || overlap(x, out)) {
       add_(out, forward(x));
       return;
     }
@@ -319,7 +326,7 @@ class DnnlLinear final : public LinearOp {
     if (out.dtype() != DType::F32 || out.channels_last() || out.shape() != out_shape)
       fail("linear", "accumulator " + out.describe() + " must be row-major F32 " + shape_str(out_shape));
     if (out.numel() == 0) return;
-    if (x.dim(-1) == 0) {
+    if (x.dim(-1) == 0 || overlap(x, out)) {
       add_(out, forward(x));
       return;
     }
