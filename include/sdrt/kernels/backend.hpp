@@ -57,7 +57,8 @@ class Conv2dOp {
   virtual ~Conv2dOp() = default;
   virtual Tensor forward(const Tensor& x) const = 0;
   // out += forward(x) for a residual connection; out is F32 [N, O, H', W'] in either layout. In the
-  // layout forward gives, the convolution adds into out itself (no separate pass over memory).
+  // layout forward gives, the convolution adds into out itself (no separate pass over memory), unless
+  // x shares out's memory.
   virtual void forward_accumulate(const Tensor& x, Tensor& out) const = 0;
 };
 
@@ -66,7 +67,8 @@ class LinearOp {
  public:
   virtual ~LinearOp() = default;
   virtual Tensor forward(const Tensor& x) const = 0;
-  // out += forward(x), added by the matrix product itself; out is row-major F32 [..., N] with x's rows.
+  // out += forward(x), added by the matrix product itself (unless x shares out's memory); out is
+  // row-major F32 [..., N] with x's rows.
   virtual void forward_accumulate(const Tensor& x, Tensor& out) const = 0;
 };
 
