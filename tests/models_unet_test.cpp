@@ -96,8 +96,10 @@ TEST(ResnetBlock2D, AddsIntoAMovedInInputThatNothingElseHolds) {
                                     {.in_channels = 32, .out_channels = 32, .temb_channels = 128});
   const Tensor temb = test::random_normal({2, 128}, 1);
   const Tensor x = backend.nlc_to_nchw(test::random_normal({2, 64, 32}, 2), 8, 8);  // channels-last
+  const Tensor snapshot = x.clone();
   const Tensor kept = block.forward(x, temb);
   EXPECT_NE(kept.raw(), x.raw()) << "x is still held here, so it must not be written";
+  EXPECT_EQ(test::max_abs_diff(x, snapshot), 0.0);
   Tensor moved = x.clone();
   const void* buffer = moved.raw();
   const Tensor out = block.forward(std::move(moved), temb);
