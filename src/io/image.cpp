@@ -18,6 +18,7 @@
 #include <jerror.h>
 #include <jpeglib.h>
 
+#include "io/exif.hpp"
 #include "io/utf8.hpp"
 #include "sdrt/base/error.hpp"
 #include "sdrt/io/mapped_file.hpp"
@@ -97,15 +98,11 @@ std::vector<uint8_t> decode_png_as_stored(spng_ctx* ctx, const std::string& path
   return raw;
 }
 
-Image read_png(const MappedFile& file, int channels) {
-  const std::string& path = file.path();
-  SpngPtr ctx = open_png_decoder(file);
-  spng_ihdr ihdr{};
-  check_spng(spng_get_ihdr(ctx.get(), &ihdr), path, "cannot read PNG header");
-  Image im = make_image(path, ihdr.width, ihdr.height, channels);
+// Decodes the whole image into `im` (sized from the header), converting to im.channels.
+void decode_png_pixels(spng_ctx* ctx, const std::string& path, const spng_ihdr& ihdr, Image& im) {
   if (ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE && ihdr.bit_depth == 16) {
     // Pillow opens this as mode "I" and its I -> L / RGB conversions clip to 0..255.
-    const std::vector<uint8_t> raw = decode_png_as_stored(ctx.get(), path, ihdr);
+    const std::vector<uint8_t> raw = decode_png_as_stored(ctx, path, ihdr);
     std::vector<uint8_t> gray(raw.size() / 2);
     for (size_t i = 0; i < gray.size(); ++i) {
       uint16_t v = 0;
@@ -113,14 +110,33 @@ Image read_png(const MappedFile& file, int channels) {
       gray[i] = static_cast<uint8_t>(v > 255 ? 255 : v);
     }
     convert_pixels(gray.data(), 1, im);
-    return im;
+    return;
   }
   // libspng expands palettes and low bit depths and keeps the high byte of 16-bit samples, as Pillow does.
   size_t size = 0;
-  check_spng(spng_decoded_image_size(ctx.get(), SPNG_FMT_RGBA8, &size), path, "cannot decode PNG");
+  check_spng(spng_decoded_image_size(ctx, SPNG_FMT_RGBA8, &size), path, "cannot decode PNG");
   std::vector<uint8_t> rgba(size);
-  check_spng(spng_decode_image(ctx.get(), rgba.data(), rgba.size(), SPNG_FMT_RGBA8, 0), path, "cannot decode PNG");
+  check_spng(spng_decode_image(ctx, rgba.data(), rgba.size(), SPNG_FMT_RGBA8, 0), path, "cannot decode PNG");
   convert_pixels(rgba.data(), 4, im);
+}
+
+// The EXIF orientation of the eXIf chunk, asked for after decoding so that a chunk after the image data counts
+// too (Pillow's load() reads those). No chunk, one libspng dropped as invalid (not a TIFF header), or an
+// unreadable tail after the image data all mean upright: the pixels are complete and Pillow ignores such tails.
+int png_orientation(spng_ctx* ctx) {
+  spng_exif exif{};
+  if (spng_get_exif(ctx, &exif) != 0) return 1;
+  return exif_orientation(reinterpret_cast<const uint8_t*>(exif.data), exif.length);
+}
+
+Image read_png(const MappedFile& file, int channels) {
+  const std::string& path = file.path();
+  SpngPtr ctx = open_png_decoder(file);
+  spng_ihdr ihdr{};
+  check_spng(spng_get_ihdr(ctx.get(), &ihdr), path, "cannot read PNG header");
+  Image im = make_image(path, ihdr.width, ihdr.height, channels);
+  decode_png_pixels(ctx.get(), path, ihdr, im);
+  apply_exif_orientation(im, png_orientation(ctx.get()));
   return im;
 }
 
@@ -147,14 +163,25 @@ void jpeg_message(j_common_ptr cinfo, int level) {
 
 struct JpegLayout {
   uint32_t width = 0, height = 0;
-  int components = 0;  // of the decoded pixels: 1 gray, 3 RGB, 4 CMYK
+  int components = 0;   // of the decoded pixels: 1 gray, 3 RGB, 4 CMYK
+  int orientation = 1;  // EXIF, 1..8
 };
 
 J_COLOR_SPACE output_space(int file_components) {
   return file_components == 1 ? JCS_GRAYSCALE : file_components == 3 ? JCS_RGB : JCS_CMYK;
 }
 
-// Reads the header only. Returns false with `message` set on error.
+// The EXIF orientation of the first APP1 segment starting with "Exif\0", the one Pillow keeps, from the
+// markers jpeg_save_markers kept.
+int jpeg_orientation(const jpeg_decompress_struct& cinfo) {
+  for (jpeg_saved_marker_ptr m = cinfo.marker_list; m != nullptr; m = m->next) {
+    if (m->marker == JPEG_APP0 + 1 && m->data_length >= 5 && std::memcmp(m->data, "Exif", 5) == 0)
+      return exif_orientation(m->data, m->data_length);
+  }
+  return 1;
+}
+
+// Reads the header (and the EXIF orientation) only. Returns false with `message` set on error.
 bool read_jpeg_layout(const uint8_t* data, size_t size, JpegLayout* layout, char* message) {
   jpeg_decompress_struct cinfo;
   JpegErrorManager err;
@@ -168,10 +195,12 @@ bool read_jpeg_layout(const uint8_t* data, size_t size, JpegLayout* layout, char
   }
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
+  jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF);  // whole APP1 segments (at most 65533 bytes)
   jpeg_read_header(&cinfo, TRUE);
   layout->width = cinfo.image_width;
   layout->height = cinfo.image_height;
   layout->components = cinfo.num_components;
+  layout->orientation = jpeg_orientation(cinfo);
   jpeg_destroy_decompress(&cinfo);
   return true;
 }
@@ -232,6 +261,7 @@ Image read_jpeg(const MappedFile& file, int channels) {
   } else {
     convert_pixels(decoded.data(), layout.components, im);
   }
+  apply_exif_orientation(im, layout.orientation);
   return im;
 }
 

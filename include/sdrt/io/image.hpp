@@ -22,7 +22,8 @@ using TextChunks = std::vector<std::pair<std::string, std::string>>;  // (keywor
 // * 16-bit PNG samples keep their high byte, except 16-bit grayscale without alpha, which Pillow opens as
 //   32-bit integers and then clips to 0..255 (so values above 255 become white).
 // * JPEG: libjpeg's default (islow DCT, fancy upsampling) like Pillow; CMYK files are taken as Adobe-inverted
-//   and converted with Pillow's cmyk2rgb. EXIF orientation is not applied (Image.open does not apply it).
+//   and converted with Pillow's cmyk2rgb.
+// * The EXIF orientation (JPEG APP1 Exif, PNG eXIf) is applied as diffusers' load_image does (exif_transpose).
 // Throws sdrt::Error naming the file when it is unreadable, truncated, corrupt, of another format or larger
 // than Pillow's decompression-bomb limit (178956970 pixels).
 Image read_image(const std::string& path, int channels);
