@@ -4,19 +4,16 @@
 #include <spng.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
-// libjpeg's header expects <cstdio> first.
-#include <jpeglib.h>
-
 #include "io/exif.hpp"
 #include "sdrt/base/error.hpp"
 #include "sdrt/io/image.hpp"
+#include "support/cli_support.hpp"
+#include "support/jpeg_encoder.hpp"
 #include "support/test_support.hpp"
 
 namespace sdrt {
@@ -238,37 +235,12 @@ TEST(ExifTranspose, RejectsInconsistentImages) {
 // ---- End to end ----
 
 void write_file(const std::string& path, const Bytes& bytes) {
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  test::write_bytes(path, std::string(bytes.begin(), bytes.end()));
 }
 
-// An RGB JPEG at quality 100, 4:4:4, with the given APP1 segment bodies after the JFIF header.
-Bytes encode_jpeg(int w, int h, const Bytes& rgb, const std::vector<Bytes>& app1_segments) {
-  jpeg_compress_struct c{};
-  jpeg_error_mgr err{};
-  c.err = jpeg_std_error(&err);
-  jpeg_create_compress(&c);
-  unsigned char* buffer = nullptr;
-  unsigned long size = 0;
-  jpeg_mem_dest(&c, &buffer, &size);
-  c.image_width = static_cast<JDIMENSION>(w);
-  c.image_height = static_cast<JDIMENSION>(h);
-  c.input_components = 3;
-  c.in_color_space = JCS_RGB;
-  jpeg_set_defaults(&c);
-  jpeg_set_quality(&c, 100, TRUE);
-  c.comp_info[0].h_samp_factor = c.comp_info[0].v_samp_factor = 1;  // no chroma subsampling
-  jpeg_start_compress(&c, TRUE);
-  for (const Bytes& segment : app1_segments)
-    jpeg_write_marker(&c, JPEG_APP0 + 1, segment.data(), static_cast<unsigned>(segment.size()));
-  while (c.next_scanline < c.image_height) {
-    JSAMPROW row = const_cast<uint8_t*>(rgb.data()) + static_cast<size_t>(c.next_scanline) * static_cast<size_t>(w) * 3;
-    jpeg_write_scanlines(&c, &row, 1);
-  }
-  jpeg_finish_compress(&c);
-  jpeg_destroy_compress(&c);
-  Bytes out(buffer, buffer + size);
-  std::free(buffer);
-  return out;
+// A 32x16 RGB JPEG with these APP1 segment bodies.
+std::string rgb_jpeg(const Bytes& rgb, const std::vector<Bytes>& app1_segments) {
+  return test::encode_jpeg(32, 16, 3, JCS_RGB, rgb, app1_segments);
 }
 
 constexpr uint8_t kRed[3] = {220, 20, 30}, kBlue[3] = {20, 40, 200};
@@ -295,7 +267,7 @@ double row_band_mean(const Image& im, int y0, int y1, int c) {
 TEST(ExifEndToEnd, JpegOrientation6RotatesClockwise) {
   const std::string dir = test::make_temp_dir("exif");
   const std::string path = dir + "/photo.jpg";
-  write_file(path, encode_jpeg(32, 16, red_blue_pixels(), {concat(kExifPrefix, camera_payload(false, 6))}));
+  test::write_bytes(path, rgb_jpeg(red_blue_pixels(), {concat(kExifPrefix, camera_payload(false, 6))}));
   const Image im = io::read_image(path, 3);
   ASSERT_EQ(im.width, 16);
   ASSERT_EQ(im.height, 32);
@@ -313,12 +285,12 @@ TEST(ExifEndToEnd, JpegOrientation6RotatesClockwise) {
 TEST(ExifEndToEnd, JpegEveryOrientationTransposesTheDecodedPixels) {
   const std::string dir = test::make_temp_dir("exif");
   const Bytes rgb = red_blue_pixels();
-  write_file(dir + "/plain.jpg", encode_jpeg(32, 16, rgb, {}));
+  test::write_bytes(dir + "/plain.jpg", rgb_jpeg(rgb, {}));
   const Image plain = io::read_image(dir + "/plain.jpg", 3);
   for (uint32_t orientation = 1; orientation <= 8; ++orientation) {
     SCOPED_TRACE(orientation);
     const std::string path = dir + "/o" + std::to_string(orientation) + ".jpg";
-    write_file(path, encode_jpeg(32, 16, rgb, {concat(kExifPrefix, camera_payload(orientation % 2 == 0, orientation))}));
+    test::write_bytes(path, rgb_jpeg(rgb, {concat(kExifPrefix, camera_payload(orientation % 2 == 0, orientation))}));
     Image expected = plain;
     io::apply_exif_orientation(expected, static_cast<int>(orientation));
     const Image im = io::read_image(path, 3);
@@ -335,7 +307,7 @@ TEST(ExifEndToEnd, JpegUsesFirstExifSegmentAndIgnoresBadOnes) {
   Bytes xmp(xmp_text.begin(), xmp_text.end());
   xmp.push_back(0);
   // Pillow keeps the first APP1 starting with "Exif\0"; other APP1 segments (XMP) do not count.
-  write_file(dir + "/two.jpg", encode_jpeg(32, 16, rgb, {xmp, concat(kExifPrefix, camera_payload(true, 8)),
+  test::write_bytes(dir + "/two.jpg", rgb_jpeg(rgb, {xmp, concat(kExifPrefix, camera_payload(true, 8)),
                                                         concat(kExifPrefix, camera_payload(true, 3))}));
   const Image two = io::read_image(dir + "/two.jpg", 3);
   EXPECT_EQ(two.width, 16);
@@ -345,7 +317,7 @@ TEST(ExifEndToEnd, JpegUsesFirstExifSegmentAndIgnoresBadOnes) {
   // Garbage after the prefix, or a truncated TIFF header: the image loads upright.
   for (const Bytes& bad : {concat(kExifPrefix, Bytes{'g', 'a', 'r', 'b', 'a', 'g', 'e'}),
                            concat(kExifPrefix, Bytes{'I', 'I', 42}), kExifPrefix}) {
-    write_file(dir + "/bad.jpg", encode_jpeg(32, 16, rgb, {bad}));
+    test::write_bytes(dir + "/bad.jpg", rgb_jpeg(rgb, {bad}));
     const Image im = io::read_image(dir + "/bad.jpg", 3);
     EXPECT_EQ(im.width, 32);
     EXPECT_EQ(im.height, 16);

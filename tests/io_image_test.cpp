@@ -11,11 +11,9 @@
 #include <fstream>
 #include <functional>
 
-// libjpeg's header expects <cstdio> first.
-#include <jpeglib.h>
-
 #include "sdrt/base/error.hpp"
 #include "sdrt/io/image.hpp"
+#include "support/jpeg_encoder.hpp"
 #include "support/test_support.hpp"
 
 namespace sdrt {
@@ -63,33 +61,6 @@ std::string write_spng(const std::string& path, uint32_t w, uint32_t h, uint8_t 
   std::fclose(f);
   EXPECT_EQ(ret, 0) << spng_strerror(ret);
   return path;
-}
-
-std::string encode_jpeg(int w, int h, int components, J_COLOR_SPACE space, const std::vector<uint8_t>& pixels) {
-  jpeg_compress_struct c{};
-  jpeg_error_mgr err{};
-  c.err = jpeg_std_error(&err);
-  jpeg_create_compress(&c);
-  unsigned char* buffer = nullptr;
-  unsigned long size = 0;
-  jpeg_mem_dest(&c, &buffer, &size);
-  c.image_width = static_cast<JDIMENSION>(w);
-  c.image_height = static_cast<JDIMENSION>(h);
-  c.input_components = components;
-  c.in_color_space = space;
-  jpeg_set_defaults(&c);
-  jpeg_set_quality(&c, 100, TRUE);
-  c.comp_info[0].h_samp_factor = c.comp_info[0].v_samp_factor = 1;  // 4:4:4: no chroma smearing at edges
-  jpeg_start_compress(&c, TRUE);
-  while (c.next_scanline < c.image_height) {
-    JSAMPROW row = const_cast<uint8_t*>(pixels.data()) + static_cast<size_t>(c.next_scanline) * static_cast<size_t>(w * components);
-    jpeg_write_scanlines(&c, &row, 1);
-  }
-  jpeg_finish_compress(&c);
-  jpeg_destroy_compress(&c);
-  std::string out(reinterpret_cast<const char*>(buffer), size);
-  std::free(buffer);
-  return out;
 }
 
 // 16-bit samples as libspng's SPNG_FMT_PNG takes them (host-endian).
@@ -252,7 +223,7 @@ TEST(Jpeg, ReadsByContentAndConvertsLikePillow) {
     static const uint8_t colors[4][3] = {{200, 30, 60}, {20, 180, 90}, {128, 128, 128}, {250, 240, 10}};
     return colors[(x / 8) + 2 * (y / 8)][k];
   });
-  const auto path = write_bytes(dir + "/photo.png", encode_jpeg(16, 16, 3, JCS_RGB, rgb.pixels));  // JPEG named .png
+  const auto path = write_bytes(dir + "/photo.png", test::encode_jpeg(16, 16, 3, JCS_RGB, rgb.pixels));  // JPEG named .png
   const Image back = io::read_image(path, 3);
   EXPECT_EQ(back.width, 16);
   EXPECT_EQ(back.height, 16);
@@ -264,7 +235,7 @@ TEST(Jpeg, ReadsByContentAndConvertsLikePillow) {
     EXPECT_EQ(luma.pixels[i], pil_luma(back.pixels[3 * i], back.pixels[3 * i + 1], back.pixels[3 * i + 2])) << i;
 
   const Image gray = make(8, 8, 1, [](int, int, int) { return uint8_t{77}; });
-  const auto gpath = write_bytes(dir + "/gray.jpg", encode_jpeg(8, 8, 1, JCS_GRAYSCALE, gray.pixels));
+  const auto gpath = write_bytes(dir + "/gray.jpg", test::encode_jpeg(8, 8, 1, JCS_GRAYSCALE, gray.pixels));
   EXPECT_EQ(io::read_image(gpath, 3).pixels, std::vector<uint8_t>(8 * 8 * 3, 77));
   EXPECT_EQ(io::read_image(gpath, 1).pixels, gray.pixels);
 }
@@ -277,7 +248,7 @@ TEST(Jpeg, ReadsAdobeCmyk) {
     for (int i = 0; i < 64; ++i) v.insert(v.end(), {245, 235, 225, 215});
     return v;
   }();
-  const auto path = write_bytes(dir + "/cmyk.jpg", encode_jpeg(8, 8, 4, JCS_CMYK, cmyk));
+  const auto path = write_bytes(dir + "/cmyk.jpg", test::encode_jpeg(8, 8, 4, JCS_CMYK, cmyk));
   const Image im = io::read_image(path, 3);
   // Tolerance 1: the flat block's DC coefficient can round by one level at quality 100.
   std::vector<uint8_t> expected;
@@ -292,7 +263,7 @@ TEST(Image, RejectsBadFiles) {
   io::write_png(dir + "/ok.png", make(32, 32, 3, [](int x, int y, int k) { return static_cast<uint8_t>(x * y + k); }));
   const std::string png = read_bytes(dir + "/ok.png");
   const Image rgb = make(16, 16, 3, [](int x, int y, int) { return static_cast<uint8_t>(x * 16 + y); });
-  const std::string jpeg = encode_jpeg(16, 16, 3, JCS_RGB, rgb.pixels);
+  const std::string jpeg = test::encode_jpeg(16, 16, 3, JCS_RGB, rgb.pixels);
   const std::map<std::string, std::string> files = {
       {"cut.png", png.substr(0, png.size() / 2)},
       {"header_only.png", png.substr(0, 30)},

@@ -76,6 +76,16 @@ TEST(AttentionBf16, MatchesTheFp32Reference) {
   }
 }
 
+// One head at scale ln 2, where the kernel's base-2 scores are exact: finite, and within kTolerance of
+// the fp32 reference.
+void expect_close_at_scale_ln2(const Tensor& q, const Tensor& k, const Tensor& v) {
+  const float ln2 = std::log(2.0f);
+  const Tensor expected = cpu::attention_reference(q, k, v, 1, ln2, false);
+  const Tensor actual = cpu::attention_flash_bf16(q, k, v, 1, ln2, false);
+  for (int64_t i = 0; i < actual.numel(); ++i) ASSERT_TRUE(std::isfinite(actual.f32()[i])) << i;
+  EXPECT_LE(relative_error(actual, expected), kTolerance);
+}
+
 // Scores that rise by ~43 (base 2) per key block, so every block must move the softmax reference; that
 // fall; and that rise by ~11 per block, so the reference stays put over a few blocks. q and k hold
 // bf16-exact values and scale = ln 2 makes the base-2 scores exactly q . k: large scores would otherwise
@@ -102,11 +112,7 @@ TEST(AttentionBf16, FollowsScoresAcrossKeyBlocks) {
       const int64_t steps = (profile.falling ? nk - 1 - j : j) / profile.keys_per_step;
       for (int64_t t = 0; t < d; ++t) k.f32()[j * d + t] = 0.25f * static_cast<float>(steps + tick(gen));
     }
-    const float ln2 = std::log(2.0f);
-    const Tensor expected = cpu::attention_reference(q, k, v, 1, ln2, false);
-    const Tensor actual = cpu::attention_flash_bf16(q, k, v, 1, ln2, false);
-    for (int64_t i = 0; i < actual.numel(); ++i) ASSERT_TRUE(std::isfinite(actual.f32()[i])) << i;
-    EXPECT_LE(relative_error(actual, expected), kTolerance);
+    expect_close_at_scale_ln2(q, k, v);
   }
 }
 
@@ -119,11 +125,7 @@ TEST(AttentionBf16, SharpScoresStayStable) {
     const Tensor q = random({1, 40, 64}, seed, 6.0f).to(DType::BF16).to(DType::F32),
                  k = random({1, 300, 64}, seed + 1, 6.0f).to(DType::BF16).to(DType::F32),
                  v = random({1, 300, 64}, seed + 2, 1.0f);
-    const float ln2 = std::log(2.0f);
-    const Tensor expected = cpu::attention_reference(q, k, v, 1, ln2, false);
-    const Tensor actual = cpu::attention_flash_bf16(q, k, v, 1, ln2, false);
-    for (int64_t i = 0; i < actual.numel(); ++i) ASSERT_TRUE(std::isfinite(actual.f32()[i])) << i;
-    EXPECT_LE(relative_error(actual, expected), kTolerance);
+    expect_close_at_scale_ln2(q, k, v);
   }
 }
 
