@@ -14,8 +14,11 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: %s <model> <prompt> <out.png>\n", argv[0]);
     return 2;
   }
+  sdrt_load_options options;
+  sdrt_load_options_init(&options);
+  options.attention = "flash";
   sdrt_pipeline* pipe = NULL;
-  if (sdrt_pipeline_load(argv[1], NULL, &pipe) != 0) {
+  if (sdrt_pipeline_load(argv[1], &options, &pipe) != 0) {
     fprintf(stderr, "load failed: %s\n", sdrt_last_error());
     return 1;
   }

@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "sdrt/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -15,7 +17,6 @@ typedef struct sdrt_pipeline sdrt_pipeline;
 typedef struct {
   int reduce_memory;             /* 1: build each network just before use, free it after;
                                     2: also decode each layer's weights on every use (stream) */
-  const char* compute_units;     /* "cpu" or "all"; NULL = "all" */
   const char* compute_precision; /* NULL = "auto"; "float32", "bfloat16" */
   const char* attention;         /* NULL = "flash"; "original" */
   int vae_tile_size;             /* 0 = whole images; else decode/encode in tiles of this many pixels */
@@ -61,21 +62,23 @@ typedef struct {
 /* Called after each denoising step; return 0 to cancel generation. */
 typedef int (*sdrt_progress_fn)(int step, int step_count, void* user_data);
 
-const char* sdrt_version(void);
-const char* sdrt_last_error(void);
+SDRT_API const char* sdrt_version(void);
+SDRT_API const char* sdrt_last_error(void);
 
-void sdrt_generation_config_init(sdrt_generation_config* config);
+/* Fill the structs with their defaults; set the fields you need afterwards. */
+SDRT_API void sdrt_load_options_init(sdrt_load_options* options);
+SDRT_API void sdrt_generation_config_init(sdrt_generation_config* config);
 
 /* path: an sdrt bundle, a diffusers folder or a single-file checkpoint. options may be NULL. */
-int sdrt_pipeline_load(const char* path, const sdrt_load_options* options, sdrt_pipeline** out);
-void sdrt_pipeline_free(sdrt_pipeline* pipeline);
+SDRT_API int sdrt_pipeline_load(const char* path, const sdrt_load_options* options, sdrt_pipeline** out);
+SDRT_API void sdrt_pipeline_free(sdrt_pipeline* pipeline);
 
-int sdrt_generate(sdrt_pipeline* pipeline, const sdrt_generation_config* config, sdrt_progress_fn progress,
+SDRT_API int sdrt_generate(sdrt_pipeline* pipeline, const sdrt_generation_config* config, sdrt_progress_fn progress,
                   void* user_data, sdrt_result* out);
-void sdrt_result_free(sdrt_result* result);
+SDRT_API void sdrt_result_free(sdrt_result* result);
 
 /* Writes an image as PNG (atomically: no partial file on failure). */
-int sdrt_write_png(const char* path, const sdrt_image* image);
+SDRT_API int sdrt_write_png(const char* path, const sdrt_image* image);
 
 #ifdef __cplusplus
 }

@@ -88,7 +88,7 @@ void expect_failure(const std::string& args, const std::string& message) {
 TEST(CliCompression, BadOptionsFailClearly) {
   const std::string dir = test::make_temp_dir("cli-bad-compression");
   const std::string out = " -o " + shell_quote(dir + "/b");
-  expect_failure("convert " + tiny() + out + " --quantize-nbits 3", "--quantize-nbits must be 1, 2, 4, 6 or 8");
+  expect_failure("convert " + tiny() + out + " --quantize-nbits 3", "bits must be 1, 2, 4, 6 or 8 (got 3) (bits: --quantize-nbits");
   expect_failure("convert " + tiny() + out + " --weight-quantization int4", "--weight-quantization: unknown value 'int4'");
   expect_failure("convert " + tiny() + out + " --quantize-nbits 4 --quantize-psnr 30", "choose one of");
   EXPECT_FALSE(fs::exists(dir + "/b"));

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "sdrt/pipeline/pipeline.hpp"
+#include "sdrt/pipeline/pipeline_internal.hpp"
 #include "support/test_support.hpp"
 
 namespace sdrt {
@@ -194,7 +194,7 @@ TEST(PipelineDemoModel, CaptionChangesTheImage) {
 TEST(PipelineDemoModel, ShippedBundleMatchesTheDiffusersFolder) {
   auto folder = Pipeline::load(test::source_dir() + "/models/demo");
   auto bundle = Pipeline::load(test::source_dir() + "/models/demo-bundle");
-  EXPECT_EQ(bundle->source().format, "bundle");
+  EXPECT_EQ(pipeline::internals(*bundle).source().format, "bundle");
   GenerationConfig config;
   config.step_count = 20;
   config.guidance_scale = kGuidance;

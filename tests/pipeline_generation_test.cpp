@@ -100,13 +100,16 @@ TEST(PipelineGeneration, RejectsBadSettings) {
   EXPECT_NE(error_of(*p, c).find("strength"), std::string::npos);
   c = config();
   c.mask = io::Image{64, 64, 1, std::vector<uint8_t>(64 * 64, 255)};
-  EXPECT_NE(error_of(*p, c).find("starting image"), std::string::npos);
+  EXPECT_NE(error_of(*p, c).find("starting_image"), std::string::npos);
 }
 
-TEST(PipelineGeneration, UnknownComputeUnitsAreRejected) {
+// Options are checked before the model is opened: the message names the option, not the missing path.
+TEST(PipelineGeneration, BadOptionsAreRejectedBeforeAnyWork) {
   PipelineOptions o;
-  o.compute_units = "tpu";
-  EXPECT_THROW(Pipeline::load(test::reference_path("models/sd1-tiny"), o), Error);
+  o.vae_tile_size = -1;
+  const std::string message = test::error_message([&] { Pipeline::load("/nonexistent/model", o); });
+  EXPECT_NE(message.find("vae_tile_size"), std::string::npos) << message;
+  EXPECT_EQ(message.find("nonexistent"), std::string::npos) << message;
 }
 
 }  // namespace

@@ -86,7 +86,7 @@ TEST_P(ReferencePipeline, MatchesDiffusers) {
   const std::string name = GetParam();
   const auto c = test::read_json(case_path(name, ".json"));
   auto pipe = load_case_model(c, "auto");
-  ASSERT_EQ(pipe->backend_options().compute, kernels::ComputeType::F32) << "float32 models compute in fp32";
+  ASSERT_EQ(pipe->compute_precision(), "float32") << "float32 models compute in fp32";
   const auto result = pipe->generate(case_config(name, c));
   std::vector<io::Image> expected;
   for (const auto& png : c.at("png")) expected.push_back(io::read_image(test::reference_path("cases/pipelines/" + png.get<std::string>()), 3));
@@ -114,10 +114,10 @@ TEST_P(ReferencePipeline, Bf16ComputeIsCloseToFp32) {
   const double db = test::psnr(image_tensor(bf16.images), image_tensor(fp32.images), 255.0);
   std::printf("%s: bf16 vs fp32 PSNR %.1f dB\n", name.c_str(), db);
   if (kernels::cpu_has_bf16()) {
-    EXPECT_EQ(bf16_pipe->backend_options().compute, kernels::ComputeType::BF16);
+    EXPECT_EQ(bf16_pipe->compute_precision(), "bfloat16");
     EXPECT_GE(db, kMinBf16Psnr) << name;
   } else {
-    EXPECT_EQ(bf16_pipe->backend_options().compute, kernels::ComputeType::F32);
+    EXPECT_EQ(bf16_pipe->compute_precision(), "float32");
     EXPECT_EQ(db, 200.0) << name << ": the fp32 fallback must reproduce the fp32 images (psnr() gives 200 for equal)";
   }
 }

@@ -85,6 +85,10 @@ void sdrt_generation_config_init(sdrt_generation_config* c) {
   c->strength = 1.0f;
 }
 
+void sdrt_load_options_init(sdrt_load_options* o) {
+  std::memset(o, 0, sizeof *o);
+}
+
 int sdrt_pipeline_load(const char* path, const sdrt_load_options* options, sdrt_pipeline** out) {
   return guarded([&] {
     if (!path || !out) throw sdrt::Error("path and out must not be NULL");
@@ -94,7 +98,6 @@ int sdrt_pipeline_load(const char* path, const sdrt_load_options* options, sdrt_
         throw sdrt::Error("reduce_memory must be 0, 1 or 2 (got " + std::to_string(options->reduce_memory) + ")");
       o.reduce_memory = options->reduce_memory != 0;
       o.stream_weights = options->reduce_memory == 2;
-      if (options->compute_units) o.compute_units = options->compute_units;
       if (options->compute_precision) o.compute_precision = options->compute_precision;
       if (options->attention) o.attention = options->attention;
       o.vae_tile_size = options->vae_tile_size;

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/compression_flags.hpp"
 #include "sdrt/base/error.hpp"
 #include "sdrt/kernels/backend.hpp"
 #include "sdrt/models/autoencoder_kl.hpp"
@@ -27,7 +28,7 @@
 #include "sdrt/pipeline/conversion_check.hpp"
 #include "sdrt/pipeline/model_compression.hpp"
 #include "sdrt/pipeline/precision.hpp"
-#include "sdrt/pipeline/pipeline.hpp"
+#include "sdrt/pipeline/pipeline_internal.hpp"
 #include "sdrt/tokenizer/clip_tokenizer.hpp"
 
 namespace sdrt::cli {
@@ -69,7 +70,7 @@ void validate(const BenchArgs& a) {
     throw Error("give exactly one of --resource-path and --architecture");
   if (!a.architecture.empty()) pipeline::architecture(a.architecture);  // throws listing the known names
   if (a.precision) pipeline::precision_name(*a.precision);
-  a.compression.validate();
+  validate_compression_flags(a.compression);
   if ((a.compression.enabled() || a.check) && a.architecture.empty())
     throw Error("--quantize-*, --weight-quantization and --check-output-correctness apply to --architecture; "
                 "convert a model with them to benchmark it compressed");
@@ -269,7 +270,7 @@ Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int widt
   });
   phase("generation", [&] {
     const auto load_start = std::chrono::steady_clock::now();
-    auto pipe = Pipeline::from_source(src, options);
+    auto pipe = pipeline::make_pipeline(src, options);
     t.load_s = seconds_since(load_start);
     GenerationConfig config;
     config.prompt = kPrompt;

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "cli/commands.hpp"
+#include "cli/compression_flags.hpp"
 #include "cli/progress.hpp"
 #include "sdrt/base/error.hpp"
 #include "sdrt/pipeline/bundle.hpp"
@@ -46,7 +47,7 @@ int run_convert(const ConvertArgs& a) {
   if (!a.weight_quantization.empty() && a.weight_quantization != "int8")
     throw Error("--weight-quantization: unknown value '" + a.weight_quantization + "' (int8)");
   compression.int8 = a.weight_quantization == "int8";
-  compression.validate();
+  validate_compression_flags(compression);
   pipeline::ModelSource source = pipeline::open_model_source(a.source, so);
   for (const auto& dir : a.controlnets)
     source.controlnets[pipeline::controlnet_bundle_name(dir)] = pipeline::open_component_folder(dir);

@@ -116,7 +116,6 @@ int run_generate(GenerateArgs& a) {
     throw Error("--reduce-memory: unknown value '" + a.reduce_memory + "' (on or stream)");
   options.reduce_memory = !a.reduce_memory.empty();
   options.stream_weights = a.reduce_memory == "stream";
-  options.compute_units = a.compute_units;
   options.compute_precision = a.compute_precision;
   options.attention = a.attention;
   options.vae_tile_size = a.vae_tile_size;
@@ -186,7 +185,10 @@ Command add_generate(CLI::App& app) {
   app.add_option("--vae-tiling", a->vae_tile_size,
                  "Decode/encode in overlapping tiles of this many pixels (e.g. 512; 0: whole images)")
       ->capture_default_str();
-  app.add_option("--compute-units", a->compute_units, "cpu or all")->check(CLI::IsMember({"cpu", "all"}))->capture_default_str();
+  // Apple's flag and values, accepted so that its command lines run unchanged; sdrt computes on the CPU only today.
+  app.add_option("--compute-units", a->compute_units, "accepted for Apple compatibility; CPU only today")
+      ->check(CLI::IsMember({"all", "cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine", "cpu"}))
+      ->capture_default_str();
   app.add_option("--width", a->width, "Image width, a multiple of 8 (default: the model's native size)");
   app.add_option("--height", a->height, "Image height, a multiple of 8 (default: the model's native size)");
   app.add_option("--image", a->image, "Starting image (PNG or JPEG) for image-to-image or inpainting");

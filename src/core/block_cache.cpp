@@ -2,9 +2,11 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <list>
 #include <mutex>
+#include <set>
 
 #include "sdrt/core/tensor.hpp"
 
@@ -28,8 +30,20 @@ struct Cache {
   std::mutex mutex;
   std::list<Cached> blocks;  // oldest release first
   size_t bytes = 0;
-  size_t limit = size_t{512} << 20;
+  size_t limit = kDefaultCachedMemoryLimit;       // in force: the smallest of the two below
+  size_t process_limit = kDefaultCachedMemoryLimit;  // set_cached_memory_limit
+  std::multiset<size_t> use_limits;                  // one per live BufferCacheUse
   BufferStats stats;
+
+  void apply_limits() {
+    limit = use_limits.empty() ? process_limit : std::min(process_limit, *use_limits.begin());
+    trim_to(limit);
+  }
+  void release_all() {
+    trim_to(0);
+    // Packed weights under malloc's mmap threshold live in its heap; give the freed pages back too.
+    malloc_trim(0);
+  }
 
   // Frees the blocks released longest ago first: a VAE pass's large buffers must not be pushed out by
   // the many small ones an earlier UNet step left.
@@ -92,8 +106,29 @@ void release_block(void* p, size_t size) {
 void set_cached_memory_limit(size_t bytes) {
   detail::Cache& c = detail::cache();
   std::lock_guard lock(c.mutex);
-  c.limit = bytes;
-  c.trim_to(bytes);
+  c.process_limit = bytes;
+  c.apply_limits();
+}
+
+BufferCacheUse::BufferCacheUse(size_t limit) : limit_(limit) {
+  detail::Cache& c = detail::cache();
+  std::lock_guard lock(c.mutex);
+  c.use_limits.insert(limit_);
+  c.apply_limits();
+}
+
+BufferCacheUse::~BufferCacheUse() {
+  detail::Cache& c = detail::cache();
+  std::lock_guard lock(c.mutex);
+  c.use_limits.erase(c.use_limits.find(limit_));
+  c.apply_limits();
+  if (c.use_limits.empty()) c.release_all();
+}
+
+void release_cached_memory_unless_shared() {
+  detail::Cache& c = detail::cache();
+  std::lock_guard lock(c.mutex);
+  if (c.use_limits.size() <= 1) c.release_all();
 }
 
 BufferStats buffer_stats() {
@@ -105,9 +140,7 @@ BufferStats buffer_stats() {
 void release_cached_memory() {
   detail::Cache& c = detail::cache();
   std::lock_guard lock(c.mutex);
-  c.trim_to(0);
-  // Packed weights under malloc's mmap threshold live in its heap; give the freed pages back too.
-  malloc_trim(0);
+  c.release_all();
 }
 
 }  // namespace sdrt

@@ -89,7 +89,7 @@ DenoiseInputs prepare_denoise_inputs(Networks& nets, const GenerationConfig& c, 
   const Shape shape{batch, nets.latent_channels(), height / f, width / f};
   const float scaling = nets.source().vae->config.value("scaling_factor", 0.18215f);
   const bool inpaint_unet = nets.unet_in_channels() == 9;
-  if (inpaint_unet && !c.mask) throw Error(nets.source().path + ": this is an inpainting model: give --image and --mask");
+  if (inpaint_unet && !c.mask) throw Error(nets.source().path + ": this is an inpainting model: give a starting_image and a mask");
 
   for (const auto& ctl : c.controls) {
     const io::Image img = fit_image(ctl.image, width, height, "ControlNet input", notes);

@@ -120,14 +120,14 @@ nlohmann::ordered_json compress_mixed(ComponentData& c, const CompressionOptions
 
 void CompressionOptions::validate() const {
   const int modes = (bits > 0) + int8 + (target_psnr > 0);
-  if (modes > 1) throw Error("choose one of --quantize-nbits, --weight-quantization int8 and --quantize-psnr");
+  if (modes > 1) throw Error("compression: choose one of bits, int8 and target_psnr");
   if (bits != 0 && !valid_bits(bits))
-    throw Error("--quantize-nbits must be 1, 2, 4, 6 or 8 (got " + std::to_string(bits) + ")");
+    throw Error("compression: bits must be 1, 2, 4, 6 or 8 (got " + std::to_string(bits) + ")");
   if (target_psnr < 0 || !std::isfinite(target_psnr))
-    throw Error("--quantize-psnr must be a positive number of dB");
-  if (group_size < 0) throw Error("--quantize-group-size must be positive");
-  if (min_elements < 1) throw Error("the minimum compressed layer size must be positive");
-  if (group_size > 0 && int8) throw Error("--quantize-group-size applies to palettization, not int8");
+    throw Error("compression: target_psnr must be a positive number of dB");
+  if (group_size < 0) throw Error("compression: group_size must be positive");
+  if (min_elements < 1) throw Error("compression: min_elements must be positive");
+  if (group_size > 0 && int8) throw Error("compression: group_size applies to palettization, not int8");
 }
 
 CompressionReport compress_model(ModelSource& src, const CompressionOptions& o,
@@ -142,7 +142,7 @@ CompressionReport compress_model(ModelSource& src, const CompressionOptions& o,
   if (src.text_encoder) run("text_encoder", *src.text_encoder, text_encoder_check_output);
   if (src.unet) {
     if (o.target_psnr > 0 && !src.text_encoder)
-      throw Error(src.path + ": --quantize-psnr needs the text encoder's config to drive the UNet");
+      throw Error(src.path + ": compression with a target_psnr needs the text encoder's config to drive the UNet");
     const ComponentData text = src.text_encoder ? *src.text_encoder : ComponentData{};
     run("unet", *src.unet, [&](const ComponentData& u) { return unet_check_output(u, text); });
   }

@@ -1,5 +1,7 @@
 #include "sdrt/pipeline/model_source.hpp"
 
+#include <dlfcn.h>
+
 #include <filesystem>
 
 #include "sdrt/base/error.hpp"
@@ -100,16 +102,23 @@ std::string detect_family(const nlohmann::json& text_encoder_config, const std::
   return "sd1";
 }
 
+// <prefix>/bin/sdrt (static CLI) or <prefix>/<libdir>/libsdrt.so: the folder of the binary this code is in.
+static fs::path this_binary_dir() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&default_tokenizer_dir), &info) == 0 || !info.dli_fname) return {};
+  std::error_code ec;
+  const fs::path binary = fs::canonical(info.dli_fname, ec);
+  return ec ? fs::path() : binary.parent_path();
+}
+
 std::string default_tokenizer_dir() {
   if (const char* env = std::getenv("SDRT_TOKENIZER_DIR")) return env;
-  // Installed next to the binary (<prefix>/share/sdrt), else the source tree this was built from.
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    const fs::path installed = exe.parent_path().parent_path() / "share" / "sdrt" / "clip-tokenizer";
-    if (fs::exists(installed / "vocab.json")) return installed.string();
-  }
-  return SDRT_SOURCE_RESOURCES "/clip-tokenizer";
+  // Installed under the same prefix as the binary; in the build tree, <build>/share/sdrt holds a copy.
+  const fs::path dir = this_binary_dir();
+  for (const fs::path& data : {dir / SDRT_BINDIR_TO_DATADIR, dir / SDRT_LIBDIR_TO_DATADIR, dir / "share/sdrt"})
+    if (!dir.empty() && fs::exists(data / "clip-tokenizer" / "vocab.json")) return (data / "clip-tokenizer").lexically_normal().string();
+  throw Error("the CLIP tokenizer files installed with sdrt were not found near " + dir.string() +
+              " (expected <prefix>/share/sdrt/clip-tokenizer); set SDRT_TOKENIZER_DIR or give tokenizer_dir");
 }
 
 namespace {

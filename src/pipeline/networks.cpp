@@ -49,7 +49,7 @@ io::Image to_image(const float* chw, int64_t h, int64_t w) {
 template <class T>
 void release(std::unique_ptr<T>& network) {
   network.reset();
-  release_cached_memory();
+  release_cached_memory_unless_shared();
 }
 
 }  // namespace
@@ -85,9 +85,17 @@ int Networks::latent_factor() const {
   return 1 << (static_cast<int>(blocks.size()) - 1);
 }
 
-int Networks::native_size() const {
-  return source_.unet->config.value("sample_size", 64) * latent_factor();
+// diffusers' sample_size is one side or a (height, width) pair, in latent pixels.
+int Networks::native_side(size_t axis) const {
+  const auto& size = source_.unet->config.contains("sample_size") ? source_.unet->config.at("sample_size") : nlohmann::json(64);
+  const auto& side = size.is_array() && size.size() == 2 ? size.at(axis) : size;
+  if (!side.is_number_integer() || side.get<int64_t>() <= 0 || side.get<int64_t>() > 4096)
+    throw Error(source_.path + ": the UNet's sample_size " + size.dump() + " is not a positive size or (height, width) pair");
+  return side.get<int>() * latent_factor();
 }
+
+int Networks::native_height() const { return native_side(0); }
+int Networks::native_width() const { return native_side(1); }
 
 int64_t Networks::latent_channels() const { return source_.vae->config.value("latent_channels", 4); }
 int64_t Networks::unet_in_channels() const { return source_.unet->config.value("in_channels", 4); }
@@ -103,7 +111,7 @@ void Networks::release_denoisers() {
   if (!reduce_memory_) return;
   unet_.reset();
   controlnets_.clear();
-  release_cached_memory();
+  release_cached_memory_unless_shared();
 }
 
 models::CLIPTextModel& Networks::text_encoder() {
@@ -158,7 +166,7 @@ std::vector<io::Image> Networks::decode_images(const Tensor& latents) {
 }
 
 models::LatentDistribution Networks::encode_image(const Tensor& x) {
-  if (!source_.has_vae_encoder) throw Error(source_.path + ": the model has no VAE encoder (convert it with --convert-vae-encoder)");
+  if (!source_.has_vae_encoder) throw Error(source_.path + ": the model has no VAE encoder (convert it with the VAE encoder)");
   auto dist = vae_tile_size_ > 0 ? models::tiled_encode(vae(), x, vae_tiling()) : vae().encode(x);
   if (reduce_memory_) release(vae_);
   return dist;

@@ -8,7 +8,7 @@
 #include "sdrt/pipeline/denoise_inputs.hpp"
 #include "sdrt/pipeline/bundle.hpp"
 #include "sdrt/pipeline/networks.hpp"
-#include "sdrt/pipeline/pipeline.hpp"
+#include "sdrt/pipeline/pipeline_internal.hpp"
 #include "sdrt/pipeline/precision.hpp"
 #include "sdrt/rng/random_source.hpp"
 #include "sdrt/schedulers/scheduler.hpp"
@@ -29,7 +29,7 @@ void validate(const GenerationConfig& c, int width, int height, int latent_facto
   if (static_cast<int64_t>(width) * height > 4096LL * 4096LL) throw Error("image size " + std::to_string(width) + "x" + std::to_string(height) + " is too large");
   if (!std::isfinite(c.guidance_scale)) throw Error("guidance scale must be a finite number");
   if (!(c.strength >= 0.0f && c.strength <= 1.0f)) throw Error("strength must be between 0 and 1");
-  if (c.mask && !c.starting_image) throw Error("a mask needs a starting image (--image)");
+  if (c.mask && !c.starting_image) throw Error("a mask needs a starting_image");
 }
 
 // noise_pred_uncond + g * (noise_pred_text - noise_pred_uncond), as diffusers writes it.
@@ -43,27 +43,32 @@ Tensor apply_guidance(const Tensor& noise_pred, float g) {
   return out;
 }
 
-class StableDiffusionPipeline final : public Pipeline {
+class StableDiffusionPipeline final : public pipeline::PipelineInternals {
  public:
   StableDiffusionPipeline(pipeline::ModelSource source, const PipelineOptions& options)
       : backend_(kernels::cpu_backend(pipeline::backend_options(options.compute_precision, options.attention,
                                                                 options.stream_weights, source.precision))),
-        networks_(std::move(source), options.reduce_memory || options.stream_weights, backend_, options.vae_tile_size) {
-    if (options.vae_tile_size < 0) throw Error("vae_tile_size must be >= 0 (got " + std::to_string(options.vae_tile_size) + ")");
-    // Streaming trades speed for memory throughout: no buffers kept for reuse either (process-wide).
-    if (options.stream_weights) set_cached_memory_limit(0);
-  }
+        networks_(std::move(source), options.reduce_memory || options.stream_weights, backend_, options.vae_tile_size),
+        // Streaming trades speed for memory throughout: no buffers kept for reuse either.
+        cache_limit_(options.stream_weights ? 0 : kDefaultCachedMemoryLimit) {}
 
   const pipeline::ModelSource& source() const override { return networks_.source(); }
   const kernels::BackendOptions& backend_options() const override { return networks_.backend().options(); }
-  int native_width() const override { return networks_.native_size(); }
-  int native_height() const override { return networks_.native_size(); }
+  std::string model_family() const override { return networks_.source().family; }
+  std::string compute_precision() const override {
+    return backend_options().compute == kernels::ComputeType::BF16 ? "bfloat16" : "float32";
+  }
+  int native_width() const override { return networks_.native_width(); }
+  int native_height() const override { return networks_.native_height(); }
   std::string default_scheduler() const override {
     return schedulers::make_scheduler(networks_.source().scheduler_class, networks_.source().scheduler_config)->name();
   }
 
   GenerationResult generate(const GenerationConfig& c, const ProgressCallback& progress) override {
     const auto start = std::chrono::steady_clock::now();
+    // Releases this generation's cached buffers when it ends, unless another pipeline is generating:
+    // an idle pipeline keeps its weights, not its last VAE pass's buffers.
+    const BufferCacheUse cache_use(cache_limit_);
     GenerationResult result;
     result.width = c.width ? c.width : native_width();
     result.height = c.height ? c.height : native_height();
@@ -117,32 +122,43 @@ class StableDiffusionPipeline final : public Pipeline {
     networks_.release_denoisers();
     result.images = networks_.decode_images(latents);
     result.nsfw = c.disable_safety ? std::vector<bool>(result.images.size(), false) : networks_.check_safety(result.images);
-    release_cached_memory();  // an idle pipeline keeps its weights, not the last VAE pass's buffers
     return result;
   }
 
  private:
   kernels::Backend& backend_;  // before networks_, which is built on it
   Networks networks_;
+  size_t cache_limit_;
 };
-
-void check_compute_units(const PipelineOptions& options) {
-  if (options.compute_units != "cpu" && options.compute_units != "all")
-    throw Error("unknown compute units '" + options.compute_units + "' (use cpu or all)");
-}
 
 }  // namespace
 
+Pipeline::~Pipeline() = default;
+
 std::unique_ptr<Pipeline> Pipeline::load(const std::string& path, const PipelineOptions& options) {
-  check_compute_units(options);
+  pipeline::check_options(options);
   pipeline::ModelSource source = pipeline::open_model_source(path, options.source);
-  return from_source(std::move(source), options);
+  return pipeline::make_pipeline(std::move(source), options);
 }
 
-std::unique_ptr<Pipeline> Pipeline::from_source(pipeline::ModelSource source, const PipelineOptions& options) {
-  check_compute_units(options);
-  for (const auto& dir : options.controlnet_folders) source.controlnets[pipeline::controlnet_bundle_name(dir)] = pipeline::open_component_folder(dir);
+namespace pipeline {
+
+void check_options(const PipelineOptions& options) {
+  if (options.vae_tile_size < 0) throw Error("vae_tile_size must be >= 0 (got " + std::to_string(options.vae_tile_size) + ")");
+  backend_options(options.compute_precision, options.attention, options.stream_weights, "float32");  // names a bad value
+}
+
+std::unique_ptr<PipelineInternals> make_pipeline(ModelSource source, const PipelineOptions& options) {
+  check_options(options);
+  for (const auto& dir : options.controlnet_folders) source.controlnets[controlnet_bundle_name(dir)] = open_component_folder(dir);
   return std::make_unique<StableDiffusionPipeline>(std::move(source), options);
 }
 
+const PipelineInternals& internals(const Pipeline& p) {
+  const auto* internal = dynamic_cast<const PipelineInternals*>(&p);
+  if (!internal) throw Error("not a pipeline made by this library");
+  return *internal;
+}
+
+}  // namespace pipeline
 }  // namespace sdrt

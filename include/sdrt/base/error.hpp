@@ -3,15 +3,17 @@
 #include <stdexcept>
 #include <string>
 
+#include "sdrt/export.h"
+
 namespace sdrt {
 
-class Error : public std::runtime_error {
+class SDRT_API Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
 // Raised when a caller cancels a long operation through a progress callback.
-class Cancelled : public Error {
+class SDRT_API Cancelled : public Error {
  public:
   Cancelled() : Error("cancelled") {}
 };

@@ -86,8 +86,25 @@ int64_t shape_numel(const Shape& shape);
 // freed, are kept so that repeated steps and VAE passes allocate without page faults); call after a
 // network is done to lower memory.
 void release_cached_memory();
-// Changes that limit (0 turns the reuse off; --reduce-memory=stream does that).
+// Changes that limit for the whole process (0 turns the reuse off); sdrt bench uses it.
 void set_cached_memory_limit(size_t bytes);
+// One generation's use of the buffer cache. The cache and malloc's free pages are shared by the whole
+// process, so pipelines running at once must not empty or shrink it under each other: the cache keeps
+// the smallest limit any live use asks for (streaming asks for 0), and it is released when the last
+// use ends.
+class BufferCacheUse {
+ public:
+  explicit BufferCacheUse(size_t limit);
+  ~BufferCacheUse();
+  BufferCacheUse(const BufferCacheUse&) = delete;
+  BufferCacheUse& operator=(const BufferCacheUse&) = delete;
+
+ private:
+  size_t limit_;
+};
+inline constexpr size_t kDefaultCachedMemoryLimit = size_t{512} << 20;
+// release_cached_memory(), unless another BufferCacheUse than the caller's is alive (then nothing).
+void release_cached_memory_unless_shared();
 // Counts of large buffer requests (1 MiB and up) since the process started: served from the cache, or
 // freshly allocated (and so page-faulted in when first written). A repeated UNet step should need no
 // fresh ones.

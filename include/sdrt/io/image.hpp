@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "sdrt/export.h"
+
 namespace sdrt::io {
 
 struct Image {
@@ -26,15 +28,15 @@ using TextChunks = std::vector<std::pair<std::string, std::string>>;  // (keywor
 // * The EXIF orientation (JPEG APP1 Exif, PNG eXIf) is applied as diffusers' load_image does (exif_transpose).
 // Throws sdrt::Error naming the file when it is unreadable, truncated, corrupt, of another format or larger
 // than Pillow's decompression-bomb limit (178956970 pixels).
-Image read_image(const std::string& path, int channels);
+SDRT_API Image read_image(const std::string& path, int channels);
 
 // Writes an 8-bit PNG (channels 1 = gray, 3 = RGB, 4 = RGBA) with one text chunk per pair, in order: tEXt
 // when the text is Latin-1, iTXt (UTF-8) otherwise, as Pillow's PngInfo.add_text does. Keywords must be
 // 1-79 Latin-1 characters without leading, trailing or double spaces; texts must not contain NUL. The file
 // is written under a temporary name in the same folder and renamed into place, so no partial PNG is left.
-void write_png(const std::string& path, const Image& image, const TextChunks& text_chunks = {});
+SDRT_API void write_png(const std::string& path, const Image& image, const TextChunks& text_chunks = {});
 
 // The tEXt, zTXt and iTXt chunks of a PNG, in file order, as UTF-8.
-TextChunks read_png_text(const std::string& path);
+SDRT_API TextChunks read_png_text(const std::string& path);
 
 }  // namespace sdrt::io

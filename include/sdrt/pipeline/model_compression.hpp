@@ -23,7 +23,7 @@ struct CompressionOptions {
   // that the tiny reference models get compressed too.
   int64_t min_elements = kMinCompressedElements;
   bool enabled() const { return bits > 0 || int8 || target_psnr > 0; }
-  // Throws naming the bad option (bit width, conflicting modes, group size, PSNR).
+  // Throws naming the bad field (bits, int8, target_psnr, group_size, min_elements).
   void validate() const;
 };
 

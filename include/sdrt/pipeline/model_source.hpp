@@ -7,6 +7,7 @@
 #include <string>
 
 #include "sdrt/core/weights.hpp"
+#include "sdrt/pipeline/source_options.hpp"
 
 namespace sdrt::pipeline {
 
@@ -34,14 +35,6 @@ struct ModelSource {
   nlohmann::json feature_extractor_config;  // CLIPImageProcessor settings for the safety checker
   TokenizerFiles tokenizer;
   std::map<std::string, ComponentData> controlnets;  // by bundle name
-};
-
-struct SourceOptions {
-  std::optional<std::string> prediction_type;  // single files: epsilon or v_prediction
-  std::optional<std::string> tokenizer_dir;    // single files: where vocab.json/merges.txt live
-  // single files: the text encoder's head count, which no tensor shape shows (default hidden size / 64)
-  std::optional<int64_t> text_encoder_heads;
-  bool verify_checksums = true;                // bundles
 };
 
 // Detects the form of `path` (a folder with manifest.json or model_index.json, or a checkpoint file)

@@ -37,7 +37,8 @@ class Networks {
   const ModelSource& source() const { return source_; }
   kernels::Backend& backend() const { return backend_; }
   // Native output size in pixels (UNet sample size times the VAE factor).
-  int native_size() const;
+  int native_width() const;   // the UNet's sample size in pixels
+  int native_height() const;
   int latent_factor() const;  // 2^(VAE levels - 1)
   int64_t latent_channels() const;
   int64_t unet_in_channels() const;
@@ -60,6 +61,7 @@ class Networks {
                                      const Tensor& sample, const std::vector<float>& timesteps, const Tensor& embeds);
 
  private:
+  int native_side(size_t axis) const;
   ModelSource source_;
   bool reduce_memory_;
   int vae_tile_size_;

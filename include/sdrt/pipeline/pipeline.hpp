@@ -1,4 +1,5 @@
-// The library's front door: load a model once, generate images from prompts.
+// The library's front door: load a model once, generate images from prompts. Installed with
+// libsdrt.so: it includes only the other installed headers (image, errors, source options).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -7,9 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "sdrt/base/error.hpp"
+#include "sdrt/export.h"
 #include "sdrt/io/image.hpp"
-#include "sdrt/kernels/backend.hpp"
-#include "sdrt/pipeline/model_source.hpp"
+#include "sdrt/pipeline/source_options.hpp"
 
 namespace sdrt {
 
@@ -20,7 +22,6 @@ struct PipelineOptions {
   // Also keep no prepared copy of the weights: decode each layer's from the mapped file on every use
   // (--reduce-memory=stream; implies reduce_memory).
   bool stream_weights = false;
-  std::string compute_units = "cpu";  // cpu | all (all = every device sdrt can use; the CPU today)
   // auto: a float32 model computes in fp32, a float16/bfloat16 one in bf16 where the CPU multiplies
   // bf16 natively (else fp32); or float32 | bfloat16 (fp32 | bf16) to choose.
   std::string compute_precision = "auto";
@@ -77,17 +78,19 @@ struct GenerationResult {
   std::vector<std::string> notes;  // e.g. "input image resized from 80x80 to 64x64 (bicubic)"
 };
 
-class Pipeline {
+// Pipelines are independent: several may be loaded and used from different threads at once (one
+// generate call at a time per pipeline); each gives the images it gives alone.
+class SDRT_API Pipeline {
  public:
-  // path: an sdrt bundle, a diffusers folder or a single-file checkpoint.
+  // path: an sdrt bundle, a diffusers folder or a single-file checkpoint. Throws sdrt::Error naming
+  // the path, file or option at fault, before any network is built when an option is invalid.
   static std::unique_ptr<Pipeline> load(const std::string& path, const PipelineOptions& options = {});
-  // A model already in memory (e.g. pipeline::random_model_source); options.source is not used.
-  static std::unique_ptr<Pipeline> from_source(pipeline::ModelSource source, const PipelineOptions& options = {});
-  virtual ~Pipeline() = default;
+  virtual ~Pipeline();
+  // Throws sdrt::Error for an invalid config, sdrt::Cancelled when the callback returns false.
   virtual GenerationResult generate(const GenerationConfig& config, const ProgressCallback& progress = {}) = 0;
-  virtual const pipeline::ModelSource& source() const = 0;
-  // What the networks compute in, after `auto` and the CPU's features were resolved.
-  virtual const kernels::BackendOptions& backend_options() const = 0;
+  virtual std::string model_family() const = 0;        // "sd1" or "sd2"
+  // What the networks compute in after `auto` and the CPU's features were resolved: float32 | bfloat16.
+  virtual std::string compute_precision() const = 0;
   virtual int native_width() const = 0;
   virtual int native_height() const = 0;
   virtual std::string default_scheduler() const = 0;  // sdrt name of the model's own scheduler

@@ -1,0 +1,17 @@
+// How a model is opened: options for single-file checkpoints and bundles. Part of the installed API.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace sdrt::pipeline {
+
+struct SourceOptions {
+  std::optional<std::string> prediction_type;  // single files: epsilon or v_prediction
+  std::optional<std::string> tokenizer_dir;    // single files: where vocab.json/merges.txt live
+  // single files: the text encoder's head count, which no tensor shape shows (default hidden size / 64)
+  std::optional<int64_t> text_encoder_heads;
+  bool verify_checksums = true;                // bundles
+};
+
+}  // namespace sdrt::pipeline
