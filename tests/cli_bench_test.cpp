@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sdrt/core/cpu_features.hpp"
 #include "sdrt/kernels/backend.hpp"
 
 #include "support/cli_support.hpp"
@@ -41,6 +42,7 @@ TEST(CliBench, JsonReportOnTheTinyModel) {
   EXPECT_EQ(j["resource_path"], model);
   EXPECT_GT(j["peak_rss_bytes"].get<int64_t>(), 0);
   EXPECT_FALSE(j["cpu_isa"].get<std::string>().empty());
+  EXPECT_EQ(j["cpu_features"], sdrt::cpu_features().summary());
   for (const char* key : {"reused", "fresh", "fresh_bytes"}) EXPECT_GE(j["unet_step_buffers"][key].get<int64_t>(), 0);
   // The whole generation runs the text encoder, two UNet steps and a decode at least.
   EXPECT_GT(j["total_s"].get<double>(), j["unet_step_s"].get<double>());

@@ -18,6 +18,7 @@
 #include "cli/commands.hpp"
 #include "cli/compression_flags.hpp"
 #include "sdrt/base/error.hpp"
+#include "sdrt/core/cpu_features.hpp"
 #include "sdrt/kernels/backend.hpp"
 #include "sdrt/models/autoencoder_kl.hpp"
 #include "sdrt/models/autoencoder_kl_tiling.hpp"
@@ -303,6 +304,7 @@ nlohmann::json report(const BenchArgs& a, const pipeline::ModelSource& src, cons
                    {"compute_precision", kernels::compute_type_name(granted.compute)},
                    {"threads", omp_get_max_threads()},
                    {"cpu_isa", kernels::cpu_isa_name()},
+                   {"cpu_features", cpu_features().summary()},
                    {"attention", kernels::attention_kind_name(granted.attention)},
                    {"reduce_memory", a.reduce_memory.empty() ? "off" : a.reduce_memory},
                    {"vae_tile_size", a.vae_tile_size},
@@ -333,7 +335,8 @@ void print_table(const nlohmann::json& j) {
               j["precision"].get<std::string>().c_str(), j["compute_precision"].get<std::string>().c_str(),
               j["threads"].get<int>(), j["attention"].get<std::string>().c_str(),
               j["reduce_memory"].get<std::string>().c_str());
-  std::printf("oneDNN ISA       %s\n", j["cpu_isa"].get<std::string>().c_str());
+  std::printf("oneDNN ISA       %s; sdrt kernels: %s\n", j["cpu_isa"].get<std::string>().c_str(),
+              j["cpu_features"].get<std::string>().c_str());
   std::printf("text encoder     %10.4f s  (batch 2)\n", j["text_encoder_s"].get<double>());
   std::printf("UNet step        %10.4f s  (batch 2; %lld buffers reused, %lld fresh)\n", j["unet_step_s"].get<double>(),
               static_cast<long long>(j["unet_step_buffers"]["reused"].get<int64_t>()),

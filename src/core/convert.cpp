@@ -8,26 +8,22 @@
 
 #include "sdrt/base/error.hpp"
 #include "sdrt/base/half.hpp"
+#include "sdrt/core/cpu_features.hpp"
 
 namespace sdrt {
 namespace {
 
 bool is_storage_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
-bool cpu_has_f16c() {
-  static const bool has = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
-  return has;
-}
-
 // F16 -> F32 eight at a time with the F16C instruction (the scalar path handles the tail).
-__attribute__((target("f16c,avx2"))) void f16_to_f32_f16c(const uint16_t* s, float* d, int64_t n) {
+SDRT_AVX2_F16C void f16_to_f32_f16c(const uint16_t* s, float* d, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
     _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
   for (; i < n; ++i) d[i] = f16_to_f32(s[i]);
 }
 
-__attribute__((target("f16c,avx2"))) void f32_to_f16_f16c(const float* s, uint16_t* d, int64_t n) {
+SDRT_AVX2_F16C void f32_to_f16_f16c(const float* s, uint16_t* d, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
     _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i),
@@ -45,13 +41,13 @@ void convert_chunk(const uint8_t* src, DType from, uint8_t* dst, DType to, int64
     uint8_t* d = dst + done * static_cast<int64_t>(dtype_size(to));
     float* f = to == DType::F32 ? reinterpret_cast<float*>(d) : stage;
     if (from == DType::F32) std::memcpy(f, s, static_cast<size_t>(m) * 4);
-    else if (from == DType::F16 && cpu_has_f16c()) f16_to_f32_f16c(reinterpret_cast<const uint16_t*>(s), f, m);
+    else if (from == DType::F16 && cpu_features().avx2_f16c) f16_to_f32_f16c(reinterpret_cast<const uint16_t*>(s), f, m);
     else if (from == DType::F16) for (int64_t i = 0; i < m; ++i) f[i] = f16_to_f32(reinterpret_cast<const uint16_t*>(s)[i]);
     else for (int64_t i = 0; i < m; ++i) f[i] = bf16_to_f32(reinterpret_cast<const uint16_t*>(s)[i]);
     if (to == DType::F32) continue;
     auto* h = reinterpret_cast<uint16_t*>(d);
     if (to == DType::BF16) for (int64_t i = 0; i < m; ++i) h[i] = f32_to_bf16(f[i]);
-    else if (cpu_has_f16c()) f32_to_f16_f16c(f, h, m);
+    else if (cpu_features().avx2_f16c) f32_to_f16_f16c(f, h, m);
     else for (int64_t i = 0; i < m; ++i) h[i] = f32_to_f16(f[i]);
   }
 }

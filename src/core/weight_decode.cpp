@@ -10,8 +10,7 @@
 #include <type_traits>
 
 #include "sdrt/base/half.hpp"
-
-#define SDRT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+#include "sdrt/core/cpu_features.hpp"
 
 namespace sdrt::weight_decode {
 namespace {
@@ -241,11 +240,7 @@ void decode_int8_impl(Isa isa, const int8_t* q, int64_t count, float scale, Out*
 }  // namespace
 
 Isa best_isa() {
-  static const Isa isa = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
-                             ? Isa::Avx512
-                             : Isa::Portable;
-  return isa;
+  return cpu_features().avx512 ? Isa::Avx512 : Isa::Portable;
 }
 
 Table f32_table(const void* lut, int64_t entries) {

@@ -135,7 +135,7 @@ class Backend {
 // The process-wide CPU backend for these options (uses every core OpenMP gives it). BF16 compute
 // falls back to F32 on CPUs without AVX512-BF16 or AMX; options() tells what was granted.
 Backend& cpu_backend(const BackendOptions& options = {});
-// Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX-BF16).
+// Whether this CPU multiplies bf16 natively (cpu_features().avx512_bf16; AMX-BF16 implies it).
 bool cpu_has_bf16();
 // The instruction set oneDNN's kernels use on this CPU, as oneDNN names it ("avx512_core_bf16",
 // "avx512_core_amx", ...). oneDNN 2.6 enables AMX by itself and asks the kernel for the tile state.

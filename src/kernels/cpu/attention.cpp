@@ -24,10 +24,7 @@ void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, i
   if (k.dim(1) == 0 && q.dim(1) > 0) fail(op, "k " + shape_str(k.shape()) + " has no keys");
 }
 
-bool cpu_has_avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f") != 0;
-  return yes;
-}
+bool cpu_has_avx512() { return cpu_features().avx512; }
 
 namespace {
 

@@ -1,5 +1,6 @@
 // Multi-head attention on packed heads (q [B, Nq, H*D], k and v [B, Nk, H*D]).
 #pragma once
+#include "sdrt/core/cpu_features.hpp"
 #include "sdrt/core/tensor.hpp"
 
 namespace sdrt::kernels::cpu {
@@ -21,6 +22,7 @@ Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, in
 // Throws sdrt::Error unless q, k, v are F32 [B, N, H*D] with matching B, H*D and Nk, and heads divides H*D.
 void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, int heads);
 
+// Both read cpu_features(), the one probe.
 bool cpu_has_avx512();
 bool cpu_has_avx512_bf16();
 

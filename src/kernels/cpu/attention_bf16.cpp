@@ -407,10 +407,7 @@ SDRT_AVX512_BF16 void attend_block(const Bf16Problem& pb, int64_t bh, int64_t q0
 
 }  // namespace
 
-bool cpu_has_avx512_bf16() {
-  static const bool yes = cpu_has_avx512() && __builtin_cpu_supports("avx512bf16") != 0;
-  return yes;
-}
+bool cpu_has_avx512_bf16() { return cpu_features().avx512_bf16; }
 
 Tensor attention_flash_bf16(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal) {
   check_attention_inputs(q, k, v, heads);

@@ -8,9 +8,7 @@
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
-#define SDRT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,fma")))
-// The same plus the bf16 dot products (vdpbf16ps) and conversions; callers check cpu_has_avx512_bf16().
-#define SDRT_AVX512_BF16 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx512bf16,fma")))
+#include "sdrt/core/cpu_features.hpp"
 
 namespace sdrt::kernels::cpu {
 

@@ -6,6 +6,7 @@
 
 #include "kernels/cpu/attention.hpp"
 #include "kernels/cpu/cpu_ops.hpp"
+#include "sdrt/core/cpu_features.hpp"
 
 namespace sdrt::kernels {
 
@@ -17,10 +18,7 @@ bool BackendOptions::operator<(const BackendOptions& o) const {
 std::string compute_type_name(ComputeType t) { return t == ComputeType::BF16 ? "bfloat16" : "float32"; }
 std::string attention_kind_name(AttentionKind a) { return a == AttentionKind::Original ? "original" : "flash"; }
 
-bool cpu_has_bf16() {
-  static const bool yes = __builtin_cpu_supports("avx512bf16") != 0;
-  return yes;
-}
+bool cpu_has_bf16() { return cpu_features().avx512_bf16; }
 
 std::string cpu_isa_name() {
   using isa = dnnl::cpu_isa;
