@@ -3,10 +3,14 @@
 # with mmdebstrap, clones this repository into it, runs the README's first command there (chroot, as
 # root, with /proc and /dev mounted) and checks that it wrote a PNG. Unmounts and deletes the root
 # afterwards, also on failure. Needs root and network access to Debian's mirror; ~10 min on 2 cores.
-# Usage: scripts/check-clean-install.sh [commit-ish, default HEAD]
+# With --with-tests it then runs the README's second command too, with ../shared mounted read-only
+# beside the clone (a full build and the whole suite: ~30 min more on 2 cores, so CI runs without it).
+# Usage: scripts/check-clean-install.sh [--with-tests] [commit-ish, default HEAD]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
+with_tests=0
+if [ "${1:-}" = "--with-tests" ]; then with_tests=1; shift; fi
 rev=${1:-HEAD}
 mirror=${SDRT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
@@ -16,13 +20,17 @@ if ! command -v mmdebstrap >/dev/null; then
 fi
 
 # The README's first command: the first line of its "First two commands" block, without the comment.
-first_command=$(awk '/^## First two commands/ {f=1} f && /^\.\/scripts\// {print; exit}' README.md | sed 's/[[:space:]]*#.*$//')
-[ -n "$first_command" ] || { echo "check-clean-install: no first command found in README.md" >&2; exit 1; }
+readme_command() {
+  awk '/^## First two commands/ {f=1} f && /^\.\/scripts\// {print}' README.md | sed -n "${1}p" | sed 's/[[:space:]]*#.*$//'
+}
+first_command=$(readme_command 1)
+second_command=$(readme_command 2)
+[ -n "$first_command" ] && [ -n "$second_command" ] || { echo "check-clean-install: the two commands are not in README.md" >&2; exit 1; }
 
 root=$(mktemp -d /tmp/sdrt-clean-root.XXXXXX)
 cleanup() {
   local rc=$?
-  for m in dev/pts dev proc; do
+  for m in root/shared dev/pts dev proc; do
     if mountpoint -q "$root/$m"; then umount -l "$root/$m" || true; fi
   done
   # Only delete once nothing is mounted inside (never recurse into the host's /dev or /proc).
@@ -49,3 +57,12 @@ pngs=$(find "$root/root/sdrt/out" -name '*.png' -size +0 2>/dev/null | wc -l)
 png=$(find "$root/root/sdrt/out" -name '*.png' | head -n 1)
 [ "$(head -c 8 "$png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] || { echo "check-clean-install: FAILED: $png is not a PNG" >&2; exit 1; }
 echo "check-clean-install: OK: $(basename "$png") written in a fresh Debian 12 root in $(( $(date +%s) - start )) s"
+[ "$with_tests" -eq 1 ] || exit 0
+
+mkdir -p "$root/root/shared"
+mount --bind "$(cd ../shared && pwd)" "$root/root/shared"
+mount -o remount,bind,ro "$root/root/shared"
+echo "== in the fresh root: $second_command"
+chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin TERM=dumb \
+  /bin/bash -c "cd /root/sdrt && $second_command"
+echo "check-clean-install: OK: the test suite passed in the fresh root; $(( $(date +%s) - start )) s in all"
