@@ -1,16 +1,21 @@
-// Generate one image with the C++ library: sdrt_example_generate <model> <prompt> <out.png>
+// Generate one image with the C++ library: sdrt_example_generate <model> <prompt> <out.png> [text encoder heads]
+// (the head count only for single-file checkpoints whose text encoder does not use 64-wide heads)
 #include <cstdio>
+#include <string>
 
 #include "sdrt/io/image.hpp"
 #include "sdrt/pipeline/pipeline.hpp"
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: %s <bundle|diffusers folder|checkpoint> <prompt> <out.png>\n", argv[0]);
+  if (argc != 4 && argc != 5) {
+    std::fprintf(stderr, "usage: %s <bundle|diffusers folder|checkpoint> <prompt> <out.png> [text encoder heads]\n",
+                 argv[0]);
     return 2;
   }
   try {
-    auto pipe = sdrt::Pipeline::load(argv[1]);
+    sdrt::PipelineOptions options;
+    if (argc == 5) options.source.text_encoder_heads = std::stoi(argv[4]);
+    auto pipe = sdrt::Pipeline::load(argv[1], options);
     sdrt::GenerationConfig config;
     config.prompt = argv[2];
     config.step_count = 10;

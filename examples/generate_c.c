@@ -1,5 +1,7 @@
-/* Generate one image through the C API: sdrt_example_c <model> <prompt> <out.png> */
+/* Generate one image through the C API: sdrt_example_c <model> <prompt> <out.png> [text encoder heads]
+ * (the head count only for single-file checkpoints whose text encoder does not use 64-wide heads) */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "sdrt.h"
 
@@ -10,13 +12,14 @@ static int on_step(int step, int step_count, void* user) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: %s <model> <prompt> <out.png>\n", argv[0]);
+  if (argc != 4 && argc != 5) {
+    fprintf(stderr, "usage: %s <model> <prompt> <out.png> [text encoder heads]\n", argv[0]);
     return 2;
   }
   sdrt_load_options options;
   sdrt_load_options_init(&options);
   options.attention = "flash";
+  if (argc == 5) options.text_encoder_heads = atoi(argv[4]);
   sdrt_pipeline* pipe = NULL;
   if (sdrt_pipeline_load(argv[1], &options, &pipe) != 0) {
     fprintf(stderr, "load failed: %s\n", sdrt_last_error());

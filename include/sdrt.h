@@ -20,6 +20,12 @@ typedef struct {
   const char* compute_precision; /* NULL = "auto"; "float32", "bfloat16" */
   const char* attention;         /* NULL = "flash"; "original" */
   int vae_tile_size;             /* 0 = whole images; else decode/encode in tiles of this many pixels */
+  /* Single-file checkpoints only: */
+  const char* prediction_type;   /* NULL = from the checkpoint or its .yaml; "epsilon", "v_prediction" */
+  const char* tokenizer_dir;     /* NULL = the installed CLIP tokenizer files; else a folder with vocab.json, merges.txt */
+  int text_encoder_heads;        /* 0 = hidden size / 64; no tensor shape shows the head count */
+  /* Bundles only: */
+  int skip_checksums;            /* 1: do not verify the files' checksums while loading */
 } sdrt_load_options;
 
 typedef struct {

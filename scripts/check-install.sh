@@ -45,14 +45,15 @@ c++ -std=c++20 -Wall -Werror examples/generate.cpp $(pkg-config --cflags --libs 
 
 for exe in "$work/cmake/sdrt_example_generate" "$work/cmake/sdrt_example_c" "$work/pc/sdrt_example_generate" \
            "$work/pc/sdrt_example_c" "$work/c_by_hand" "$work/cpp_by_hand"; do
-  ldd "$exe" | grep -q "$libdir/libsdrt.so.0" || { echo "FAIL: $exe does not use $libdir/libsdrt.so.0"; exit 1; }
+  used=$(ldd "$exe" | awk '$1 == "libsdrt.so.0" {print $3}')
+  [ -n "$used" ] && [ "$(realpath "$used")" = "$(realpath "$libdir/libsdrt.so.0")" ] ||
+    { echo "FAIL: $exe uses '$used', not $libdir/libsdrt.so.0"; exit 1; }
 done
 env -u SDRT_TOKENIZER_DIR "$work/cmake/sdrt_example_generate" "$ref/models/sd1-tiny" "a red circle" "$work/a.png" >/dev/null
 env -u SDRT_TOKENIZER_DIR "$work/pc/sdrt_example_c" "$ref/models/sd1-tiny" "a red circle" "$work/b.png" >/dev/null
-env -u SDRT_TOKENIZER_DIR "$work/cpp_by_hand" "$ref/models/sd1-tiny-ldm.safetensors" "a red circle" "$work/c.png" >/dev/null
-env -u SDRT_TOKENIZER_DIR "$work/c_by_hand" "$ref/models/sd1-tiny-ldm.safetensors" "a red circle" "$work/d.png" >/dev/null
-# The same model from its diffusers folder and from its single file (tokenizer from the prefix) gives
-# the same image.
-cmp -s "$work/a.png" "$work/c.png" || { echo "FAIL: the single-file checkpoint's image differs from the folder's"; exit 1; }
+env -u SDRT_TOKENIZER_DIR "$work/cpp_by_hand" "$ref/models/sd1-tiny-ldm.safetensors" "a red circle" "$work/c.png" 4 >/dev/null
+env -u SDRT_TOKENIZER_DIR "$work/c_by_hand" "$ref/models/sd1-tiny-ldm.safetensors" "a red circle" "$work/d.png" 4 >/dev/null
+# The single file needs the tokenizer from the prefix (the tiny text encoder has 4 heads); its pixels are
+# checked against diffusers by CliSingleFile and CApi, not here (the folder's safety checker may black it out).
 for f in a b c d; do [ "$(head -c 8 "$work/$f.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] || { echo "FAIL: $f.png"; exit 1; }; done
 echo "check-install: OK (headers, CMake and pkg-config from C and C++, relocated prefix, tokenizer from the prefix)"

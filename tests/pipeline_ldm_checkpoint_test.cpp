@@ -143,7 +143,7 @@ TEST(LdmCheckpoint, PredictionTypeOptionWins) {
 TEST(LdmCheckpoint, TextHeadsOfATinyTowerMustBeGiven) {
   const auto tensors = read_tensors(test::reference_path(kSd1Ldm));
   const std::string e = test::error_message([&] { pipeline::convert_ldm_checkpoint(tensors, kSd1Ldm); });
-  EXPECT_NE(e.find("text_num_attention_heads"), std::string::npos) << e;
+  EXPECT_NE(e.find("text_encoder_heads"), std::string::npos) << e;
 }
 
 // ---- SD 2.x: sd2-tiny-v written back into the OpenCLIP / LDM layout ----

@@ -101,6 +101,13 @@ int sdrt_pipeline_load(const char* path, const sdrt_load_options* options, sdrt_
       if (options->compute_precision) o.compute_precision = options->compute_precision;
       if (options->attention) o.attention = options->attention;
       o.vae_tile_size = options->vae_tile_size;
+      if (options->prediction_type) o.source.prediction_type = options->prediction_type;
+      if (options->tokenizer_dir) o.source.tokenizer_dir = options->tokenizer_dir;
+      if (options->text_encoder_heads < 0)
+        throw sdrt::Error("text_encoder_heads must be 0 (infer) or positive (got " +
+                          std::to_string(options->text_encoder_heads) + ")");
+      if (options->text_encoder_heads > 0) o.source.text_encoder_heads = options->text_encoder_heads;
+      o.source.verify_checksums = options->skip_checksums == 0;
     }
     *out = new sdrt_pipeline{sdrt::Pipeline::load(path, o)};
   });

@@ -6,6 +6,7 @@
 #include "cli/commands.hpp"
 #include "cli/compression_flags.hpp"
 #include "cli/progress.hpp"
+#include "cli/source_flags.hpp"
 #include "sdrt/base/error.hpp"
 #include "sdrt/pipeline/bundle.hpp"
 #include "sdrt/pipeline/conversion_check.hpp"
@@ -48,7 +49,8 @@ int run_convert(const ConvertArgs& a) {
     throw Error("--weight-quantization: unknown value '" + a.weight_quantization + "' (int8)");
   compression.int8 = a.weight_quantization == "int8";
   validate_compression_flags(compression);
-  pipeline::ModelSource source = pipeline::open_model_source(a.source, so);
+  pipeline::ModelSource source;
+  with_source_flag_names([&] { source = pipeline::open_model_source(a.source, so); });
   for (const auto& dir : a.controlnets)
     source.controlnets[pipeline::controlnet_bundle_name(dir)] = pipeline::open_component_folder(dir);
   const pipeline::ModelSource reference = source;  // tensors are shared, not copied

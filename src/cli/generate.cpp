@@ -11,6 +11,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
+#include "cli/source_flags.hpp"
 #include "sdrt/base/error.hpp"
 #include "sdrt/io/image.hpp"
 #include "sdrt/pipeline/pipeline.hpp"
@@ -29,6 +30,8 @@ struct GenerateArgs {
   float guidance_scale = 7.5f, strength = 0.5f;
   bool disable_safety = false;
   int vae_tile_size = 0;
+  std::string prediction_type, tokenizer_dir;  // single files
+  int64_t text_encoder_heads = 0;
   std::vector<std::string> controlnets, controlnet_inputs;
   std::vector<float> controlnet_scales;
 };
@@ -119,7 +122,11 @@ int run_generate(GenerateArgs& a) {
   options.compute_precision = a.compute_precision;
   options.attention = a.attention;
   options.vae_tile_size = a.vae_tile_size;
-  auto pipe = Pipeline::load(a.resource_path, options);
+  if (!a.prediction_type.empty()) options.source.prediction_type = a.prediction_type;
+  if (!a.tokenizer_dir.empty()) options.source.tokenizer_dir = a.tokenizer_dir;
+  if (a.text_encoder_heads > 0) options.source.text_encoder_heads = a.text_encoder_heads;
+  std::unique_ptr<Pipeline> pipe;
+  with_source_flag_names([&] { pipe = Pipeline::load(a.resource_path, options); });
 
   StepReporter reporter("Generating");
   std::vector<std::string> written;
@@ -185,6 +192,13 @@ Command add_generate(CLI::App& app) {
   app.add_option("--vae-tiling", a->vae_tile_size,
                  "Decode/encode in overlapping tiles of this many pixels (e.g. 512; 0: whole images)")
       ->capture_default_str();
+  // The same single-file options as convert's.
+  app.add_option("--prediction-type", a->prediction_type, "Single files: epsilon or v_prediction")
+      ->check(CLI::IsMember({"epsilon", "v_prediction"}));
+  app.add_option("--tokenizer", a->tokenizer_dir, "Single files: folder with vocab.json and merges.txt");
+  app.add_option("--text-encoder-heads", a->text_encoder_heads,
+                 "Single files: attention heads of the text encoder (default: hidden size / 64)")
+      ->check(CLI::PositiveNumber);
   // Apple's flag and values, accepted so that its command lines run unchanged; sdrt computes on the CPU only today.
   app.add_option("--compute-units", a->compute_units, "accepted for Apple compatibility; CPU only today")
       ->check(CLI::IsMember({"all", "cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine", "cpu"}))

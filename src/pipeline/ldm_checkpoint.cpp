@@ -167,7 +167,7 @@ int64_t text_heads(const LdmConfig& c, const ldm::TextLayout& l, const std::stri
   }
   if (l.hidden % 64 != 0)
     throw Error(source + ": cannot infer the text encoder's attention heads (hidden size " + std::to_string(l.hidden) +
-                " is not a multiple of the usual head size 64); set LdmConfig::text_num_attention_heads");
+                " is not a multiple of the usual head size 64); set the source option text_encoder_heads");
   return l.hidden / 64;
 }
 
