@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -26,6 +27,28 @@ struct Entry {
   size_t bytes() const { return compressed ? compressed->stored_bytes() : dense.nbytes(); }
 };
 
+// A NaN or infinity in a weight would poison every image; refused at conversion, naming the tensor.
+// Checked on the stored bits: exponent all ones.
+void check_finite(const Weights& w, const std::string& name, const Tensor& t) {
+  const auto* bytes = static_cast<const uint8_t*>(t.raw());
+  size_t size = 0;
+  uint64_t mask = 0;
+  switch (t.dtype()) {
+    case DType::F32: size = 4, mask = 0x7f800000u; break;
+    case DType::F16: size = 2, mask = 0x7c00u; break;
+    case DType::BF16: size = 2, mask = 0x7f80u; break;
+    case DType::F64: size = 8, mask = 0x7ff0000000000000ull; break;
+    default: return;
+  }
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    uint64_t bits = 0;
+    std::memcpy(&bits, bytes + static_cast<size_t>(i) * size, size);
+    if ((bits & mask) == mask)
+      throw Error(w.source() + ": tensor '" + name + "' holds a NaN or infinite value (element " + std::to_string(i) +
+                  "); refusing to convert it");
+  }
+}
+
 // Tensors of `w` whose names start with one of `prefixes` (all when empty), dense floats cast to `dtype`.
 std::vector<Entry> select(const Weights& w, const std::vector<std::string>& prefixes, DType dtype) {
   auto wanted = [&](const std::string& name) {
@@ -35,7 +58,10 @@ std::vector<Entry> select(const Weights& w, const std::vector<std::string>& pref
   };
   std::vector<Entry> out;
   for (const auto& [name, t] : w.all())
-    if (wanted(name)) out.push_back({name, dtype_is_float(t.dtype()) ? t.to(dtype) : t, nullptr});
+    if (wanted(name)) {
+      check_finite(w, name, t);
+      out.push_back({name, dtype_is_float(t.dtype()) ? t.to(dtype) : t, nullptr});
+    }
   for (const auto& [name, c] : w.all_compressed())
     if (wanted(name)) out.push_back({name, Tensor(), c});
   return out;
