@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -23,7 +24,9 @@
 #include "sdrt/io/torch_checkpoint.hpp"
 #include "sdrt/pipeline/weight_compression.hpp"
 #include "sdrt/tokenizer/clip_tokenizer.hpp"
+#include "sdrt/io/image.hpp"
 #include "support/cli_support.hpp"
+#include "support/jpeg_encoder.hpp"
 #include "support/test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -321,6 +324,68 @@ TEST(HostileSettings, HugePromptIsFastAndBounded) {
   const auto cli = generate_with({"--negative-prompt", prompt.substr(0, 100000)});
   EXPECT_EQ(cli.exit_code, 0) << describe(cli);
   EXPECT_LT(cli.seconds, 10.0) << describe(cli);
+}
+
+// ---- issue #19 part 7: files ----
+
+std::string write_safetensors_raw(const std::string& header, const std::string& data) {
+  std::string bytes;
+  for (int i = 0; i < 8; ++i) bytes += static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  const std::string path = test::make_temp_dir("hostile-st") + "/h.safetensors";
+  test::write_bytes(path, bytes + header + data);
+  return path;
+}
+
+TEST(HostileFiles, SafetensorsDuplicateKeysBackwardOffsetsAndNonObjectHeaders) {
+  const std::string entry = R"({"dtype":"F32","shape":[1],"data_offsets":[0,4]})";
+  std::string p = write_safetensors_raw(R"({"w":)" + entry + R"(,"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                                        std::string(8, '\0'));
+  expect_clear_error(run_sdrt_limited({"inspect", p}), {p, "header names 'w' twice"});
+  p = write_safetensors_raw(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", std::string(8, '\0'));
+  expect_clear_error(run_sdrt_limited({"inspect", p}), {p, "tensor 'w'", "data_offsets [8, 4] lie outside"});
+  for (const char* header : {"[1, 2]", "\"text\"", "12", "null"}) {
+    p = write_safetensors_raw(header, "");
+    expect_clear_error(run_library_limited([&] { io::SafetensorsFile::open(p); }), {p, "header is not a JSON object"});
+  }
+}
+
+// A JPEG whose frame header claims 65000 x 65000 pixels: refused from the header, before any allocation
+// (under the 1 GiB limit a 12.7 GB buffer could not even be tried).
+TEST(HostileFiles, JpegClaimingHugeDimensionsIsRefusedFromItsHeader) {
+  std::string jpeg = test::encode_jpeg(8, 8, 3, JCS_RGB, std::vector<uint8_t>(8 * 8 * 3, 128));
+  const size_t sof = jpeg.find("\xff\xc0");
+  ASSERT_NE(sof, std::string::npos);
+  for (size_t at : {sof + 5, sof + 7}) {  // height, then width (big-endian 16-bit)
+    jpeg[at] = static_cast<char>(0xfd);
+    jpeg[at + 1] = static_cast<char>(0xe8);
+  }
+  const std::string p = test::make_temp_dir("hostile-jpeg") + "/huge.jpg";
+  test::write_bytes(p, jpeg);
+  expect_clear_error(run_library_limited([&] { io::read_image(p, 3); }), {p, "65000x65000", "pixel limit"});
+  expect_clear_error(generate_with({"--image", p, "--strength", "0.5"}), {p, "pixel limit"});
+}
+
+// A NaN or infinity in a weight: convert refuses it, naming the file and tensor, and writes no bundle.
+TEST(HostileFiles, ConvertRefusesNonFiniteWeights) {
+  for (const uint32_t bits : {0x7fc00000u, 0xff800000u}) {  // NaN, -inf
+    const std::string dir = test::make_temp_dir("hostile-nan");
+    fs::copy(test::reference_path("models/sd1-tiny"), dir + "/m", fs::copy_options::recursive);
+    for (const auto& e : fs::recursive_directory_iterator(dir))
+      fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
+    const std::string unet = dir + "/m/unet/diffusion_pytorch_model.safetensors";
+    std::string bytes = test::read_bytes(unet);
+    uint64_t header_len = 0;
+    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
+    const auto header = nlohmann::json::parse(bytes.substr(8, header_len));
+    const auto& entry = header.at("conv_in.bias");
+    ASSERT_EQ(entry.at("dtype"), "F32");
+    const size_t at = 8 + header_len + entry.at("data_offsets")[0].get<size_t>() + 4;  // element 1
+    std::memcpy(bytes.data() + at, &bits, 4);
+    test::write_bytes(unet, bytes);
+    expect_clear_error(run_sdrt_limited({"convert", dir + "/m", "-o", dir + "/out"}),
+                       {"unet", "tensor 'conv_in.bias' holds a NaN or infinite value (element 1)"});
+    EXPECT_FALSE(fs::exists(dir + "/out"));
+  }
 }
 
 }  // namespace
