@@ -78,8 +78,7 @@ TEST(BytePairEncoder, HeapMergesEqualTheQuadraticLoop) {
 }
 
 // 200,000 bytes of one word: the quadratic loop took 7.35 s for 64 KB (hostile README), ~70 s extrapolated
-// for this; the heap, observed
-// 0.1 s here. 3 s leaves room for slow CI machines and still fails a quadratic algorithm.
+// for this; the heap, observed 0.14 s here. 3 s leaves room for slow CI machines and still fails a quadratic algorithm.
 TEST(BytePairEncoder, LongWordIsNotQuadratic) {
   const auto bpe = BytePairEncoder::from_merges_file(merges_path());
   std::mt19937 rng(3);
