@@ -138,7 +138,7 @@ TEST(CliBadInput, PromptThatIsNotUtf8) {
 
 TEST(CliBadInput, WidthNotAMultipleOf8) { expect_generate_fails("cat", sd1(), "--width 65", {"width", "65", "8"}); }
 
-TEST(CliBadInput, ZeroSteps) { expect_generate_fails("cat", sd1(), "--step-count 0", {"step count", "0"}); }
+TEST(CliBadInput, ZeroSteps) { expect_generate_fails("cat", sd1(), "--step-count 0", {"step_count", "--step-count", "0"}); }
 
 TEST(CliBadInput, UnknownScheduler) { expect_generate_fails("cat", sd1(), "--scheduler nope", {"scheduler", "nope"}); }
 

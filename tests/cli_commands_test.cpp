@@ -273,18 +273,34 @@ TEST(CliConvert, ManifestListsFormatFamilyPrecisionAndChecksums) {
 
 TEST(CliInspect, NamesTheKindOfEveryReferenceModel) {
   const std::map<std::string, std::vector<std::string>> expected{
-      {"sd1-tiny", {"diffusers StableDiffusionPipeline", "UNet2DConditionModel", "CLIPTextModel", "AutoencoderKL",
-                    "StableDiffusionSafetyChecker"}},
-      {"sd1-tiny-bin", {"diffusers StableDiffusionPipeline", "UNet2DConditionModel"}},
-      {"sd1-tiny-inpaint", {"diffusers StableDiffusionInpaintPipeline", "UNet2DConditionModel"}},
-      {"sd2-tiny-v", {"diffusers StableDiffusionPipeline", "UNet2DConditionModel"}},
+      {"sd1-tiny", {"diffusers StableDiffusionPipeline", "UNet2DConditionModel (diffusers)", "CLIPTextModel (transformers)",
+                    "AutoencoderKL (diffusers)", "StableDiffusionSafetyChecker"}},
+      {"sd1-tiny-bin", {"diffusers StableDiffusionPipeline", "UNet2DConditionModel (diffusers)"}},
+      {"sd1-tiny-inpaint", {"diffusers StableDiffusionInpaintPipeline", "UNet2DConditionModel (diffusers)"}},
+      {"sd2-tiny-v", {"diffusers StableDiffusionPipeline", "UNet2DConditionModel (diffusers)"}},
       {"controlnet-tiny", {"diffusers component ControlNetModel", "ControlNetModel (diffusers)"}},
       {"sd1-tiny-ldm.ckpt", {"Stable Diffusion 1.x single-file (CompVis/LDM) checkpoint"}},
       {"sd1-tiny-ldm.safetensors", {"Stable Diffusion 1.x single-file (CompVis/LDM) checkpoint"}},
+      // Pack v2: named although generation for them is not implemented yet.
+      {"sdxl-tiny", {"diffusers StableDiffusionXLPipeline (SDXL base; generation not supported yet)",
+                     "CLIPTextModel (transformers)", "CLIPTextModelWithProjection (transformers)",
+                     "UNet2DConditionModel (diffusers, SDXL text_time conditioning)", "AutoencoderKL (diffusers)"}},
+      {"sdxl-tiny-refiner", {"diffusers StableDiffusionXLImg2ImgPipeline (SDXL refiner; generation not supported yet)",
+                             "CLIPTextModelWithProjection (transformers)",
+                             "UNet2DConditionModel (diffusers, SDXL text_time conditioning)"}},
+      {"sdxl-tiny-ldm.safetensors", {"Stable Diffusion XL single-file (SGM) checkpoint (generation not supported yet)"}},
+      {"adapters", {"LoRA (kohya/A1111)", "LoRA (kohya/A1111, SDXL)", "LoRA (diffusers)",
+                    "textual-inversion embedding (A1111)", "textual-inversion embedding (diffusers, token '<tok>')",
+                    "textual-inversion embedding (SDXL)"}},
   };
+  // Per file kind lines in the order inspect lists files (sorted paths), so each adapter gets its own kind.
+  const std::vector<std::string> adapter_kinds{
+      "LoRA (diffusers)", "LoRA (kohya/A1111)", "textual-inversion embedding (A1111)",
+      "textual-inversion embedding (diffusers, token '<tok>')", "LoRA (kohya/A1111, SDXL)", "textual-inversion embedding (SDXL)"};
+  size_t named = 0;
   for (const auto& entry : fs::directory_iterator(test::reference_path("models"))) {
     const std::string name = entry.path().filename().string();
-    if (entry.path().extension() == ".yaml") {  // an LDM config, not a model: refused clearly
+    if (entry.path().extension() == ".yaml" || entry.path().extension() == ".json") {  // LDM config, verify log: not models
       const auto r = run_sdrt("inspect " + shell_quote(entry.path().string()));
       EXPECT_NE(r.exit_code, 0);
       EXPECT_NE(r.output.find("unrecognised tensor file"), std::string::npos) << r.output;
@@ -294,8 +310,49 @@ TEST(CliInspect, NamesTheKindOfEveryReferenceModel) {
     const auto r = run_sdrt("inspect " + shell_quote(entry.path().string()));
     EXPECT_EQ(r.exit_code, 0) << name << "\n" << r.output;
     for (const auto& kind : expected.at(name))
-      EXPECT_NE(r.output.find("kind: " + kind), std::string::npos) << name << " should be " << kind;
+      EXPECT_NE(r.output.find("kind: " + kind + "\n"), std::string::npos) << name << " should be " << kind << "\n" << r.output;
+    if (name == "adapters") {
+      std::vector<std::string> kinds;
+      for (size_t at = r.output.find("kind: "); at != std::string::npos; at = r.output.find("kind: ", at + 1))
+        kinds.push_back(r.output.substr(at + 6, r.output.find('\n', at) - at - 6));
+      EXPECT_EQ(kinds, adapter_kinds) << r.output;
+    }
+    ++named;
   }
+  EXPECT_EQ(named, expected.size());  // every expectation met a model
+}
+
+// Issue #14: a broken JSON config anywhere in a diffusers folder fails inspect, naming the file and error.
+TEST(CliInspect, InvalidJsonConfigFailsNamingTheFile) {
+  for (const std::string file : {"unet/config.json", "model_index.json", "scheduler/scheduler_config.json"}) {
+    const std::string dir = test::make_temp_dir("cli-inspect-json") + "/model";
+    fs::copy(test::reference_path("models/sd1-tiny"), dir, fs::copy_options::recursive);
+    fs::permissions(dir + "/" + file, fs::perms::owner_write, fs::perm_options::add);
+    test::write_bytes(dir + "/" + file, "{\"_class_name\": \"UNet2DConditionModel\", ");
+    const auto r = run_sdrt("inspect " + shell_quote(dir));
+    EXPECT_NE(r.exit_code, 0) << file << "\n" << r.output;
+    EXPECT_NE(r.output.find(dir + "/" + file + ": not valid JSON"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("parse error"), std::string::npos) << r.output;
+  }
+}
+
+// SDXL folders are named by inspect but refused by generate and convert with a clear message.
+TEST(CliInspect, SdxlIsRefusedClearlyByGenerateAndConvert) {
+  for (const std::string model : {"sdxl-tiny", "sdxl-tiny-refiner"}) {
+    const std::string path = test::reference_path("models/" + model);
+    const std::string out = test::make_temp_dir("cli-sdxl");
+    auto r = run_sdrt("generate cat --step-count 1 --seed 1 --resource-path " + shell_quote(path) + " --output-path " + shell_quote(out));
+    EXPECT_NE(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("SDXL is not supported yet"), std::string::npos) << r.output;
+    r = run_sdrt("convert " + shell_quote(path) + " -o " + shell_quote(out + "/b"));
+    EXPECT_NE(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find(path + ": StableDiffusionXL"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(out + "/b"));
+  }
+  const std::string sgm = test::reference_path("models/sdxl-tiny-ldm.safetensors");
+  const auto r = run_sdrt("convert " + shell_quote(sgm) + " -o " + shell_quote(test::make_temp_dir("cli-sdxl") + "/b"));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("SDXL-style checkpoint"), std::string::npos) << r.output;
 }
 
 TEST(CliInspect, DescribesABundleAndRejectsAMissingPath) {

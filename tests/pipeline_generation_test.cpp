@@ -82,7 +82,7 @@ TEST(PipelineGeneration, RejectsBadSettings) {
   auto p = tiny();
   auto c = config();
   c.step_count = 0;
-  EXPECT_NE(error_of(*p, c).find("step count"), std::string::npos);
+  EXPECT_NE(error_of(*p, c).find("step_count"), std::string::npos);
   c = config();
   c.width = 65;
   EXPECT_NE(error_of(*p, c).find("multiples of 8"), std::string::npos);

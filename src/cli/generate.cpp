@@ -12,6 +12,7 @@
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
 #include "cli/source_flags.hpp"
+#include "pipeline/config_checks.hpp"
 #include "sdrt/base/error.hpp"
 #include "sdrt/io/image.hpp"
 #include "sdrt/pipeline/pipeline.hpp"
@@ -26,7 +27,7 @@ struct GenerateArgs {
   std::string prompt, negative_prompt, resource_path = "./", output_path = "./", scheduler, rng = "numpy";
   std::string compute_units = "all", image, mask, compute_precision = "auto", attention = "flash", reduce_memory;
   int image_count = 1, step_count = 50, save_every = 0, width = 0, height = 0;
-  std::optional<uint32_t> seed;
+  std::optional<std::string> seed;
   float guidance_scale = 7.5f, strength = 0.5f;
   bool disable_safety = false;
   int vae_tile_size = 0;
@@ -81,6 +82,32 @@ void check_writable(const std::string& dir) {
   if (::access(dir.c_str(), W_OK) != 0) throw Error("output path " + dir + " is not writable");
 }
 
+// The library names GenerationConfig fields (pipeline/config_checks.cpp); the CLI says which flag sets each.
+std::string with_flag_names(const std::string& message) {
+  static const std::pair<const char*, const char*> kFlags[] = {
+      {"step_count", "--step-count"}, {"image_count", "--image-count"}, {"prompts and image_count", "--image-count"},
+      {"width x height", "--width/--height"}, {"width", "--width"}, {"height", "--height"},
+      {"guidance_scale", "--guidance-scale"}, {"strength", "--strength"}, {"mask", "--mask"},
+      {"controls[", "--controlnet/--controlnet-scale"}};
+  for (const auto& [field, flag] : kFlags)
+    if (message.rfind(field, 0) == 0) return message + " (set by " + flag + ")";
+  return message;
+}
+
+// --seed as text: CLI11 reads an optional unsigned oddly ("-1" is "received 2"); say the range instead.
+uint32_t parse_seed(const std::string& text) {
+  size_t used = 0;
+  unsigned long long v = 0;
+  try {
+    if (!text.empty() && text[0] != '-' && text[0] != '+') v = std::stoull(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || v > UINT32_MAX)
+    throw Error("--seed must be an integer from 0 to 4294967295 (got '" + text + "')");
+  return static_cast<uint32_t>(v);
+}
+
 GenerationConfig to_config(const GenerateArgs& a) {
   GenerationConfig c;
   c.prompt = a.prompt;
@@ -112,7 +139,7 @@ GenerationConfig to_config(const GenerateArgs& a) {
 int run_generate(GenerateArgs& a) {
   check_writable(a.output_path);
   GenerationConfig config = to_config(a);
-  config.seed = a.seed ? *a.seed : std::random_device{}();
+  config.seed = a.seed ? parse_seed(*a.seed) : std::random_device{}();
   std::printf("Seed: %u\n", config.seed);
   PipelineOptions options;
   if (!a.reduce_memory.empty() && a.reduce_memory != "on" && a.reduce_memory != "stream")
@@ -142,13 +169,24 @@ int run_generate(GenerateArgs& a) {
   partial.scheduler = config.scheduler.empty() ? pipe->default_scheduler() : config.scheduler;
   partial.width = config.width ? config.width : pipe->native_width();
   partial.height = config.height ? config.height : pipe->native_height();
-  const auto result = pipe->generate(config, [&](const StepProgress& p) {
-    reporter.step(p.step, p.step_count);
-    const int index = p.step - 1;  // Apple names intermediates by 0-based step
-    if (a.save_every > 0 && index % a.save_every == 0 && p.step < p.step_count)
-      save(p.decode_current(), partial, std::to_string(index));
-    return true;
-  });
+  const auto generate = [&] {
+    try {
+      return pipe->generate(config, [&](const StepProgress& p) {
+        reporter.step(p.step, p.step_count);
+        const int index = p.step - 1;  // Apple names intermediates by 0-based step
+        if (a.save_every > 0 && index % a.save_every == 0 && p.step < p.step_count)
+          save(p.decode_current(), partial, std::to_string(index));
+        return true;
+      });
+    } catch (const Cancelled&) {
+      throw;
+    } catch (const Error& e) {
+      const std::string mapped = with_flag_names(e.what());
+      if (mapped == e.what()) throw;
+      throw Error(mapped);
+    }
+  };
+  const auto result = generate();
   reporter.finish();
   for (const auto& note : result.notes) std::fprintf(stderr, "note: %s\n", note.c_str());
   int withheld = 0;
@@ -203,8 +241,9 @@ Command add_generate(CLI::App& app) {
   app.add_option("--compute-units", a->compute_units, "accepted for Apple compatibility; CPU only today")
       ->check(CLI::IsMember({"all", "cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine", "cpu"}))
       ->capture_default_str();
-  app.add_option("--width", a->width, "Image width, a multiple of 8 (default: the model's native size)");
-  app.add_option("--height", a->height, "Image height, a multiple of 8 (default: the model's native size)");
+  // Given, a size must be positive: 0 stands for the native size only in the library's config.
+  app.add_option("--width", a->width, "Image width, a multiple of 8 (default: the model's native size)")->check(CLI::Range(1, pipeline::kMaxImageSide));
+  app.add_option("--height", a->height, "Image height, a multiple of 8 (default: the model's native size)")->check(CLI::Range(1, pipeline::kMaxImageSide));
   app.add_option("--image", a->image, "Starting image (PNG or JPEG) for image-to-image or inpainting");
   app.add_option("--strength", a->strength, "How much of the starting image to repaint (0..1)")->capture_default_str();
   app.add_option("--mask", a->mask, "Inpainting mask (PNG; white = repaint)");

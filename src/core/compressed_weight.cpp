@@ -167,8 +167,11 @@ void decode_rows_impl(const CompressedWeight& w, int64_t begin, int64_t end, Out
 }  // namespace
 
 int64_t CompressedWeight::row_size() const {
+  // Checked: validate() may not have run yet (a hostile shape such as [0, 2^40, 2^40]).
   int64_t n = 1;
-  for (size_t i = 1; i < shape.size(); ++i) n *= shape[i];
+  for (size_t i = 1; i < shape.size(); ++i)
+    if (shape[i] < 0 || __builtin_mul_overflow(n, shape[i], &n))
+      throw Error("compressed weight shape " + shape_str(shape) + ": row size overflows");
   return n;
 }
 

@@ -48,6 +48,9 @@ nlohmann::json parse_json_text(const std::string& text, const std::string& sourc
   } catch (const nlohmann::json::parse_error& e) {
     // e.what() gives the line and column; byte is 1-based in nlohmann.
     throw Error(source + ": not valid JSON (byte " + std::to_string(e.byte) + "): " + e.what());
+  } catch (const nlohmann::json::exception& e) {
+    // e.g. out_of_range.406, a number that overflows a double: still name the file.
+    throw Error(source + ": not valid JSON: " + e.what());
   }
 }
 

@@ -5,14 +5,21 @@
 namespace sdrt::io {
 
 uint64_t checked_numel(const std::vector<int64_t>& shape, const std::string& what) {
-  uint64_t n = 1;
+  // Every dimension counts, also after a 0: the product of the non-zero ones (a row size, a stride) must
+  // fit int64 too, or code that multiplies dimensions of an empty tensor overflows.
+  uint64_t nonzero = 1;
+  bool empty = false;
   for (int64_t d : shape) {
     if (d < 0) throw Error(what + ": negative dimension in shape " + shape_string(shape));
-    if (d != 0 && n > UINT64_MAX / static_cast<uint64_t>(d))
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    if (nonzero > static_cast<uint64_t>(INT64_MAX) / static_cast<uint64_t>(d))
       throw Error(what + ": shape " + shape_string(shape) + " overflows");
-    n *= static_cast<uint64_t>(d);
+    nonzero *= static_cast<uint64_t>(d);
   }
-  return n;
+  return empty ? 0 : nonzero;
 }
 
 std::string shape_string(const std::vector<int64_t>& shape) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <unordered_set>
 #include <nlohmann/json.hpp>
 
 #include "sdrt/base/error.hpp"
@@ -71,8 +72,15 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
                 std::to_string(size) + "-byte file (truncated?)");
   const char* hp = reinterpret_cast<const char*>(f.file_->data() + 8);
   nlohmann::json header;
+  // JSON keeps the last of duplicate keys silently; two tensors of one name are refused instead.
+  std::unordered_set<std::string> keys;
+  const auto no_duplicates = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    if (depth == 1 && event == nlohmann::json::parse_event_t::key && !keys.insert(parsed.get<std::string>()).second)
+      throw Error(path + ": safetensors header names '" + parsed.get<std::string>() + "' twice");
+    return true;
+  };
   try {
-    header = nlohmann::json::parse(hp, hp + header_len);
+    header = nlohmann::json::parse(hp, hp + header_len, no_duplicates);
   } catch (const nlohmann::json::exception& e) {
     throw Error(path + ": safetensors header is not valid JSON: " + e.what());
   }

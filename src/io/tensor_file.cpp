@@ -16,8 +16,10 @@ TensorFileFormat detect_tensor_file_format(const std::string& path) {
   in.read(reinterpret_cast<char*>(head.data()), head.size());
   const auto n = static_cast<size_t>(in.gcount());
   if (has_zip_signature(head.data(), n)) return TensorFileFormat::TorchZip;
-  if (n >= 1 && head[0] == 0x80) return TensorFileFormat::LegacyTorch;
+  // Safetensors first: a header of 0x..80 bytes makes the first byte 0x80 too (a legacy pickle's byte 8 is
+  // part of its magic number, never '{').
   if (n == head.size() && head[8] == '{') return TensorFileFormat::Safetensors;
+  if (n >= 1 && head[0] == 0x80) return TensorFileFormat::LegacyTorch;
   return TensorFileFormat::Unknown;
 }
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -26,6 +27,28 @@ struct Entry {
   size_t bytes() const { return compressed ? compressed->stored_bytes() : dense.nbytes(); }
 };
 
+// A NaN or infinity in a weight would poison every image; refused at conversion, naming the tensor.
+// Checked on the stored bits: exponent all ones.
+void check_finite(const Weights& w, const std::string& name, const Tensor& t) {
+  const auto* bytes = static_cast<const uint8_t*>(t.raw());
+  size_t size = 0;
+  uint64_t mask = 0;
+  switch (t.dtype()) {
+    case DType::F32: size = 4, mask = 0x7f800000u; break;
+    case DType::F16: size = 2, mask = 0x7c00u; break;
+    case DType::BF16: size = 2, mask = 0x7f80u; break;
+    case DType::F64: size = 8, mask = 0x7ff0000000000000ull; break;
+    default: return;
+  }
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    uint64_t bits = 0;
+    std::memcpy(&bits, bytes + static_cast<size_t>(i) * size, size);
+    if ((bits & mask) == mask)
+      throw Error(w.source() + ": tensor '" + name + "' holds a NaN or infinite value (element " + std::to_string(i) +
+                  "); refusing to convert it");
+  }
+}
+
 // Tensors of `w` whose names start with one of `prefixes` (all when empty), dense floats cast to `dtype`.
 std::vector<Entry> select(const Weights& w, const std::vector<std::string>& prefixes, DType dtype) {
   auto wanted = [&](const std::string& name) {
@@ -35,7 +58,10 @@ std::vector<Entry> select(const Weights& w, const std::vector<std::string>& pref
   };
   std::vector<Entry> out;
   for (const auto& [name, t] : w.all())
-    if (wanted(name)) out.push_back({name, dtype_is_float(t.dtype()) ? t.to(dtype) : t, nullptr});
+    if (wanted(name)) {
+      check_finite(w, name, t);
+      out.push_back({name, dtype_is_float(t.dtype()) ? t.to(dtype) : t, nullptr});
+    }
   for (const auto& [name, c] : w.all_compressed())
     if (wanted(name)) out.push_back({name, Tensor(), c});
   return out;
@@ -241,11 +267,46 @@ std::string controlnet_bundle_name(const std::string& id_or_path) {
 namespace sdrt::pipeline {
 namespace {
 
+// A file name from a manifest stays inside the bundle folder: relative, no empty, "." or ".." component,
+// no backslash or NUL, components of at most 255 bytes; a plain name (a ControlNet's) has no '/' at all.
+// Checked before any filesystem call, so a hostile name neither escapes nor makes one throw.
+void check_bundle_name(const std::string& name, const std::string& manifest, const std::string& what, bool plain) {
+  auto bad = [&](const std::string& why) {
+    throw Error(manifest + ": " + what + " '" + (name.size() > 200 ? name.substr(0, 200) + "..." : name) + "' " + why +
+                " (bundle file names must stay inside the bundle folder)");
+  };
+  if (name.empty()) bad("is empty");
+  if (name.size() > 1024) bad("is longer than 1024 bytes");
+  if (name.find('\0') != std::string::npos || name.find('\\') != std::string::npos) bad("holds a NUL or backslash");
+  if (name.front() == '/') bad("is an absolute path");
+  if (plain && name.find('/') != std::string::npos) bad("holds a '/' where a plain name is expected");
+  for (size_t start = 0; start <= name.size();) {
+    size_t end = name.find('/', start);
+    if (end == std::string::npos) end = name.size();
+    const std::string_view part(name.data() + start, end - start);
+    if (part.empty() || part == "." || part == "..") bad("has an empty, '.' or '..' component");
+    if (part.size() > 255) bad("has a component longer than 255 bytes");
+    start = end + 1;
+  }
+}
+
+// The manifest's file list, names checked. A list of strings is required.
+std::vector<std::string> manifest_files(const fs::path& dir, const nlohmann::json& files, const std::string& what) {
+  const std::string manifest = (dir / "manifest.json").string();
+  if (!files.is_array() || files.empty()) throw Error(manifest + ": component '" + what + "' lists no files");
+  std::vector<std::string> names;
+  for (const auto& f : files) {
+    if (!f.is_string()) throw Error(manifest + ": component '" + what + "' lists a file name that is not a string");
+    names.push_back(f.get<std::string>());
+    check_bundle_name(names.back(), manifest, "file of component '" + what + "'", false);
+  }
+  return names;
+}
+
 Weights load_bundle_files(const fs::path& dir, const nlohmann::json& files, const std::string& what) {
   Weights w((dir / what).string());
-  if (!files.is_array() || files.empty()) throw Error((dir / "manifest.json").string() + ": component '" + what + "' lists no files");
-  for (const auto& f : files) {
-    const std::string path = (dir / f.get<std::string>()).string();
+  for (const auto& f : manifest_files(dir, files, what)) {
+    const std::string path = (dir / f).string();
     const auto st = io::SafetensorsFile::open(path);
     nlohmann::json specs = nlohmann::json::object();
     if (auto it = st.metadata().find(kCompressionMetadataKey); it != st.metadata().end()) {
@@ -267,9 +328,14 @@ Weights load_bundle_files(const fs::path& dir, const nlohmann::json& files, cons
 }
 
 void verify_checksums(const fs::path& dir, const nlohmann::json& checksums) {
+  const std::string manifest = (dir / "manifest.json").string();
+  if (!checksums.is_object()) throw Error(manifest + ": checksums is not an object");
   for (auto it = checksums.begin(); it != checksums.end(); ++it) {
+    check_bundle_name(it.key(), manifest, "checksummed file", false);
     const fs::path p = dir / it.key();
-    if (!fs::exists(p)) throw Error(p.string() + ": file listed in the bundle manifest is missing");
+    std::error_code ec;  // the non-throwing forms: an odd name gives this error, not a filesystem_error
+    if (!fs::exists(p, ec) || ec)
+      throw Error(p.string() + ": file listed in the bundle manifest is missing" + (ec ? " (" + ec.message() + ")" : ""));
     if (file_checksum(p.string()) != it.value().get<std::string>())
       throw Error(p.string() + ": checksum mismatch (the file is corrupt or was changed after conversion)");
   }
@@ -318,9 +384,11 @@ ModelSource read_bundle(const std::string& dir_str, bool verify) {
       src.vae = std::move(vae);
     }
     if (comps.contains("controlnets"))
-      for (auto it = comps["controlnets"].begin(); it != comps["controlnets"].end(); ++it)
+      for (auto it = comps["controlnets"].begin(); it != comps["controlnets"].end(); ++it) {
+        check_bundle_name(it.key(), manifest_path, "ControlNet name", true);
         src.controlnets[it.key()] = {load_bundle_files(dir, it.value().at("files"), "controlnet " + it.key()),
                                      it.value().at("config")};
+      }
     src.scheduler_class = m.at("scheduler").at("class").get<std::string>();
     src.scheduler_config = m.at("scheduler").at("config");
     src.tokenizer = {(dir / "vocab.json").string(), (dir / "merges.txt").string(),

@@ -1,8 +1,10 @@
 // A small line-based reader for the few LDM yaml settings the converter needs. It understands block
 // mappings by indentation, comments, quoted scalars, and flow ([a, b]) or block (- a) lists of scalars;
-// anything else is skipped, and only the keys LdmConfig holds are interpreted.
+// anything else is skipped. Only the keys LdmConfig reads are kept (a hostile yaml must not make every
+// key store its parent's path), and every line is looked at a bounded number of times: linear time.
 #include <charconv>
 #include <fstream>
+#include <algorithm>
 #include <map>
 #include <sstream>
 #include <vector>
@@ -23,10 +25,41 @@ struct YamlValue {
 
 using YamlPaths = std::map<std::string, YamlValue>;
 
-std::string trim(const std::string& s) {
+const std::string kModel = "model.params.", kUnet = kModel + "unet_config.params.",
+                  kVae = kModel + "first_stage_config.params.ddconfig.";
+
+// Every key parse_ldm_yaml reads; nothing else is stored.
+const std::vector<std::string>& wanted_paths() {
+  static const std::vector<std::string> paths = [] {
+    std::vector<std::string> p;
+    for (const char* k : {"linear_start", "linear_end", "scale_factor", "timesteps", "image_size", "parameterization"})
+      p.push_back(kModel + k);
+    for (const char* k : {"num_heads", "num_head_channels", "context_dim", "model_channels", "num_res_blocks",
+                          "in_channels", "out_channels", "transformer_depth", "use_linear_in_transformer",
+                          "channel_mult", "attention_resolutions"})
+      p.push_back(kUnet + k);
+    for (const char* k : {"ch", "num_res_blocks", "z_channels", "ch_mult"}) p.push_back(kVae + k);
+    return p;
+  }();
+  return paths;
+}
+
+bool is_wanted(const std::string& path) {
+  const auto& w = wanted_paths();
+  return std::find(w.begin(), w.end(), path) != w.end();
+}
+
+// Whether some wanted key lies below `path`; keys elsewhere are never given a path.
+bool leads_to_wanted(const std::string& path) {
+  for (const auto& w : wanted_paths())
+    if (w.size() > path.size() && w[path.size()] == '.' && w.compare(0, path.size(), path) == 0) return true;
+  return false;
+}
+
+std::string trim(std::string_view s) {
   const size_t b = s.find_first_not_of(" \t");
   if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
+  return std::string(s.substr(b, s.find_last_not_of(" \t") - b + 1));
 }
 
 std::string unquote(const std::string& s) {
@@ -36,7 +69,7 @@ std::string unquote(const std::string& s) {
 }
 
 // Drops a comment: '#' at the start or after whitespace, outside quotes.
-std::string strip_comment(const std::string& line) {
+std::string_view strip_comment(std::string_view line) {
   char quote = 0;
   for (size_t i = 0; i < line.size(); ++i) {
     const char c = line[i];
@@ -78,24 +111,24 @@ std::vector<std::string> split_flow_list(const std::string& inner) {
   return items;
 }
 
-size_t indent_of(const std::string& line) {
+size_t indent_of(std::string_view line) {
   const size_t n = line.find_first_not_of(" \t");
   return n == std::string::npos ? line.size() : n;
 }
 
 YamlPaths parse_paths(const std::string& text) {
-  std::vector<std::string> lines;
-  {
-    std::stringstream ss(text);
-    std::string line;
-    while (std::getline(ss, line)) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      lines.push_back(strip_comment(line));
-    }
+  std::vector<std::string_view> lines;  // views into text: no copy per line
+  for (size_t start = 0; start < text.size();) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + start, end - start);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    lines.push_back(strip_comment(line));
+    start = end + 1;
   }
   struct Open {
     size_t indent;
-    std::string path;
+    std::string path;  // empty: leads to no wanted key
   };
   std::vector<Open> stack;  // mapping keys whose value is on the following lines
   YamlPaths paths;
@@ -107,7 +140,7 @@ YamlPaths parse_paths(const std::string& text) {
 
     if (content == "-" || content.rfind("- ", 0) == 0) {  // block list item of the innermost open key
       while (!stack.empty() && stack.back().indent > indent) stack.pop_back();
-      if (stack.empty()) continue;
+      if (stack.empty() || !is_wanted(stack.back().path)) continue;
       YamlValue& v = paths[stack.back().path];
       const std::string item = unquote(trim(content.substr(1)));
       if (key_colon(item) != std::string::npos) continue;  // lists of mappings are not needed
@@ -119,19 +152,32 @@ YamlPaths parse_paths(const std::string& text) {
     if (colon == std::string::npos) continue;
     while (!stack.empty() && stack.back().indent >= indent) stack.pop_back();
     const std::string key = unquote(trim(content.substr(0, colon)));
-    const std::string path = stack.empty() ? key : stack.back().path + "." + key;
+    std::string path;
+    if (stack.empty() || !stack.back().path.empty()) {
+      path = stack.empty() ? key : stack.back().path + "." + key;
+      if (!is_wanted(path) && !leads_to_wanted(path)) path.clear();
+    }
     std::string value = trim(content.substr(colon + 1));
     YamlValue v;
     v.line = line_no;
     if (value.empty()) {
       stack.push_back({indent, path});
     } else if (value.front() == '[') {
-      while (value.find(']') == std::string::npos && n + 1 < lines.size()) {
+      // Lines are joined up to the ']', each searched once: an unclosed list stays linear. Only a wanted
+      // list's text is kept.
+      size_t close = value.find(']');
+      while (close == std::string::npos && n + 1 < lines.size()) {
+        const std::string next = trim(lines[++n]);
+        const size_t at = next.find(']');
+        if (path.empty()) {
+          close = at;
+          continue;
+        }
         value += ' ';
-        value += trim(lines[++n]);
+        if (at != std::string::npos) close = value.size() + at;
+        value += next;
       }
-      const size_t close = value.find(']');
-      if (close == std::string::npos) continue;
+      if (close == std::string::npos || path.empty()) continue;
       v.is_list = true;
       v.items = split_flow_list(value.substr(1, close - 1));
     } else if (value == "|" || value == ">" || value.rfind("|-", 0) == 0 || value.rfind(">-", 0) == 0) {
@@ -140,7 +186,7 @@ YamlPaths parse_paths(const std::string& text) {
     } else {
       v.scalar = unquote(value);
     }
-    paths[path] = v;
+    if (is_wanted(path)) paths[path] = v;
   }
   return paths;
 }
@@ -253,7 +299,7 @@ void LdmConfig::overlay(const LdmConfig& o) {
 
 LdmConfig parse_ldm_yaml(const std::string& text, const std::string& source) {
   const YamlReader y(text, source);
-  const std::string m = "model.params.", u = m + "unet_config.params.", d = m + "first_stage_config.params.ddconfig.";
+  const std::string &m = kModel, &u = kUnet, &d = kVae;
   LdmConfig c;
   c.linear_start = y.number(m + "linear_start");
   c.linear_end = y.number(m + "linear_end");

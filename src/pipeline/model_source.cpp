@@ -44,6 +44,9 @@ TokenizerFiles tokenizer_files(const fs::path& dir) {
 
 ModelSource open_diffusers_folder(const fs::path& dir) {
   const auto index = io::read_json_file((dir / "model_index.json").string());
+  if (const auto* cls = index.is_object() && index.contains("_class_name") ? index["_class_name"].get_ptr<const std::string*>() : nullptr;
+      cls && cls->rfind("StableDiffusionXL", 0) == 0)  // SDXL (issue #10): refused before a wrong "sd1" guess
+    throw Error(dir.string() + ": " + *cls + ": SDXL is not supported yet (sdrt runs Stable Diffusion 1.x and 2.x)");
   ModelSource src;
   src.path = dir.string();
   src.format = "diffusers";

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "pipeline/config_checks.hpp"
 #include "sdrt/base/error.hpp"
 #include "sdrt/kernels/backend.hpp"
 #include "sdrt/pipeline/denoise_inputs.hpp"
@@ -17,20 +18,6 @@ namespace sdrt {
 namespace {
 
 using pipeline::Networks;
-
-void validate(const GenerationConfig& c, int width, int height, int latent_factor) {
-  if (c.step_count <= 0) throw Error("step count must be positive (got " + std::to_string(c.step_count) + ")");
-  if (c.step_count > 1000) throw Error("step count " + std::to_string(c.step_count) + " exceeds the 1000 training timesteps");
-  if (c.image_count <= 0 || c.image_count > 64) throw Error("image count must be between 1 and 64");
-  if (width <= 0 || height <= 0 || width % 8 || height % 8)
-    throw Error("width and height must be positive multiples of 8 (got " + std::to_string(width) + "x" + std::to_string(height) + ")");
-  if (width % latent_factor || height % latent_factor)
-    throw Error("width and height must be multiples of the VAE's downscale factor " + std::to_string(latent_factor));
-  if (static_cast<int64_t>(width) * height > 4096LL * 4096LL) throw Error("image size " + std::to_string(width) + "x" + std::to_string(height) + " is too large");
-  if (!std::isfinite(c.guidance_scale)) throw Error("guidance scale must be a finite number");
-  if (!(c.strength >= 0.0f && c.strength <= 1.0f)) throw Error("strength must be between 0 and 1");
-  if (c.mask && !c.starting_image) throw Error("a mask needs a starting_image");
-}
 
 // noise_pred_uncond + g * (noise_pred_text - noise_pred_uncond), as diffusers writes it.
 Tensor apply_guidance(const Tensor& noise_pred, float g) {
@@ -73,7 +60,7 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
     result.width = c.width ? c.width : native_width();
     result.height = c.height ? c.height : native_height();
     result.seed = c.seed;
-    validate(c, result.width, result.height, networks_.latent_factor());
+    pipeline::check_generation_config(c, result.width, result.height, networks_.latent_factor());
 
     const std::vector<std::string> prompts = c.prompts.empty() ? std::vector<std::string>{c.prompt} : c.prompts;
     const bool guided = c.guidance_scale > 1.0f;

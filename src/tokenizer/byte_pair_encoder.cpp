@@ -1,6 +1,8 @@
 #include "tokenizer/byte_pair_encoder.hpp"
 
 #include <fstream>
+#include <functional>
+#include <queue>
 #include <limits>
 #include <sstream>
 
@@ -87,45 +89,55 @@ BytePairEncoder BytePairEncoder::from_merges_file(const std::string& path) {
 }
 
 std::vector<std::string> BytePairEncoder::encode_word(std::string_view utf8_word) const {
-  std::vector<std::string> symbols;
-  symbols.reserve(utf8_word.size());
-  for (char byte : utf8_word) symbols.push_back(byte_symbol(static_cast<uint8_t>(byte)));
+  // The lowest-ranked adjacent pair is merged first; of equal pairs, all occurrences left to right without
+  // overlaps before any other pair, as transformers' loop does. A heap of (rank, left position) over a
+  // linked list of symbols gives the same merges in O(n log n) instead of O(n^2) per word.
+  const size_t n = utf8_word.size();
+  std::vector<std::string> symbols(n);
+  for (size_t i = 0; i < n; ++i) symbols[i] = byte_symbol(static_cast<uint8_t>(utf8_word[i]));
   if (symbols.empty()) return symbols;
   symbols.back() += kWordEnd;
-
+  constexpr size_t kEnd = SIZE_MAX;
+  std::vector<size_t> next(n), prev(n);
+  for (size_t i = 0; i < n; ++i) {
+    next[i] = i + 1 < n ? i + 1 : kEnd;
+    prev[i] = i > 0 ? i - 1 : kEnd;
+  }
   std::string key;
-  const auto rank_of = [&](size_t i) {
-    key.assign(symbols[i]).append(" ").append(symbols[i + 1]);
+  const auto rank_of = [&](size_t left) {
+    if (left == kEnd || next[left] == kEnd) return kNoRank;
+    key.assign(symbols[left]).append(" ").append(symbols[next[left]]);
     const auto it = ranks_.find(key);
     return it == ranks_.end() ? kNoRank : it->second;
   };
-  while (symbols.size() > 1) {
-    int32_t best_rank = kNoRank;
-    size_t best = 0;
-    for (size_t i = 0; i + 1 < symbols.size(); ++i) {
-      const int32_t rank = rank_of(i);
-      if (rank < best_rank) {
-        best_rank = rank;
-        best = i;
-      }
+  using Candidate = std::pair<int32_t, size_t>;  // (rank, left position): smallest first
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> heap;
+  for (size_t i = 0; i + 1 < n; ++i)
+    if (const int32_t r = rank_of(i); r != kNoRank) heap.push({r, i});
+  std::vector<bool> alive(n, true);
+  std::vector<size_t> touched;  // pairs changed by this round's merges, queued when the round ends
+  while (!heap.empty()) {
+    const int32_t round = heap.top().first;
+    touched.clear();
+    while (!heap.empty() && heap.top().first == round) {
+      const size_t left = heap.top().second;
+      heap.pop();
+      if (!alive[left] || rank_of(left) != round) continue;  // stale: a neighbour merged since
+      const size_t right = next[left];
+      symbols[left] += symbols[right];
+      symbols[right].clear();
+      alive[right] = false;
+      next[left] = next[right];
+      if (next[left] != kEnd) prev[next[left]] = left;
+      touched.push_back(left);
+      if (prev[left] != kEnd) touched.push_back(prev[left]);
     }
-    if (best_rank == kNoRank) break;
-    // Merge every occurrence of the best pair, scanning left to right without overlaps.
-    const std::string left = symbols[best];
-    const std::string right = symbols[best + 1];
-    std::vector<std::string> merged;
-    merged.reserve(symbols.size());
-    for (size_t i = 0; i < symbols.size(); ++i) {
-      if (i + 1 < symbols.size() && symbols[i] == left && symbols[i + 1] == right) {
-        merged.push_back(left + right);
-        ++i;
-      } else {
-        merged.push_back(std::move(symbols[i]));
-      }
-    }
-    symbols = std::move(merged);
+    for (size_t t : touched)
+      if (const int32_t r = alive[t] ? rank_of(t) : kNoRank; r != kNoRank) heap.push({r, t});
   }
-  return symbols;
+  std::vector<std::string> out;
+  for (size_t i = 0; i != kEnd; i = next[i]) out.push_back(std::move(symbols[i]));
+  return out;
 }
 
 }  // namespace sdrt::tokenizer

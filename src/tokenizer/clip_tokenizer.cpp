@@ -19,6 +19,11 @@ constexpr std::string_view kStartOfText = "<|startoftext|>";
 constexpr std::string_view kEndOfText = "<|endoftext|>";  // also the unknown token
 constexpr size_t kMaxCachedWords = 1 << 16;               // bounds memory for long-running processes
 constexpr int kMaxLength = 1 << 16;                        // far above CLIP's 77 positions
+constexpr size_t kMaxCachedWordBytes = 256;                // long (hostile) words are not kept
+// A word's first k tokens cover at most k * kMaxTokenBytes of its bytes (CLIP's longest vocabulary entry is
+// 28 bytes + "</w>"); BPE merges are local, so bytes further than kCutMargin past them cannot change them.
+constexpr size_t kMaxTokenBytes = 64;
+constexpr size_t kCutMargin = 4096;
 
 int64_t required_id(const Vocabulary& vocab, std::string_view token, const std::string& vocab_path) {
   const auto id = vocab.find(std::string(token));
@@ -75,11 +80,20 @@ struct ClipTokenizer::State {
     return chunks;
   }
 
-  void append_word_tokens(const std::string& word, std::vector<std::string>& out) {
+  void append_word_tokens(std::string word, std::vector<std::string>& out, size_t max_tokens) {
     // CLIPTokenizer's BPE cache is seeded with the special tokens, so the pattern's own
     // <|startoftext|> / <|endoftext|> matches stay whole, without "</w>".
     if (word == kStartOfText || word == kEndOfText) {
       out.push_back(word);
+      return;
+    }
+    // Only the tokens that can be kept matter: a longer word is cut well past them before BPE.
+    const size_t wanted = max_tokens - std::min(max_tokens, out.size());
+    if (wanted < SIZE_MAX / kMaxTokenBytes - kCutMargin && word.size() > wanted * kMaxTokenBytes + kCutMargin)
+      word.resize(wanted * kMaxTokenBytes + kCutMargin);
+    if (word.size() > kMaxCachedWordBytes) {
+      const auto symbols = bpe.encode_word(word);
+      out.insert(out.end(), symbols.begin(), symbols.end());
       return;
     }
     const std::lock_guard<std::mutex> lock(cache_mutex);
@@ -91,17 +105,24 @@ struct ClipTokenizer::State {
     out.insert(out.end(), it->second.begin(), it->second.end());
   }
 
-  std::vector<std::string> tokenize(std::string_view utf8_text) {
+  // The first max_tokens tokens (or all): BPE stops once they are known, so a huge prompt costs only
+  // its linear normalisation.
+  std::vector<std::string> tokenize(std::string_view utf8_text, size_t max_tokens = SIZE_MAX) {
     const std::u32string text = decode_utf8(utf8_text);
     std::vector<std::string> tokens;
     for (const Chunk& chunk : split_added_tokens(text)) {
+      if (tokens.size() >= max_tokens) break;
       if (chunk.is_added_token) {
         tokens.push_back(encode_utf8(chunk.text));
         continue;
       }
       for (const std::u32string& word : basic_tokenize(chunk.text))
-        for (std::u32string_view piece : split_clip_words(word)) append_word_tokens(encode_utf8(piece), tokens);
+        for (std::u32string_view piece : split_clip_words(word)) {
+          if (tokens.size() >= max_tokens) break;
+          append_word_tokens(encode_utf8(piece), tokens, max_tokens);
+        }
     }
+    if (tokens.size() > max_tokens) tokens.resize(max_tokens);
     return tokens;
   }
 };
@@ -134,8 +155,8 @@ std::vector<int64_t> ClipTokenizer::encode(std::string_view text, int max_length
   if (max_length < 2 || max_length > kMaxLength)
     throw Error("CLIP tokenizer: max_length " + std::to_string(max_length) + " is outside [2, " +
                 std::to_string(kMaxLength) + "]");
-  const std::vector<std::string> tokens = state_->tokenize(text);
   const size_t length = static_cast<size_t>(max_length);
+  const std::vector<std::string> tokens = state_->tokenize(text, length - 2);
   std::vector<int64_t> ids;
   ids.reserve(length);
   ids.push_back(state_->bos);
