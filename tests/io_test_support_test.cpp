@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "support/test_support.hpp"
 
@@ -53,6 +54,13 @@ TEST(CompareHelpers, SingleNonFiniteValueFailsEveryHelper) {
   // Generous tolerances: only the non-finite value may make these fail.
   expect_each_plant_fails("all_close", [](const Tensor& a, const Tensor& e) { return !test::all_close(a, e, 1e9); });
   expect_each_plant_fails("all_close_rel", [](const Tensor& a, const Tensor& e) { return !test::all_close_rel(a, e, 1e9); });
+  const auto values = [](const Tensor& t) { return std::vector<double>(t.f32(), t.f32() + t.numel()); };
+  expect_each_plant_fails("all_close(double reference)", [&](const Tensor& a, const Tensor& e) {
+    return !test::all_close(a, values(e), 1e9, 1e9);
+  });
+  expect_each_plant_fails("all_close(values)", [&](const Tensor& a, const Tensor& e) {
+    return !test::all_close(values(a), values(e), 1e9, 1e9);
+  });
   expect_each_plant_fails("all_finite", [](const Tensor& a, const Tensor&) { return !test::all_finite(a); }, false);
   expect_each_plant_fails("max_abs", [](const Tensor& a, const Tensor&) { return !(test::max_abs(a) <= 1e9); }, false);
   expect_each_plant_fails("max_abs_diff", [](const Tensor& a, const Tensor& e) { return !(test::max_abs_diff(a, e) <= 1e9); });
@@ -74,6 +82,10 @@ TEST(CompareHelpers, ToleranceIsAbsoluteAndTight) {
   EXPECT_NEAR(test::max_abs_diff(a, e), 2e-4, 1e-7);
   EXPECT_NEAR(test::relative_error(a, e), 2e-4 / 0.15, 1e-6);
   EXPECT_FALSE(test::all_close_rel(a, e, 1e-3));  // 1e-3 * 0.15 < 2e-4
+  const std::vector<double> ev(e.f32(), e.f32() + e.numel());
+  EXPECT_FALSE(test::all_close(a, ev, 1e-4, 0));
+  EXPECT_TRUE(test::all_close(a, ev, 1e-4, 2e-3));  // 1e-4 + 2e-3 * 0.05 >= 2e-4 at index 5
+  EXPECT_FALSE(test::all_close(a, std::vector<double>(15, 0.0), 1e9, 0)) << "a length mismatch fails";
 }
 
 TEST(CompareHelpers, ShapeMismatchFails) {

@@ -52,14 +52,10 @@ std::vector<std::string> case_names() {
   return test::all_close(actual, expected, rel * std::max(1.0, test::max_abs(expected)));
 }
 
+// |actual - expected| <= rel * |expected| elementwise (the shared NaN-aware check).
 ::testing::AssertionResult values_close(const std::vector<float>& actual, const std::vector<double>& expected,
                                         double rel) {
-  if (actual.size() != expected.size())
-    return ::testing::AssertionFailure() << actual.size() << " values, expected " << expected.size();
-  for (size_t i = 0; i < actual.size(); ++i)
-    if (std::fabs(actual[i] - expected[i]) > rel * std::fabs(expected[i]))
-      return ::testing::AssertionFailure() << "at " << i << ": " << actual[i] << " vs " << expected[i];
-  return ::testing::AssertionSuccess();
+  return test::all_close(std::vector<double>(actual.begin(), actual.end()), expected, 0, rel);
 }
 
 std::vector<double> tensor_values(const Tensor& t) {

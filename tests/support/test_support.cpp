@@ -105,27 +105,54 @@ double relative_error(const Tensor& actual, const Tensor& expected) {
   return scale == 0 ? std::numeric_limits<double>::infinity() : diff / scale;
 }
 
+namespace {
+
+// The one elementwise check behind every all_close: a non-finite value on either side fails.
+::testing::AssertionResult close_values(const std::vector<double>& a, const std::vector<double>& e, double atol,
+                                        double rtol) {
+  if (a.size() != e.size()) return ::testing::AssertionFailure() << a.size() << " values, expected " << e.size();
+  double worst = 0;  // largest excess |a - e| - (atol + rtol |e|), and where
+  size_t at = 0;
+  bool found = false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(e[i]))
+      return ::testing::AssertionFailure() << "non-finite value at flat index " << i << " (actual " << a[i]
+                                           << ", expected " << e[i] << ")";
+    const double excess = std::fabs(a[i] - e[i]) - (atol + rtol * std::fabs(e[i]));
+    if (!found || excess > worst) {
+      worst = excess;
+      at = i;
+      found = true;
+    }
+  }
+  if (!found) return ::testing::AssertionSuccess();
+  const double d = std::fabs(a[at] - e[at]);
+  if (worst <= 0) return ::testing::AssertionSuccess() << "worst |diff| " << d << " at flat index " << at;
+  return ::testing::AssertionFailure() << "|diff| " << d << " > atol " << atol << " + rtol " << rtol << " * |expected|"
+                                       << " at flat index " << at << " (actual " << a[at] << ", expected " << e[at] << ")";
+}
+
+std::vector<double> values_of(const Tensor& t) {
+  const Tensor f = t.to(DType::F32);
+  return {f.f32(), f.f32() + f.numel()};
+}
+
+}  // namespace
+
 ::testing::AssertionResult all_close(const Tensor& actual, const Tensor& expected, double tol) {
   if (!same_shape(actual, expected))
     return ::testing::AssertionFailure() << "shape " << shape_str(actual.shape()) << " != expected "
                                          << shape_str(expected.shape());
-  const Tensor a = actual.to(DType::F32), e = expected.to(DType::F32);
-  double worst = 0;
-  int64_t at = -1;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    const double x = a.f32()[i], y = e.f32()[i];
-    if (!std::isfinite(x) || !std::isfinite(y))
-      return ::testing::AssertionFailure() << "non-finite value at flat index " << i << " (actual " << x << ", expected "
-                                           << y << ")";
-    const double d = std::fabs(x - y);
-    if (d > worst || at < 0) {
-      worst = d;
-      at = i;
-    }
-  }
-  if (worst <= tol) return ::testing::AssertionSuccess() << "max diff " << worst;
-  return ::testing::AssertionFailure() << "max |diff| " << worst << " > tol " << tol << " at flat index " << at
-                                       << " (actual " << a.f32()[at] << ", expected " << e.f32()[at] << ")";
+  return close_values(values_of(actual), values_of(expected), tol, 0);
+}
+
+::testing::AssertionResult all_close(const Tensor& actual, const std::vector<double>& expected, double atol, double rtol) {
+  return close_values(values_of(actual), expected, atol, rtol);
+}
+
+::testing::AssertionResult all_close(const std::vector<double>& actual, const std::vector<double>& expected, double atol,
+                                     double rtol) {
+  return close_values(actual, expected, atol, rtol);
 }
 
 ::testing::AssertionResult all_close_rel(const Tensor& actual, const Tensor& expected, double rel) {

@@ -33,6 +33,11 @@ double max_abs_diff(const Tensor& a, const Tensor& b);
 double relative_error(const Tensor& actual, const Tensor& expected);
 // max |actual - expected| <= tol elementwise; the message names the worst (or first non-finite) element.
 ::testing::AssertionResult all_close(const Tensor& actual, const Tensor& expected, double tol);
+// |actual - expected| <= atol + rtol * |expected| elementwise (numpy's isclose), e.g. against a
+// double-precision reference computed by the test.
+::testing::AssertionResult all_close(const Tensor& actual, const std::vector<double>& expected, double atol, double rtol);
+::testing::AssertionResult all_close(const std::vector<double>& actual, const std::vector<double>& expected, double atol,
+                                     double rtol);
 // all_close with tol = rel * max |expected|.
 ::testing::AssertionResult all_close_rel(const Tensor& actual, const Tensor& expected, double rel);
 // Every element finite.
