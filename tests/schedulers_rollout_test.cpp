@@ -321,9 +321,23 @@ TEST(SchedulerDdpm, LearnedRangeUsesTheSecondHalfOfTheChannels) {
     ++draws;
     return Tensor::full(s, 1.0f);
   };
-  const StepResult low = ddpm->step(Tensor::full({1, 4, 2, 2}, -1.0f), 901, x, noise);
+  // eps = -1 in the first half of the channels, predicted variance v = 0 in the second (frac 0.5).
+  std::vector<float> out(16, -1.0f);
+  std::fill(out.begin() + 8, out.end(), 0.0f);
+  const StepResult low = ddpm->step(Tensor::from_vector({1, 4, 2, 2}, out), 901, x, noise);
   EXPECT_EQ(low.prev_sample.shape(), x.shape());
   EXPECT_EQ(draws, 1);
+  // diffusers' DDPMScheduler.step in double: t 901 -> 801, clip_sample false (the config's),
+  // log variance = frac * log(beta_t) + (1 - frac) * log(posterior variance), noise 1.
+  const double a = ddpm->alphas_cumprod()[901], ap = ddpm->alphas_cumprod()[801];
+  const double alpha_t = a / ap, beta_t = 1 - alpha_t;
+  const double x0 = (0.3 - std::sqrt(1 - a) * -1.0) / std::sqrt(a);
+  const double mean = std::sqrt(ap) * beta_t / (1 - a) * x0 + std::sqrt(alpha_t) * (1 - ap) / (1 - a) * 0.3;
+  const double posterior = std::max((1 - ap) / (1 - a) * beta_t, 1e-20);
+  const double log_var = 0.5 * std::log(beta_t) + 0.5 * std::log(posterior);
+  const double expected = mean + std::exp(0.5 * log_var);
+  EXPECT_TRUE(test::all_close(low.prev_sample, std::vector<double>(8, expected), 0, 1e-5)) << "expected " << expected;
+  EXPECT_TRUE(test::all_close(low.pred_original_sample, std::vector<double>(8, x0), 0, 1e-5));
   EXPECT_NE(test::error_message([&] { ddpm->step(x, 901, x, noise); }).find("twice"), std::string::npos);
 }
 
