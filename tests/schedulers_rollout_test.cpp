@@ -133,6 +133,11 @@ std::string case_label(const ::testing::TestParamInfo<std::string>& param) { ret
 
 INSTANTIATE_TEST_SUITE_P(Reference, SchedulerCase, ::testing::ValuesIn(case_names()), case_label);
 
+TEST(SchedulerIndex, HasEveryRollout) {
+  // The pack's 62 rollouts: 10 schedulers x {epsilon, v_prediction} x N 10/25/50, and LCM also at N 4.
+  EXPECT_EQ(case_names().size(), 62u);
+}
+
 // img2img: add_noise at the first used timestep (with set_begin_index where diffusers has it).
 void check_add_noise(const std::string& pipeline_case, const std::string& scheduler_name) {
   const std::string base = "cases/pipelines/" + pipeline_case;
