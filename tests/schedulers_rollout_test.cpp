@@ -21,8 +21,9 @@ using nlohmann::json;
 // Schedules are float32 quantities computed the same way as diffusers: 1e-6 relative leaves room for
 // libm differences in the last ulp (logf / powf) and nothing else.
 constexpr double kScheduleRelTol = 1e-6;
-// Rollouts: the reference pack's suggested criterion, max|diff| <= 1e-5 * max(1, max|ref|).
-constexpr double kRolloutRelTol = 1e-5;
+// Rollouts: max|diff| <= 5e-6 * max(1, max|ref|), ~10x the worst observed (5.3e-7 over all 62 rollouts and
+// every step's model input, output, prev and x0); the pack suggests 1e-5.
+constexpr double kRolloutRelTol = 5e-6;
 
 std::string case_path(const std::string& stem, const std::string& ext) {
   return test::reference_path("cases/schedulers/" + stem + ext);
