@@ -40,6 +40,10 @@ const std::map<std::string, Source>& sources() {
       {"sd2", {"models/sd2-tiny-v", ""}},
       {"inpaint", {"models/sd1-tiny-inpaint", ""}},
       {"controlnet", {"models/sd1-tiny", "--convert-controlnet " + shell_quote(test::reference_path("models/controlnet-tiny"))}},
+      // The same ControlNet on the .bin and LDM single-file copies of the base model.
+      {"controlnet-bin", {"models/sd1-tiny-bin", "--convert-controlnet " + shell_quote(test::reference_path("models/controlnet-tiny"))}},
+      {"controlnet-ldm", {"models/sd1-tiny-ldm.safetensors", "--text-encoder-heads 4 --convert-controlnet " +
+                                                                 shell_quote(test::reference_path("models/controlnet-tiny"))}},
   };
   return s;
 }
@@ -144,7 +148,7 @@ std::vector<CliCase> cli_cases() {
     } else if (kind == "inpaint") {
       out.push_back({name, "inpaint"});
     } else if (kind == "controlnet") {
-      out.push_back({name, "controlnet"});
+      for (const char* s : {"controlnet", "controlnet-bin", "controlnet-ldm"}) out.push_back({name, s});
     } else {
       // The safety checker exists only in the diffusers folders, not in the single-file checkpoints.
       const bool safety = c.value("safety_checker_enabled", false);
@@ -163,9 +167,10 @@ TEST(CliBundles, ConvertEverySource) {
 
 TEST(CliReferenceIndex, RunsEveryCase) {
   // 31 pack cases: the 22 plain SD1 ones on 4 sources each, except the safety case (no safety checker
-  // in single files: 2 sources), plus 5 SD2, 2 inpaint and 2 ControlNet cases on one source each.
+  // in single files: 2 sources), plus 5 SD2 and 2 inpaint cases on one source each, and 2 ControlNet cases
+  // on 3 base-model sources (diffusers safetensors, .bin, LDM single file).
   EXPECT_EQ(test::read_json(test::reference_path("cases/pipelines/index.json")).size(), 31u);
-  EXPECT_EQ(cli_cases().size(), 21u * 4 + 2 + 5 + 2 + 2);
+  EXPECT_EQ(cli_cases().size(), 21u * 4 + 2 + 5 + 2 + 2 * 3);
 }
 
 class CliReference : public ::testing::TestWithParam<CliCase> {};
