@@ -13,6 +13,8 @@
 
 #include "sdrt/io/image.hpp"
 #include "sdrt/pipeline/checksum.hpp"
+#include "sdrt/pipeline/generation_trace.hpp"
+#include "sdrt/pipeline/pipeline.hpp"
 #include "support/cli_support.hpp"
 #include "support/test_support.hpp"
 
@@ -422,11 +424,71 @@ TEST(CliImageToImage, StrengthZeroIgnoresThePrompt) {
   EXPECT_EQ(a.pixels, io::read_image(only_file(dir + "/c"), 3).pixels);
 }
 
+// The same generation through the library (sdrt::Pipeline on the bundle), with the number of denoising
+// steps it ran taken from the generation trace.
+struct LibraryRun {
+  std::vector<io::Image> images;
+  int steps = 0;
+};
+
+LibraryRun library_img2img(const std::string& prompt, const io::Image& input, float strength) {
+  GenerationConfig g;
+  g.prompt = prompt;
+  g.scheduler = "ddim";
+  g.step_count = 2;
+  g.seed = 11;
+  g.rng = "numpy";
+  g.disable_safety = true;
+  g.starting_image = input;
+  g.strength = strength;
+  LibraryRun run;
+  const pipeline::ScopedGenerationTrace trace([&](const std::string& name, const Tensor&) {
+    if (name.rfind("latents_after_step", 0) == 0) ++run.steps;
+  });
+  run.images = Pipeline::load(sd1())->generate(g).images;
+  return run;
+}
+
+// Strength 1 runs the whole schedule (both DDIM steps; strength 0.5 runs one), and the CLI writes exactly
+// the library's image.
 TEST(CliImageToImage, StrengthOneRepaintsEverything) {
   const std::string dir = test::make_temp_dir("cli-str1");
-  const auto r = run_sdrt(img2img("a house", dir, pipeline_case(kImg2ImgInput), "--strength 1"));
+  const std::string input = pipeline_case(kImg2ImgInput);
+  const auto r = run_sdrt(img2img("a house", dir, input, "--strength 1"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(folder_entries(dir), std::vector<std::string>{"a_house.str100.11.final.png"});
+  const LibraryRun full = library_img2img("a house", io::read_image(input, 3), 1.0f);
+  EXPECT_EQ(full.steps, 2);
+  EXPECT_EQ(library_img2img("a house", io::read_image(input, 3), 0.5f).steps, 1);
+  ASSERT_EQ(full.images.size(), 1u);
+  EXPECT_EQ(test::psnr(pixels(io::read_image(only_file(dir), 3)), pixels(full.images[0]), 255.0), 200.0)
+      << "the CLI's PNG must hold the library's pixels";
+  EXPECT_LT(test::psnr(pixels(full.images[0]), pixels(io::read_image(input, 3)), 255.0), 20.0)
+      << "strength 1 must not give back the input";
+}
+
+// libjpeg's own RGB decode of `path`, independent of sdrt's image reader.
+io::Image decode_jpeg(const std::string& path) {
+  jpeg_decompress_struct cinfo{};
+  jpeg_error_mgr jerr{};
+  cinfo.err = jpeg_std_error(&jerr);
+  jpeg_create_decompress(&cinfo);
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw std::runtime_error("cannot open " + path);
+  jpeg_stdio_src(&cinfo, f);
+  jpeg_read_header(&cinfo, TRUE);
+  cinfo.out_color_space = JCS_RGB;
+  jpeg_start_decompress(&cinfo);
+  io::Image img{static_cast<int>(cinfo.output_width), static_cast<int>(cinfo.output_height), 3, {}};
+  img.pixels.resize(static_cast<size_t>(img.width) * img.height * 3);
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW row = img.pixels.data() + static_cast<size_t>(cinfo.output_scanline) * img.width * 3;
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  std::fclose(f);
+  return img;
 }
 
 void write_jpeg(const std::string& path, const io::Image& img) {
@@ -453,12 +515,16 @@ void write_jpeg(const std::string& path, const io::Image& img) {
   std::fclose(f);
 }
 
+// A JPEG input gives exactly the image that its decoded pixels, given as a PNG, give.
 TEST(CliImageToImage, AcceptsJpegInput) {
   const std::string dir = test::make_temp_dir("cli-jpeg");
   write_jpeg(dir + "/in.jpg", io::read_image(pipeline_case(kImg2ImgInput), 3));
   const auto r = run_sdrt(img2img("jpeg", dir + "/out", dir + "/in.jpg", "--strength 0.75"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(folder_entries(dir + "/out"), std::vector<std::string>{"jpeg.str75.11.final.png"});
+  io::write_png(dir + "/decoded.png", decode_jpeg(dir + "/in.jpg"));
+  ASSERT_EQ(run_sdrt(img2img("jpeg", dir + "/from-png", dir + "/decoded.png", "--strength 0.75")).exit_code, 0);
+  EXPECT_EQ(psnr_of_files(only_file(dir + "/out"), only_file(dir + "/from-png")), 200.0);
 }
 
 // An input of another size is resized (Lanczos, as diffusers' image processor) to the output size.

@@ -22,24 +22,11 @@ Tensor random(const Shape& shape, uint32_t seed, float stddev = 1.0f) { return t
 
 double at(const Tensor& t, int64_t i) { return t.f32()[i]; }
 
-// |actual - expected| <= tol * (1 + |expected|) everywhere; the message names the worst element.
+// |actual - expected| <= tol * (1 + |expected|) everywhere (the shared NaN-aware check); the message names the worst element.
 ::testing::AssertionResult close(const Tensor& actual, const Shape& shape, const Ref& expected, double tol) {
   if (actual.shape() != shape)
     return ::testing::AssertionFailure() << "shape " << shape_str(actual.shape()) << " != " << shape_str(shape);
-  double worst = 0;
-  int64_t where = 0;
-  for (int64_t i = 0; i < actual.numel(); ++i) {
-    const double e = expected[static_cast<size_t>(i)];
-    const double err = std::fabs(at(actual, i) - e) / (1.0 + std::fabs(e));
-    if (!(err <= worst)) {
-      worst = err;
-      where = i;
-    }
-  }
-  if (worst <= tol) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "relative error " << worst << " > " << tol << " at " << where << " (actual "
-                                       << at(actual, where) << ", expected " << expected[static_cast<size_t>(where)]
-                                       << ")";
+  return test::all_close(actual, expected, tol, tol);
 }
 
 std::string error_of(const std::function<void()>& f) { return test::error_message(f); }

@@ -14,8 +14,9 @@ namespace {
 using models::AutoencoderKL;
 using models::AutoencoderKLConfig;
 
-// The reference README's bound for fp32 VAEs (decoded values reach ~2.7; fp32 vs float64 differs by 5e-6).
-constexpr double kVaeTolerance = 5e-4;
+// Absolute, ~10x the worst observed |diff| (4.5e-6 on decoded values reaching ~2.7; 1 or 2 threads); the
+// pack README suggests 5e-4.
+constexpr double kVaeTolerance = 4e-5;
 
 nlohmann::json vae_config_json(const std::string& model) {
   return test::read_json(test::reference_path("models/" + model + "/vae/config.json"));

@@ -172,9 +172,10 @@ void expect_rejected(const std::string& key, const nlohmann::json& value, const 
 
 TEST(ModelCompression, LyingCompressedBundlesAreRejected) {
   expect_rejected("bits", 3, "bits");
-  expect_rejected("bits", 2, "");   // 4-bit indices read as 2-bit: byte count no longer matches
+  expect_rejected("bits", 2, "LUT has 16 entries per group, expected 1 to 2^2 = 4");  // a 4-bit LUT claimed as 2-bit
   expect_rejected("kind", "zip", "kind");
-  expect_rejected("shape", nlohmann::json::array({64, 32, 3, 4}), "");
+  // 64*32*3*4 weights at 4 bits need 12288 index bytes; the file holds the real shape's 9216.
+  expect_rejected("shape", nlohmann::json::array({64, 32, 3, 4}), "indices are U8 [9216], expected U8 [12288]");
 }
 
 }  // namespace

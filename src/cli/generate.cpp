@@ -33,16 +33,23 @@ struct GenerateArgs {
   int vae_tile_size = 0;
   std::string prediction_type, tokenizer_dir;  // single files
   int64_t text_encoder_heads = 0;
-  std::vector<std::string> controlnets, controlnet_inputs;
+  std::vector<std::string> controlnets, controlnet_inputs, more_prompts;
   std::vector<float> controlnet_scales;
+  // The prompt of batch image i (prompt-major, --image-count images per prompt).
+  const std::string& prompt_of(size_t i) const {
+    const size_t p = i / static_cast<size_t>(std::max(image_count, 1));
+    return p == 0 || p > more_prompts.size() ? prompt : more_prompts[p - 1];
+  }
 };
 
 // Apple's naming: prompt prefix with spaces as '_', [.i], [.str<strength>], .seed, .final|.<step>.
-std::string output_name(const GenerateArgs& a, size_t index, uint32_t seed, const std::string& suffix) {
+std::string output_name(const GenerateArgs& a, size_t image, uint32_t seed, const std::string& suffix) {
+  const std::string& prompt = a.prompt_of(image);
+  const size_t index = image % static_cast<size_t>(std::max(a.image_count, 1));
   std::string name;
   size_t chars = 0;
-  for (size_t i = 0; i < a.prompt.size() && chars < 75; ++i) {
-    const auto c = static_cast<unsigned char>(a.prompt[i]);
+  for (size_t i = 0; i < prompt.size() && chars < 75; ++i) {
+    const auto c = static_cast<unsigned char>(prompt[i]);
     if ((c & 0xc0) != 0x80) ++chars;  // count code points, not bytes
     if (chars > 75) break;
     name += c == ' ' ? '_' : static_cast<char>(c);
@@ -62,8 +69,8 @@ std::string sampler_label(const std::string& scheduler) {
 }
 
 // A1111's "parameters" text, so other tools can read the settings back.
-std::string parameters_text(const GenerateArgs& a, const GenerationResult& r) {
-  std::string s = a.prompt + "\n";
+std::string parameters_text(const GenerateArgs& a, const GenerationResult& r, size_t image) {
+  std::string s = a.prompt_of(image) + "\n";
   if (!a.negative_prompt.empty()) s += "Negative prompt: " + a.negative_prompt + "\n";
   char buf[512];
   std::snprintf(buf, sizeof buf, "Steps: %d, Sampler: %s, CFG scale: %g, Seed: %u, Size: %dx%d, Model: %s, RNG: %s",
@@ -111,6 +118,10 @@ uint32_t parse_seed(const std::string& text) {
 GenerationConfig to_config(const GenerateArgs& a) {
   GenerationConfig c;
   c.prompt = a.prompt;
+  if (!a.more_prompts.empty()) {
+    c.prompts = {a.prompt};
+    c.prompts.insert(c.prompts.end(), a.more_prompts.begin(), a.more_prompts.end());
+  }
   c.negative_prompt = a.negative_prompt;
   c.image_count = a.image_count;
   c.step_count = a.step_count;
@@ -160,7 +171,7 @@ int run_generate(GenerateArgs& a) {
   auto save = [&](const std::vector<io::Image>& images, const GenerationResult& r, const std::string& suffix) {
     for (size_t i = 0; i < images.size(); ++i) {
       const std::string path = (fs::path(a.output_path) / output_name(a, i, config.seed, suffix)).string();
-      io::write_png(path, images[i], {{"parameters", parameters_text(a, r)}});
+      io::write_png(path, images[i], {{"parameters", parameters_text(a, r, i)}});
       written.push_back(path);
     }
   };
@@ -197,7 +208,7 @@ int run_generate(GenerateArgs& a) {
       continue;
     }
     const std::string path = (fs::path(a.output_path) / output_name(a, i, config.seed, "final")).string();
-    io::write_png(path, result.images[i], {{"parameters", parameters_text(a, result)}});
+    io::write_png(path, result.images[i], {{"parameters", parameters_text(a, result, i)}});
     std::printf("Wrote %s\n", path.c_str());
   }
   return withheld ? 3 : 0;
@@ -208,6 +219,9 @@ int run_generate(GenerateArgs& a) {
 Command add_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   app.add_option("prompt", a->prompt, "Text prompt")->required();
+  app.add_option("--batch-prompt", a->more_prompts,
+                 "Further prompts generated in the same batch as the first (one noise draw for the batch, as "
+                 "diffusers with a list of prompts); repeatable");
   app.add_option("--negative-prompt", a->negative_prompt, "What the image should not show");
   app.add_option("--resource-path", a->resource_path, "sdrt bundle, diffusers folder or single-file checkpoint")->capture_default_str();
   app.add_option("--image-count", a->image_count, "Images to generate")->capture_default_str();

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "sdrt/base/error.hpp"
+#include "sdrt/pipeline/generation_trace.hpp"
 #include "sdrt/pipeline/image_processing.hpp"
 #include "sdrt/pipeline/pipeline.hpp"
 
@@ -158,6 +159,7 @@ std::vector<io::Image> Networks::decode_images(const Tensor& latents) {
   for (int64_t i = 0; i < z.numel(); ++i) p[i] = p[i] / scaling;
   if (!source_.has_vae_decoder) throw Error(source_.path + ": the model has no VAE decoder");
   const Tensor decoded = vae_tile_size_ > 0 ? models::tiled_decode(vae(), z, vae_tiling()) : vae().decode(z);
+  trace("vae_decoded", decoded);
   std::vector<io::Image> images;
   const int64_t h = decoded.dim(2), w = decoded.dim(3);
   for (int64_t b = 0; b < decoded.dim(0); ++b) images.push_back(to_image(decoded.f32() + b * 3 * h * w, h, w));

@@ -7,6 +7,7 @@
 #include "sdrt/base/error.hpp"
 #include "sdrt/kernels/backend.hpp"
 #include "sdrt/pipeline/denoise_inputs.hpp"
+#include "sdrt/pipeline/generation_trace.hpp"
 #include "sdrt/pipeline/bundle.hpp"
 #include "sdrt/pipeline/networks.hpp"
 #include "sdrt/pipeline/pipeline_internal.hpp"
@@ -65,6 +66,7 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
     const std::vector<std::string> prompts = c.prompts.empty() ? std::vector<std::string>{c.prompt} : c.prompts;
     const bool guided = c.guidance_scale > 1.0f;
     const Tensor embeds = networks_.encode_prompts(prompts, c.negative_prompt, c.image_count, guided);
+    pipeline::trace("prompt_embeds", embeds);
 
     auto scheduler = schedulers::make_scheduler(c.scheduler.empty() ? networks_.source().scheduler_class : c.scheduler,
                                                 networks_.source().scheduler_config);
@@ -73,9 +75,9 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
 
     // numpy: latents from RandomState, scheduler noise from a torch generator of the same seed
     // (diffusers' convention when latents are passed in); torch and nvidia: one stream for both.
-    auto latent_rng = rng::make_random_source(c.rng, c.seed);
+    auto latent_rng = pipeline::traced(rng::make_random_source(c.rng, c.seed));
     std::unique_ptr<rng::RandomSource> torch_noise;
-    if (c.rng == "numpy") torch_noise = rng::make_random_source("torch", c.seed);
+    if (c.rng == "numpy") torch_noise = pipeline::traced(rng::make_random_source("torch", c.seed));
     rng::RandomSource& noise_rng = torch_noise ? *torch_noise : *latent_rng;
     const schedulers::NoiseFn noise = [&](const Shape& s) { return noise_rng.randn(s); };
 
@@ -85,6 +87,7 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
     std::vector<double> timesteps = in.timesteps;
     const auto& unet = networks_.unet();
     Tensor latents = in.latents;
+    pipeline::trace("x_T", latents);
     for (size_t i = 0; i < timesteps.size(); ++i) {
       const double t = timesteps[i];
       Tensor model_in = guided ? kernels::cpu_backend().concat({latents, latents}, 0) : latents;
@@ -97,6 +100,7 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
       if (guided) noise_pred = apply_guidance(noise_pred, c.guidance_scale);
       latents = scheduler->step(noise_pred, t, latents, noise).prev_sample;
       latents = pipeline::blend_known_region(in, *scheduler, latents, timesteps, i);
+      pipeline::trace(pipeline::step_trace_name(i), latents);
       if (progress) {
         StepProgress p;
         p.step = static_cast<int>(i + 1);
@@ -107,6 +111,7 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
       }
     }
     networks_.release_denoisers();
+    pipeline::trace("final_latents", latents);
     result.images = networks_.decode_images(latents);
     result.nsfw = c.disable_safety ? std::vector<bool>(result.images.size(), false) : networks_.check_safety(result.images);
     return result;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <random>
 #include <unistd.h>
 
@@ -66,50 +67,126 @@ Tensor random_normal(const Shape& shape, uint32_t seed, float stddev, float mean
   return t;
 }
 
+namespace {
+
+// Comparing different shapes is a failure, never a partial comparison.
+bool same_shape(const Tensor& a, const Tensor& b) { return a.shape() == b.shape(); }
+
+}  // namespace
+
+// std::max drops NaN, so every fold below tests finiteness explicitly.
 double max_abs(const Tensor& t) {
   const Tensor f = t.to(DType::F32);
   double m = 0;
-  for (int64_t i = 0; i < f.numel(); ++i) m = std::max(m, static_cast<double>(std::fabs(f.f32()[i])));
+  for (int64_t i = 0; i < f.numel(); ++i) {
+    const double v = std::fabs(static_cast<double>(f.f32()[i]));
+    if (!std::isfinite(v)) return v;  // NaN or inf
+    m = std::max(m, v);
+  }
   return m;
 }
 
 double max_abs_diff(const Tensor& a, const Tensor& b) {
+  if (!same_shape(a, b)) return std::nan("");
   const Tensor fa = a.to(DType::F32), fb = b.to(DType::F32);
   double m = 0;
-  for (int64_t i = 0; i < fa.numel(); ++i)
-    m = std::max(m, std::fabs(static_cast<double>(fa.f32()[i]) - fb.f32()[i]));
+  for (int64_t i = 0; i < fa.numel(); ++i) {
+    const double x = fa.f32()[i], y = fb.f32()[i];
+    if (!std::isfinite(x) || !std::isfinite(y)) return std::nan("");
+    m = std::max(m, std::fabs(x - y));
+  }
   return m;
 }
 
-::testing::AssertionResult all_close(const Tensor& actual, const Tensor& expected, double tol) {
-  if (actual.shape() != expected.shape())
-    return ::testing::AssertionFailure() << "shape " << shape_str(actual.shape()) << " != expected "
-                                         << shape_str(expected.shape());
-  const Tensor a = actual.to(DType::F32), e = expected.to(DType::F32);
-  double worst = -1;
-  int64_t at = -1;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    const double d = std::fabs(static_cast<double>(a.f32()[i]) - e.f32()[i]);
-    if (!(d <= worst)) {
-      worst = d;
+double relative_error(const Tensor& actual, const Tensor& expected) {
+  const double diff = max_abs_diff(actual, expected), scale = max_abs(expected);
+  if (!std::isfinite(diff) || !std::isfinite(scale)) return std::nan("");
+  if (diff == 0) return 0;
+  return scale == 0 ? std::numeric_limits<double>::infinity() : diff / scale;
+}
+
+namespace {
+
+// The one elementwise check behind every all_close: a non-finite value on either side fails.
+::testing::AssertionResult close_values(const std::vector<double>& a, const std::vector<double>& e, double atol,
+                                        double rtol) {
+  if (a.size() != e.size()) return ::testing::AssertionFailure() << a.size() << " values, expected " << e.size();
+  double worst = 0;  // largest excess |a - e| - (atol + rtol |e|), and where
+  size_t at = 0;
+  bool found = false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(e[i]))
+      return ::testing::AssertionFailure() << "non-finite value at flat index " << i << " (actual " << a[i]
+                                           << ", expected " << e[i] << ")";
+    const double excess = std::fabs(a[i] - e[i]) - (atol + rtol * std::fabs(e[i]));
+    if (!found || excess > worst) {
+      worst = excess;
       at = i;
+      found = true;
     }
   }
-  if (a.numel() == 0 || worst <= tol) return ::testing::AssertionSuccess() << "max diff " << worst;
-  return ::testing::AssertionFailure() << "max |diff| " << worst << " > tol " << tol << " at flat index " << at
-                                       << " (actual " << a.f32()[at] << ", expected " << e.f32()[at] << ")";
+  if (!found) return ::testing::AssertionSuccess();
+  const double d = std::fabs(a[at] - e[at]);
+  if (worst <= 0) return ::testing::AssertionSuccess() << "worst |diff| " << d << " at flat index " << at;
+  return ::testing::AssertionFailure() << "|diff| " << d << " > atol " << atol << " + rtol " << rtol << " * |expected|"
+                                       << " at flat index " << at << " (actual " << a[at] << ", expected " << e[at] << ")";
+}
+
+std::vector<double> values_of(const Tensor& t) {
+  const Tensor f = t.to(DType::F32);
+  return {f.f32(), f.f32() + f.numel()};
+}
+
+}  // namespace
+
+::testing::AssertionResult all_close(const Tensor& actual, const Tensor& expected, double tol) {
+  if (!same_shape(actual, expected))
+    return ::testing::AssertionFailure() << "shape " << shape_str(actual.shape()) << " != expected "
+                                         << shape_str(expected.shape());
+  return close_values(values_of(actual), values_of(expected), tol, 0);
+}
+
+::testing::AssertionResult all_close(const Tensor& actual, const std::vector<double>& expected, double atol, double rtol) {
+  return close_values(values_of(actual), expected, atol, rtol);
+}
+
+::testing::AssertionResult all_close(const std::vector<double>& actual, const std::vector<double>& expected, double atol,
+                                     double rtol) {
+  return close_values(actual, expected, atol, rtol);
+}
+
+::testing::AssertionResult all_close_rel(const Tensor& actual, const Tensor& expected, double rel) {
+  const double scale = max_abs(expected);
+  if (!std::isfinite(scale)) return ::testing::AssertionFailure() << "expected tensor holds a non-finite value";
+  return all_close(actual, expected, rel * scale) << " (rel " << rel << " of max |expected| " << scale << ")";
+}
+
+::testing::AssertionResult all_finite(const Tensor& t) {
+  const Tensor f = t.to(DType::F32);
+  for (int64_t i = 0; i < f.numel(); ++i)
+    if (!std::isfinite(f.f32()[i])) return ::testing::AssertionFailure() << "non-finite value " << f.f32()[i] << " at flat index " << i;
+  return ::testing::AssertionSuccess();
 }
 
 double psnr(const Tensor& a, const Tensor& b, double peak) {
+  if (!same_shape(a, b)) return std::nan("");
   const Tensor fa = a.to(DType::F32), fb = b.to(DType::F32);
   double se = 0;
   for (int64_t i = 0; i < fa.numel(); ++i) {
-    const double d = static_cast<double>(fa.f32()[i]) - fb.f32()[i];
-    se += d * d;
+    const double x = fa.f32()[i], y = fb.f32()[i];
+    if (!std::isfinite(x) || !std::isfinite(y)) return std::nan("");
+    se += (x - y) * (x - y);
   }
   const double mse = se / static_cast<double>(std::max<int64_t>(1, fa.numel()));
   if (mse == 0) return 200.0;
   return 10.0 * std::log10(peak * peak / mse);
+}
+
+std::vector<double> psnr_per_image(const Tensor& a, const Tensor& b, double peak) {
+  if (!same_shape(a, b) || a.shape().empty()) return {std::nan("")};
+  std::vector<double> out;
+  for (int64_t i = 0; i < a.dim(0); ++i) out.push_back(psnr(a.slice0(i, i + 1), b.slice0(i, i + 1), peak));
+  return out;
 }
 
 }  // namespace sdrt::test
