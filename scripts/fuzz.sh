@@ -44,8 +44,8 @@ run_one() {
   local h=$1
   mkdir -p "$build/corpus/$h"
   "$build/tests/fuzz/fuzz_$h" "${opts[@]}" -max_total_time="$seconds" -artifact_prefix="$build/findings/$h-" \
-    "$build/corpus/$h" "$build/seeds/$h" >"$build/logs/$h.log" 2>&1
-  echo $? >"$build/logs/$h.rc"
+    "$build/corpus/$h" "$build/seeds/$h" >"$build/logs/$h.log" 2>&1 && rc=0 || rc=$?
+  echo "$rc" >"$build/logs/$h.rc"
 }
 
 echo "fuzzing ${harnesses[*]} for ${seconds}s each, $jobs at a time"

@@ -5,7 +5,7 @@
 #include "sdrt/tokenizer/clip_tokenizer.hpp"
 
 namespace {
-const sdrt::tokenizer::ClipTokenizer& tokenizer(bool sd2) {
+const sdrt::tokenizer::ClipTokenizer& clip(bool sd2) {
   static const std::string dir = SDRT_SOURCE_DIR "/resources/clip-tokenizer/";
   static const auto sd1_tok = sdrt::tokenizer::ClipTokenizer::from_files(dir + "vocab.json", dir + "merges.txt");
   static const auto sd2_tok = sdrt::tokenizer::ClipTokenizer::from_files(dir + "vocab.json", dir + "merges.txt", "!");
@@ -14,7 +14,7 @@ const sdrt::tokenizer::ClipTokenizer& tokenizer(bool sd2) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  tokenizer(false), tokenizer(true);
+  clip(false), clip(true);
   return 0;
 }
 
@@ -23,7 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   fuzz::Params p(data + 1, size - 1);
   const std::string text = data[0] % 2 ? fuzz::gen_prompt(p) : std::string(reinterpret_cast<const char*>(data) + 1, size - 1);
-  const auto& tok = tokenizer(data[0] & 2);
+  const auto& tok = clip(data[0] & 2);
   const int max_length = data[0] & 4 ? 77 : 2 + data[0] / 8;
   fuzz::expect_clean([&] {
     const auto ids = tok.encode(text, max_length);

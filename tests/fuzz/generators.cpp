@@ -195,7 +195,7 @@ std::string gen_torch_deep(Params& p) {
 std::string gen_safetensors(Params& p) {
   static const char* dtypes[] = {"F32", "F16", "BF16", "F64", "I64", "I32", "I16", "I8", "U8", "BOOL", "F8_E4M3", "Q"};
   const uint32_t count = p.range(1, 4096), rank = p.range(0, 8), data_size = p.range(0, 4096);
-  const uint32_t key_len = std::min<uint32_t>(p.range(1, 1u << 20), (8u << 20) / count);
+  const uint32_t key_len = std::min<uint32_t>(p.range(1, 1u << 16), (1u << 20) / count);
   const bool same_key = (p.u8() % 8) == 0, chained_offsets = p.u8() % 4 != 0;
   std::vector<uint64_t> shape;
   for (uint32_t r = 0; r < rank; ++r) shape.push_back(dimension(p, UINT64_MAX));

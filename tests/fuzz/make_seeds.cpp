@@ -62,7 +62,7 @@ std::string safetensors_head(const fs::path& path) {
   const std::string first = read(path, 8);
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = n << 8 | static_cast<uint8_t>(first[static_cast<size_t>(i)]);
-  return read(path, 8 + std::min<uint64_t>(n, 1u << 20) + 4096);
+  return read(path, 8 + std::min<uint64_t>(n, 1u << 16) + 4096);
 }
 
 }  // namespace
