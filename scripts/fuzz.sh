@@ -43,6 +43,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 run_one() {
   local h=$1
   mkdir -p "$build/corpus/$h"
+  rm -f "$build/findings/$h-"*
   "$build/tests/fuzz/fuzz_$h" "${opts[@]}" -max_total_time="$seconds" -artifact_prefix="$build/findings/$h-" \
     "$build/corpus/$h" "$build/seeds/$h" >"$build/logs/$h.log" 2>&1 && rc=0 || rc=$?
   echo "$rc" >"$build/logs/$h.rc"
@@ -64,7 +65,8 @@ for h in "${harnesses[@]}"; do
   cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || true)
   ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || true)
   result=ok
-  if [ "$(cat "$build/logs/$h.rc")" != 0 ] || grep -qE '^(==[0-9]+==ERROR|SUMMARY: |.*runtime error:)' "$log"; then
+  if [ "$(cat "$build/logs/$h.rc")" != 0 ] || compgen -G "$build/findings/$h-*" >/dev/null ||
+     grep -qE '^(==[0-9]+==ERROR|SUMMARY: |.*runtime error:)' "$log"; then
     result="FINDING (see $log, $build/findings/$h-*)"
     status=1
   fi

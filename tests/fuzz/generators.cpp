@@ -173,7 +173,8 @@ std::string gen_torch_shared_dicts(Params& p) {
 }
 
 std::string gen_torch_deep(Params& p) {
-  const uint32_t depth = p.range(1, 4096), key_len = p.range(1, 4096), width = p.range(1, 64);
+  const uint32_t depth = p.range(1, 4096), key_len = p.range(1, 4096);
+  const uint32_t width = std::max<uint32_t>(1, std::min<uint32_t>(p.range(1, 64), (4u << 20) / (depth * key_len)));  // ~4 MiB of keys
   const uint32_t list_depth = p.range(0, 100000);
   PickleWriter w;
   // A chain of dicts `depth` deep, each with `width` entries under long keys; the innermost holds a tensor
@@ -194,8 +195,9 @@ std::string gen_torch_deep(Params& p) {
 
 std::string gen_safetensors(Params& p) {
   static const char* dtypes[] = {"F32", "F16", "BF16", "F64", "I64", "I32", "I16", "I8", "U8", "BOOL", "F8_E4M3", "Q"};
-  const uint32_t count = p.range(1, 4096), rank = p.range(0, 8), data_size = p.range(0, 4096);
-  const uint32_t key_len = std::min<uint32_t>(p.range(1, 1u << 16), (1u << 20) / count);
+  // Mostly a few tensors; headers stay under ~256 KiB so that an input takes milliseconds.
+  const uint32_t count = p.u8() % 4 ? p.range(1, 64) : p.range(1, 4096), rank = p.range(0, 8), data_size = p.range(0, 4096);
+  const uint32_t key_len = std::min<uint32_t>(p.u8() % 4 ? p.range(1, 64) : p.range(1, 1u << 16), (1u << 18) / count);
   const bool same_key = (p.u8() % 8) == 0, chained_offsets = p.u8() % 4 != 0;
   std::vector<uint64_t> shape;
   for (uint32_t r = 0; r < rank; ++r) shape.push_back(dimension(p, UINT64_MAX));
@@ -326,7 +328,8 @@ std::string gen_json(Params& p) {
       return repeat(objects ? "{\"a\":" : "[", depth) + "1" + repeat(objects ? "}" : "]", depth);
     }
     case 1: {  // long keys, many of them
-      const uint32_t len = p.range(1, 1u << 20), count = std::max<uint32_t>(1, p.range(1, 1u << 16) / (len / 4096 + 1));
+      // At most ~4 MiB of keys: the generator itself must stay fast.
+      const uint32_t len = p.range(1, 1u << 20), count = std::max<uint32_t>(1, std::min<uint32_t>(p.range(1, 1u << 16), (4u << 20) / len));
       std::string s = "{";
       for (uint32_t i = 0; i < count; ++i) s += (i ? "," : "") + json_string(std::to_string(i) + std::string(len, 'k')) + ":0";
       return s + "}";
@@ -352,13 +355,13 @@ std::string gen_ldm_yaml(Params& p) {
   const std::string head = "model:\n  params:\n    unet_config:\n      params:\n";
   switch (p.u8() % 5) {
     case 0: {  // deep indentation: every key's path is longer than its parent's
-      const uint32_t depth = p.range(1, 20000);
+      const uint32_t depth = p.range(1, 4000);  // up to ~8 MB of indentation
       std::string s = head;
       for (uint32_t d = 0; d < depth; ++d) s += std::string(8 + d, ' ') + "k" + std::to_string(d) + ":\n";
       return s;
     }
     case 1: {  // long keys
-      const uint32_t len = p.range(1, 1u << 20), count = p.range(1, 64);
+      const uint32_t len = p.range(1, 1u << 20), count = std::max<uint32_t>(1, std::min<uint32_t>(p.range(1, 64), (4u << 20) / len));
       std::string s = head;
       for (uint32_t i = 0; i < count; ++i) s += "        " + std::string(len, 'k') + std::to_string(i) + ": 1\n";
       return s;
