@@ -6,6 +6,12 @@ function(sdrt_warnings target)
   endif()
 endfunction()
 
+# libFuzzer coverage plus ASan and UBSan (UB aborts, so the fuzzer sees it) for the SDRT_FUZZ build.
+function(sdrt_fuzz_instrument target)
+  target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+                         -fno-omit-frame-pointer -g)
+endfunction()
+
 # A layer is src/<name>/*.cpp (recursively) with public headers in include/sdrt/<name>.
 function(sdrt_layer name)
   file(GLOB_RECURSE sources CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/${name}/*.cpp)

@@ -1,5 +1,6 @@
 #include "sdrt/core/convert.hpp"
 
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>

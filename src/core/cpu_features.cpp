@@ -5,7 +5,19 @@
 namespace sdrt {
 namespace {
 
-// AMX has no __builtin_cpu_supports name in GCC 12: CPUID leaf 7, EDX bits 22 (AMX-BF16) and 24 (AMX-TILE).
+// Read from CPUID where a compiler lacks the __builtin_cpu_supports name: GCC 12 has none for AMX and
+// clang 14 (the fuzzing build) none for F16C or AVX512-BF16.
+bool cpuid_has_f16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) != 0 && (c & (1u << 29)) != 0;
+}
+
+bool cpuid_has_avx512_bf16() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid_count(7, 1, &a, &b, &c, &d) != 0 && (a & (1u << 5)) != 0;
+}
+
+// AMX-BF16 is CPUID leaf 7 EDX bit 22, AMX-TILE bit 24.
 bool cpuid_has_amx_bf16() {
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return false;
@@ -13,12 +25,13 @@ bool cpuid_has_amx_bf16() {
 }
 
 CpuFeatures probe() {
-  // __builtin_cpu_supports also checks that the OS saves the vector registers (XCR0).
+  // __builtin_cpu_supports also checks that the OS saves the vector registers (XCR0); the CPUID-only
+  // features extend a set it has already checked.
   CpuFeatures f;
-  f.avx2_f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
+  f.avx2_f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpuid_has_f16c();
   f.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma");
-  f.avx512_bf16 = f.avx512 && __builtin_cpu_supports("avx512bf16");
+  f.avx512_bf16 = f.avx512 && cpuid_has_avx512_bf16();
   f.amx_bf16 = f.avx512_bf16 && cpuid_has_amx_bf16();
   return f;
 }

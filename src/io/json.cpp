@@ -43,8 +43,14 @@ std::string replace_python_literals(const std::string& text) {
 }  // namespace
 
 nlohmann::json parse_json_text(const std::string& text, const std::string& source) {
+  // Copying or comparing a json value recurses once per level: deeper documents would overflow the stack.
+  constexpr int kMaxDepth = 512;
+  const auto limit_depth = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+    if (depth > kMaxDepth) throw Error(source + ": JSON nested more than " + std::to_string(kMaxDepth) + " deep");
+    return true;
+  };
   try {
-    return nlohmann::json::parse(replace_python_literals(text));
+    return nlohmann::json::parse(replace_python_literals(text), limit_depth);
   } catch (const nlohmann::json::parse_error& e) {
     // e.what() gives the line and column; byte is 1-based in nlohmann.
     throw Error(source + ": not valid JSON (byte " + std::to_string(e.byte) + "): " + e.what());

@@ -396,6 +396,8 @@ ModelSource read_bundle(const std::string& dir_str, bool verify) {
     return src;
   } catch (const nlohmann::json::exception& e) {
     throw Error(manifest_path + ": malformed manifest: " + e.what());
+  } catch (const fs::filesystem_error& e) {  // e.g. a listed file name too long for the file system
+    throw Error(manifest_path + ": file listed in the manifest cannot be read: " + e.code().message());
   }
 }
 

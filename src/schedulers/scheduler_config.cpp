@@ -174,8 +174,14 @@ json parse_scheduler_config_text(std::string_view text, const std::string& sourc
     }
     if (!replaced) out += ch;
   }
+  // Copying a json value recurses once per level: deeper documents would overflow the stack.
+  constexpr int kMaxDepth = 512;
+  const auto limit_depth = [&](int depth, json::parse_event_t, json&) {
+    if (depth > kMaxDepth) throw Error(source + ": JSON nested more than " + std::to_string(kMaxDepth) + " deep");
+    return true;
+  };
   try {
-    return json::parse(out);
+    return json::parse(out, limit_depth);
   } catch (const json::exception& e) {
     throw Error(source + ": invalid JSON: " + e.what());
   }
