@@ -7,7 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "sdrt/io/image.hpp"
@@ -235,6 +237,47 @@ TEST(ServerApi, HostileRequestsGetJsonErrorsAndTheServerStaysUp) {
   auto health = cli.Get("/health");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);
+}
+
+}  // namespace
+
+namespace {
+
+// Progress reports the running job; interrupt cancels it (409); a full queue answers 503 + Retry-After.
+TEST(ServerApi, ProgressInterruptAndFullQueue) {
+  auto cli = server().client();
+  const std::string slow = R"({"prompt":"slow","steps":150,"width":256,"height":256,"seed":1})";
+  std::vector<std::thread> clients;
+  std::vector<int> statuses(6, 0);
+  for (size_t i = 0; i < statuses.size(); ++i)
+    clients.emplace_back([&, i] {
+      auto c = server().client();
+      auto r = c.Post("/sdapi/v1/txt2img", slow, "application/json");
+      statuses[i] = r ? r->status : -1;
+      if (r && r->status == 503) {
+        EXPECT_TRUE(r->has_header("Retry-After"));
+      }
+    });
+  json p;
+  for (int i = 0; i < 200; ++i) {  // bounded: up to 20 s for the first job to start stepping
+    p = body_of(cli.Get("/sdapi/v1/progress"));
+    if (p["state"]["sampling_step"].get<int>() > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_GT(p["progress"].get<double>(), 0.0) << p.dump();
+  // Interrupt until every client has its answer (each interrupt cancels the job running then).
+  for (int i = 0; i < 300; ++i) {
+    cli.Post("/sdapi/v1/interrupt", "{}", "application/json");
+    if (std::count(statuses.begin(), statuses.end(), 0) == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (auto& t : clients) t.join();
+  // Queue size 2: at most one running + 2 waiting; the rest are refused with 503 (how many depends on when
+  // each client arrived: observed 3 or 2). Every request is answered: interrupted (409) or refused (503).
+  for (int s : statuses) EXPECT_TRUE(s == 409 || s == 503) << s;
+  EXPECT_GE(std::count(statuses.begin(), statuses.end(), 503), 1);
+  EXPECT_GE(std::count(statuses.begin(), statuses.end(), 409), 1);
+  EXPECT_EQ(body_of(cli.Get("/health"))["status"], "ok");
 }
 
 }  // namespace
