@@ -151,6 +151,7 @@ void JobQueue::run() {
     last_job_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     progress_.busy = false;
     progress_.interrupted = false;
+    progress_.step = progress_.step_count = 0;
   }
   std::lock_guard lock(mutex_);
   for (auto& job : jobs_) job.promise.set_exception(std::make_exception_ptr(Error("the server is shutting down")));
