@@ -239,7 +239,10 @@ TempFolder::~TempFolder() {
 
 std::string TempFolder::unique_path(const std::string& suffix) {
   static std::atomic<uint64_t> counter{0};
-  return (fs::path(path_) / ("f" + std::to_string(counter++) + suffix)).string();
+  std::string name = std::to_string(counter++);  // built by appending: GCC 12 warns falsely on "f" + string
+  name.insert(name.begin(), 'f');
+  name += suffix;
+  return (fs::path(path_) / name).string();
 }
 
 io::Image decode_image(const std::string& bytes, int channels, const std::string& name, int64_t max_pixels,
