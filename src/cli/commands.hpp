@@ -12,5 +12,6 @@ Command add_convert(CLI::App& app);
 Command add_inspect(CLI::App& app);
 Command add_tokenize(CLI::App& app);
 Command add_bench(CLI::App& app);
+Command add_serve(CLI::App& app);  // src/server/serve_command.cpp
 
 }  // namespace sdrt::cli

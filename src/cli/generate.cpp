@@ -4,12 +4,12 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <map>
 #include <filesystem>
 #include <optional>
 #include <random>
 
 #include "cli/commands.hpp"
+#include "cli/parameters_text.hpp"
 #include "cli/progress.hpp"
 #include "cli/source_flags.hpp"
 #include "pipeline/config_checks.hpp"
@@ -60,26 +60,18 @@ std::string output_name(const GenerateArgs& a, size_t image, uint32_t seed, cons
   return name + "." + std::to_string(seed) + "." + suffix + ".png";
 }
 
-std::string sampler_label(const std::string& scheduler) {
-  static const std::map<std::string, std::string> names{
-      {"pndm", "PLMS"},  {"dpmpp", "DPM++ 2M"}, {"dpmpp-karras", "DPM++ 2M Karras"}, {"ddim", "DDIM"},
-      {"euler", "Euler"}, {"euler-a", "Euler a"}, {"lms", "LMS"}, {"heun", "Heun"}, {"ddpm", "DDPM"}, {"lcm", "LCM"}};
-  auto it = names.find(scheduler);
-  return it == names.end() ? scheduler : it->second;
-}
-
-// A1111's "parameters" text, so other tools can read the settings back.
-std::string parameters_text(const GenerateArgs& a, const GenerationResult& r, size_t image) {
-  std::string s = a.prompt_of(image) + "\n";
-  if (!a.negative_prompt.empty()) s += "Negative prompt: " + a.negative_prompt + "\n";
-  char buf[512];
-  std::snprintf(buf, sizeof buf, "Steps: %d, Sampler: %s, CFG scale: %g, Seed: %u, Size: %dx%d, Model: %s, RNG: %s",
-                a.step_count, sampler_label(r.scheduler).c_str(), static_cast<double>(a.guidance_scale), r.seed, r.width,
-                r.height, fs::path(a.resource_path).filename().string().c_str(), a.rng.c_str());
-  s += buf;
-  if (!a.image.empty()) s += ", Denoising strength: " + std::to_string(a.strength);
-  for (size_t i = 0; i < a.controlnets.size(); ++i) s += ", ControlNet " + std::to_string(i) + ": " + a.controlnets[i];
-  return s;
+// The settings of batch image `image` (its prompt may come from --batch-prompt).
+ParametersRecord parameters_record(const GenerateArgs& a, size_t image) {
+  ParametersRecord r;
+  r.prompt = a.prompt_of(image);
+  r.negative_prompt = a.negative_prompt;
+  r.step_count = a.step_count;
+  r.guidance_scale = a.guidance_scale;
+  r.model_name = fs::path(a.resource_path).filename().string();
+  r.rng = a.rng;
+  if (!a.image.empty()) r.strength = a.strength;
+  r.controlnets = a.controlnets;
+  return r;
 }
 
 void check_writable(const std::string& dir) {
@@ -171,7 +163,7 @@ int run_generate(GenerateArgs& a) {
   auto save = [&](const std::vector<io::Image>& images, const GenerationResult& r, const std::string& suffix) {
     for (size_t i = 0; i < images.size(); ++i) {
       const std::string path = (fs::path(a.output_path) / output_name(a, i, config.seed, suffix)).string();
-      io::write_png(path, images[i], {{"parameters", parameters_text(a, r, i)}});
+      io::write_png(path, images[i], {{"parameters", parameters_text(parameters_record(a, i), r)}});
       written.push_back(path);
     }
   };
@@ -208,7 +200,7 @@ int run_generate(GenerateArgs& a) {
       continue;
     }
     const std::string path = (fs::path(a.output_path) / output_name(a, i, config.seed, "final")).string();
-    io::write_png(path, result.images[i], {{"parameters", parameters_text(a, result, i)}});
+    io::write_png(path, result.images[i], {{"parameters", parameters_text(parameters_record(a, i), result)}});
     std::printf("Wrote %s\n", path.c_str());
   }
   return withheld ? 3 : 0;

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   add("convert", "Convert a diffusers folder or a single-file checkpoint into an sdrt bundle", sdrt::cli::add_convert);
   add("inspect", "List the tensors of a weights file or model folder and detect the model kind", sdrt::cli::add_inspect);
   add("tokenize", "Print the 77 CLIP token ids of a prompt", sdrt::cli::add_tokenize);
+  add("serve", "Serve the OpenAI images API, the A1111 API and a web page from a loaded model", sdrt::cli::add_serve);
   add("bench", "Time the text encoder, UNet, VAE and a whole generation", sdrt::cli::add_bench);
   try {
     app.parse(argc, argv);

@@ -1,6 +1,5 @@
 #include "sdrt/core/convert.hpp"
 
-#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
