@@ -148,6 +148,50 @@ TEST(Png, ReadsOtherBitDepthsAndPalettes) {
   EXPECT_EQ(io::read_image(pal, 1).pixels, (std::vector<uint8_t>{129, 76, 150}));
 }
 
+// convert("RGBA"): the file's alpha, a tRNS chunk as alpha (Pillow 9.4 does both), opaque otherwise.
+TEST(Png, ReadsAlphaForRgba) {
+  const std::string dir = test::make_temp_dir("png");
+  const Image rgba = make(3, 2, 4, [](int x, int y, int k) { return static_cast<uint8_t>(k == 3 ? x * 100 + y : x * 50 + k); });
+  io::write_png(dir + "/rgba.png", rgba);
+  EXPECT_EQ(io::read_image(dir + "/rgba.png", 4).pixels, rgba.pixels);
+  const Image rgb{2, 1, 3, {1, 2, 3, 4, 5, 6}};
+  io::write_png(dir + "/rgb.png", rgb);
+  EXPECT_EQ(io::read_image(dir + "/rgb.png", 4).pixels, (std::vector<uint8_t>{1, 2, 3, 255, 4, 5, 6, 255}));
+  const Image gray{2, 1, 1, {9, 200}};
+  io::write_png(dir + "/gray.png", gray);
+  EXPECT_EQ(io::read_image(dir + "/gray.png", 4).pixels, (std::vector<uint8_t>{9, 9, 9, 255, 200, 200, 200, 255}));
+
+  // A palette whose second entry is fully transparent (tRNS).
+  const std::string pal = dir + "/pal_trns.png";
+  spng_ctx* ctx = spng_ctx_new(SPNG_CTX_ENCODER);
+  FILE* f = std::fopen(pal.c_str(), "wb");
+  spng_set_png_file(ctx, f);
+  spng_ihdr ihdr{2, 1, 8, SPNG_COLOR_TYPE_INDEXED, 0, 0, 0};
+  spng_set_ihdr(ctx, &ihdr);
+  spng_plte plte{};
+  plte.n_entries = 2;
+  plte.entries[0] = {10, 20, 30, 255};
+  plte.entries[1] = {40, 50, 60, 255};
+  spng_set_plte(ctx, &plte);
+  spng_trns trns{};
+  trns.n_type3_entries = 2;
+  trns.type3_alpha[0] = 255;
+  trns.type3_alpha[1] = 0;
+  spng_set_trns(ctx, &trns);
+  const std::vector<uint8_t> indices{0, 1};
+  EXPECT_EQ(spng_encode_image(ctx, indices.data(), indices.size(), SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE), 0);
+  spng_ctx_free(ctx);
+  std::fclose(f);
+  EXPECT_EQ(io::read_image(pal, 4).pixels, (std::vector<uint8_t>{10, 20, 30, 255, 40, 50, 60, 0}));
+  EXPECT_EQ(io::read_image(pal, 3).pixels, (std::vector<uint8_t>{10, 20, 30, 40, 50, 60}));
+
+  const Image flat = make(8, 8, 1, [](int, int, int) { return uint8_t{77}; });
+  const auto jpg = write_bytes(dir + "/gray.jpg", test::encode_jpeg(8, 8, 1, JCS_GRAYSCALE, flat.pixels));
+  const Image jpeg_rgba = io::read_image(jpg, 4);
+  for (size_t i = 0; i < 64; ++i) EXPECT_EQ(jpeg_rgba.pixels[4 * i + 3], 255);
+  EXPECT_THROW(io::read_image(jpg, 2), Error);
+}
+
 TEST(Png, ReadsReferencePipelinePngs) {
   const std::string dir = test::reference_path("cases/pipelines");
   int compared = 0;

@@ -207,6 +207,62 @@ TEST(ServerApi, Img2ImgAndEdits) {
   ASSERT_EQ(e["data"].size(), 1u) << e.dump().substr(0, 300);
 }
 
+// OpenAI's edits repaint where the mask (or, without one, the image) is transparent. Each form gives the
+// image that `sdrt generate --mask` gives with white on the same pixels.
+TEST(ServerApi, OpenAiEditsRepaintWhereTransparent) {
+  auto cli = server().client();
+  const fs::path dir = server().dir() / "edits";
+  fs::create_directories(dir);
+  const auto pixel = [](int w, int h, int ch, auto f) {
+    sdrt::io::Image im{w, h, ch, std::vector<uint8_t>(static_cast<size_t>(w * h * ch))};
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x)
+        for (int c = 0; c < ch; ++c) im.pixels[static_cast<size_t>((y * w + x) * ch + c)] = f(x, y, c);
+    return im;
+  };
+  const auto colour = [](int x, int y, int c) { return static_cast<uint8_t>(c == 0 ? x * 4 : c == 1 ? y * 4 : 128); };
+  const auto left_half = [](int x) { return x < 32; };
+  sdrt::io::write_png((dir / "in.png").string(), pixel(64, 64, 3, colour));
+  sdrt::io::write_png((dir / "alpha_mask.png").string(),
+                      pixel(64, 64, 4, [&](int x, int, int c) { return static_cast<uint8_t>(c < 3 ? 0 : left_half(x) ? 0 : 255); }));
+  sdrt::io::write_png((dir / "transparent_in.png").string(), pixel(64, 64, 4, [&](int x, int y, int c) {
+                        return c < 3 ? colour(x, y, c) : static_cast<uint8_t>(left_half(x) ? 0 : 255);
+                      }));
+  sdrt::io::write_png((dir / "white_mask.png").string(),
+                      pixel(64, 64, 1, [&](int x, int, int) { return static_cast<uint8_t>(left_half(x) ? 255 : 0); }));
+  const auto bytes = [&](const char* name) { return sdrt::test::read_bytes((dir / name).string()); };
+  const auto edit = [&](const std::string& image, const std::string& mask) {
+    httplib::MultipartFormDataItems form = {{"image", image, "in.png", "image/png"},
+                                            {"prompt", "z", "", ""},
+                                            {"steps", "2", "", ""},
+                                            {"seed", "5", "", ""},
+                                            {"scheduler", "euler", "", ""},
+                                            {"size", "64x64", "", ""},
+                                            {"response_format", "b64_json", "", ""}};
+    if (!mask.empty()) form.push_back({"mask", mask, "mask.png", "image/png"});
+    const json e = body_of(cli.Post("/v1/images/edits", form));
+    EXPECT_EQ(e["data"].size(), 1u) << e.dump().substr(0, 300);
+    if (e["data"].empty()) return sdrt::io::Image{};
+    const fs::path got = dir / "got.png";
+    sdrt::test::write_bytes(got.string(), b64decode(e["data"][0]["b64_json"]));
+    return sdrt::io::read_image(got.string(), 3);
+  };
+  const auto run = sdrt::test::run_sdrt("generate z --resource-path " + kModel + " --image " + (dir / "in.png").string() +
+                                        " --mask " + (dir / "white_mask.png").string() +
+                                        " --strength 1 --seed 5 --step-count 2 --scheduler euler --rng numpy"
+                                        " --width 64 --height 64 --disable-safety --output-path " + (dir / "cli").string());
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const auto files = sdrt::test::folder_entries((dir / "cli").string());
+  ASSERT_EQ(files.size(), 1u);
+  const auto expected = sdrt::io::read_image((dir / "cli" / files[0]).string(), 3).pixels;
+  EXPECT_TRUE(edit(bytes("in.png"), bytes("alpha_mask.png")).pixels == expected) << "transparent mask";
+  EXPECT_TRUE(edit(bytes("transparent_in.png"), "").pixels == expected) << "transparent image, no mask";
+  EXPECT_TRUE(edit(bytes("in.png"), bytes("white_mask.png")).pixels == expected) << "opaque white = repaint mask";
+  // Without any transparency or mask it is image-to-image: the unmasked half changes too.
+  const auto img2img = edit(bytes("in.png"), "").pixels;
+  EXPECT_FALSE(img2img == expected);
+}
+
 TEST(ServerApi, HostileRequestsGetJsonErrorsAndTheServerStaysUp) {
   auto cli = server().client();
   const char* txt = "/sdapi/v1/txt2img";

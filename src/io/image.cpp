@@ -56,7 +56,8 @@ Image make_image(const std::string& path, uint32_t width, uint32_t height, int c
   return im;
 }
 
-// Converts `n` pixels of `in_channels` (1 gray, 3 RGB, 4 RGBA: alpha ignored) to im.channels (1 or 3).
+// Converts `n` pixels of `in_channels` (1 gray, 3 RGB, 4 RGBA) to im.channels (1, 3 or 4); alpha is kept
+// only for 4 and is opaque where the input has none.
 void convert_pixels(const uint8_t* in, int in_channels, Image& im) {
   const size_t n = static_cast<size_t>(im.width) * static_cast<size_t>(im.height);
   uint8_t* out = im.pixels.data();
@@ -66,6 +67,7 @@ void convert_pixels(const uint8_t* in, int in_channels, Image& im) {
       *out++ = in_channels == 1 ? in[0] : luma(in[0], in[1], in[2]);
     } else {
       for (int c = 0; c < 3; ++c) *out++ = in[in_channels == 1 ? 0 : c];
+      if (im.channels == 4) *out++ = in_channels == 4 ? in[3] : 255;
     }
   }
 }
@@ -116,7 +118,9 @@ void decode_png_pixels(spng_ctx* ctx, const std::string& path, const spng_ihdr& 
   size_t size = 0;
   check_spng(spng_decoded_image_size(ctx, SPNG_FMT_RGBA8, &size), path, "cannot decode PNG");
   std::vector<uint8_t> rgba(size);
-  check_spng(spng_decode_image(ctx, rgba.data(), rgba.size(), SPNG_FMT_RGBA8, 0), path, "cannot decode PNG");
+  // SPNG_DECODE_TRNS: a tRNS chunk (transparent palette entries or colour key) becomes alpha, as in Pillow.
+  check_spng(spng_decode_image(ctx, rgba.data(), rgba.size(), SPNG_FMT_RGBA8, SPNG_DECODE_TRNS), path,
+             "cannot decode PNG");
   convert_pixels(rgba.data(), 4, im);
 }
 
@@ -391,8 +395,8 @@ bool starts_with(const MappedFile& file, const uint8_t* magic, size_t n) {
 }  // namespace
 
 Image read_image(const std::string& path, int channels) {
-  if (channels != 1 && channels != 3)
-    throw Error(path + ": read_image channels must be 1 (L) or 3 (RGB), got " + std::to_string(channels));
+  if (channels != 1 && channels != 3 && channels != 4)
+    throw Error(path + ": read_image channels must be 1 (L), 3 (RGB) or 4 (RGBA), got " + std::to_string(channels));
   const auto file = MappedFile::open(path);
   static constexpr uint8_t kJpegMagic[] = {0xff, 0xd8, 0xff};
   if (starts_with(*file, kPngSignature.data(), kPngSignature.size())) return read_png(*file, channels);

@@ -1,5 +1,6 @@
 // OpenAI's images API: /v1/models, /v1/images/generations, /v1/images/edits (plus sdrt extensions:
-// negative_prompt, seed, steps, guidance_scale, scheduler, rng, strength).
+// negative_prompt, seed, steps, guidance_scale, scheduler, rng, strength). Edits inpaint where the mask,
+// or else the image, is transparent; an opaque mask is read as white = repaint.
 #include <ctime>
 #include <random>
 
@@ -103,6 +104,28 @@ json form_fields(const httplib::Request& req) {
   return j;
 }
 
+// OpenAI's edits mark the area to repaint by transparency (alpha 0): in the mask, or in the image itself
+// when there is no mask. sdrt's masks are white where to repaint, so the mask is 255 - alpha. Empty when
+// the image is fully opaque.
+std::optional<io::Image> mask_from_alpha(const io::Image& rgba) {
+  io::Image mask{rgba.width, rgba.height, 1, std::vector<uint8_t>(rgba.pixels.size() / 4)};
+  bool transparent = false;
+  for (size_t i = 0; i < mask.pixels.size(); ++i) {
+    const uint8_t alpha = rgba.pixels[4 * i + 3];
+    transparent |= alpha != 255;
+    mask.pixels[i] = static_cast<uint8_t>(255 - alpha);
+  }
+  if (!transparent) return std::nullopt;
+  return mask;
+}
+
+io::Image drop_alpha(const io::Image& rgba) {
+  io::Image rgb{rgba.width, rgba.height, 3, std::vector<uint8_t>(rgba.pixels.size() / 4 * 3)};
+  for (size_t i = 0, n = rgb.pixels.size() / 3; i < n; ++i)
+    for (size_t c = 0; c < 3; ++c) rgb.pixels[3 * i + c] = rgba.pixels[4 * i + c];
+  return rgb;
+}
+
 }  // namespace
 
 void add_openai_routes(httplib::Server& server, ServerContext& ctx) {
@@ -124,10 +147,17 @@ void add_openai_routes(httplib::Server& server, ServerContext& ctx) {
                 const char* image_field = req.has_file("image") ? "image" : "image[]";
                 if (!req.has_file(image_field)) throw ApiError(400, "field 'image' is required", "image");
                 const Limits& l = ctx.options.limits;
-                job.config.starting_image =
-                    decode_image(req.get_file_value(image_field).content, 3, "image", l.max_input_pixels, ctx.temp);
-                if (req.has_file("mask"))
-                  job.config.mask = decode_image(req.get_file_value("mask").content, 1, "mask", l.max_input_pixels, ctx.temp);
+                const io::Image image =
+                    decode_image(req.get_file_value(image_field).content, 4, "image", l.max_input_pixels, ctx.temp);
+                job.config.starting_image = drop_alpha(image);
+                if (req.has_file("mask")) {
+                  const std::string& bytes = req.get_file_value("mask").content;
+                  job.config.mask = mask_from_alpha(decode_image(bytes, 4, "mask", l.max_input_pixels, ctx.temp));
+                  // An opaque mask is a black-and-white one, white = repaint (what A1111-minded clients send).
+                  if (!job.config.mask) job.config.mask = decode_image(bytes, 1, "mask", l.max_input_pixels, ctx.temp);
+                } else {
+                  job.config.mask = mask_from_alpha(image);
+                }
                 job.config.strength =
                     static_cast<float>(get_number(j, "strength", job.config.mask ? 1.0 : 0.75, 0.0, 1.0));
                 job.record.strength = job.config.strength;

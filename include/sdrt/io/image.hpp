@@ -18,8 +18,9 @@ struct Image {
 using TextChunks = std::vector<std::pair<std::string, std::string>>;  // (keyword, text), UTF-8
 
 // Reads a PNG or JPEG (recognised by content) and converts it as Pillow 9.4's Image.open(path).convert(mode)
-// does: channels 3 = convert("RGB"), 1 = convert("L").
-// * Alpha is dropped (not composited); palettes are expanded; gray is replicated to RGB.
+// does: channels 3 = convert("RGB"), 1 = convert("L"), 4 = convert("RGBA").
+// * For 1 and 3, alpha is dropped (not composited); palettes are expanded; gray is replicated to RGB.
+// * For 4, alpha comes from the file's alpha channel or tRNS chunk, and is 255 where it has neither (JPEG).
 // * L = (R*19595 + G*38470 + B*7471 + 0x8000) >> 16, Pillow's integer form of 0.299 R + 0.587 G + 0.114 B.
 // * 16-bit PNG samples keep their high byte, except 16-bit grayscale without alpha, which Pillow opens as
 //   32-bit integers and then clips to 0..255 (so values above 255 become white).
