@@ -104,7 +104,7 @@ TEST(Png, RoundTripsPixelsAndText) {
 
 TEST(Png, ConvertsLikePillow) {
   const std::string dir = test::make_temp_dir("png");
-  // Expected L values come from Pillow 9.4: Image.new("RGB", ...).convert("L").
+  // Expected L values come from Pillow 9.4: Image.new("RGB", ...).convert("L") (tools/pillow_expectations.py).
   Image rgb{3, 1, 3, {255, 0, 0, 0, 255, 0, 10, 200, 77}};
   io::write_png(dir + "/rgb.png", rgb);
   EXPECT_EQ(io::read_image(dir + "/rgb.png", 1).pixels, (std::vector<uint8_t>{76, 150, 129}));
@@ -148,7 +148,8 @@ TEST(Png, ReadsOtherBitDepthsAndPalettes) {
   EXPECT_EQ(io::read_image(pal, 1).pixels, (std::vector<uint8_t>{129, 76, 150}));
 }
 
-// convert("RGBA"): the file's alpha, a tRNS chunk as alpha (Pillow 9.4 does both), opaque otherwise.
+// convert("RGBA"): the file's alpha, a tRNS chunk as alpha (Pillow 9.4 does both; tools/pillow_expectations.py),
+// opaque otherwise.
 TEST(Png, ReadsAlphaForRgba) {
   const std::string dir = test::make_temp_dir("png");
   const Image rgba = make(3, 2, 4, [](int x, int y, int k) { return static_cast<uint8_t>(k == 3 ? x * 100 + y : x * 50 + k); });

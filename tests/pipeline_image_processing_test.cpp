@@ -36,6 +36,7 @@ struct PilCase {
   int w, h, new_w, new_h;
   Resample resample;
   uint64_t hash;  // FNV-1a of Image.fromarray(pattern, "RGB").resize(...) bytes, Pillow 9.4.0
+                  // (printed by tools/pillow_expectations.py)
 };
 
 TEST(ResizePil, MatchesPillowBitExactForEveryFilter) {
@@ -63,7 +64,8 @@ TEST(ResizePil, MatchesPillowBitExactForEveryFilter) {
 }
 
 TEST(ResizePil, FloatImagesMatchPillowModeF) {
-  // Pillow 9.4.0 Image.fromarray(float32, "F").resize(...) values; double sums rounded to float.
+  // Pillow 9.4.0 Image.fromarray(float32, "F").resize(...) values (tools/pillow_expectations.py); double sums
+  // rounded to float.
   const auto fpattern = [](int w, int h) {
     std::vector<float> v;
     for (int y = 0; y < h; ++y)
