@@ -351,6 +351,41 @@ namespace {
 // Bounded load: 8 clients x 25 requests (2 steps, 64x64). Every request is answered (an image or a 503
 // refusal: queue size 2) and resident memory stays flat after warm-up. Tolerance: +25 % + 16 MiB; observed
 // here: 60 ok, 140 refused, RSS 40340 KiB before, 41572 KiB after (OMP_NUM_THREADS=1).
+// A1111's live preview: with show_progress_every_n_steps, /sdapi/v1/progress carries the decoded current
+// latents as a PNG of the job's size (none with skip_current_image, none when switched off).
+TEST(ServerApi, ProgressCarriesALivePreview) {
+  auto cli = server().client();
+  ASSERT_EQ(cli.Post("/sdapi/v1/options", R"({"show_progress_every_n_steps":1})", "application/json")->status, 200);
+  EXPECT_EQ(body_of(cli.Get("/sdapi/v1/options"))["show_progress_every_n_steps"], 1);
+  std::thread job([] {
+    auto c = server().client();
+    c.Post("/sdapi/v1/txt2img", R"({"prompt":"preview","steps":150,"width":96,"height":64,"seed":1})", "application/json");
+  });
+  json p, skipped;
+  for (int i = 0; i < 200; ++i) {  // bounded: up to 20 s for the first preview
+    p = body_of(cli.Get("/sdapi/v1/progress"));
+    if (p["current_image"].is_string()) {
+      skipped = body_of(cli.Get("/sdapi/v1/progress?skip_current_image=true"));
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (int i = 0; i < 100 && body_of(cli.Get("/sdapi/v1/progress"))["state"]["job_count"].get<int>() > 0; ++i) {
+    cli.Post("/sdapi/v1/interrupt", "{}", "application/json");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  job.join();
+  ASSERT_TRUE(p["current_image"].is_string()) << p.dump().substr(0, 300);
+  EXPECT_TRUE(skipped["current_image"].is_null());
+  const fs::path preview = server().dir() / "preview.png";
+  sdrt::test::write_bytes(preview.string(), b64decode(p["current_image"]));
+  const auto image = sdrt::io::read_image(preview.string(), 3);
+  EXPECT_EQ(image.width, 96);
+  EXPECT_EQ(image.height, 64);
+  ASSERT_EQ(cli.Post("/sdapi/v1/options", R"({"show_progress_every_n_steps":0})", "application/json")->status, 200);
+  EXPECT_EQ(body_of(cli.Get("/sdapi/v1/options"))["live_previews_enable"], false);
+}
+
 TEST(ServerApi, BoundedLoadKeepsMemoryFlat) {
   auto cli = server().client();
   const std::string body = R"({"prompt":"load","steps":2,"seed":1,"width":64,"height":64})";

@@ -178,9 +178,16 @@ JobOutput JobQueue::execute(JobRequest& request) {
   for (int it = 0; it < request.iterations; ++it) {
     config.seed = request.config.seed + static_cast<uint32_t>(it * config.image_count);
     output.results.push_back(pipeline_->generate(config, [&](const StepProgress& p) {
+      const int every = preview_every_.load();
+      std::shared_ptr<const io::Image> preview;
+      if (every > 0 && p.step % every == 0 && p.decode_current && !interrupt_.load()) {
+        auto images = p.decode_current();  // outside the lock: a VAE decode
+        if (!images.empty()) preview = std::make_shared<const io::Image>(std::move(images.front()));
+      }
       std::lock_guard lock(mutex_);
       progress_.step = it * p.step_count + p.step;
       progress_.step_count = request.iterations * p.step_count;
+      if (preview) progress_.preview = std::move(preview);
       return !interrupt_.load();
     }));
   }

@@ -179,8 +179,11 @@ void add_a1111_routes(httplib::Server& server, ServerContext& ctx) {
                 job.record.strength = job.config.strength;
                 respond(ctx, res, j, job);
               }));
-  server.Get("/sdapi/v1/progress", guarded(Api::a1111, [&ctx](const httplib::Request&, httplib::Response& res) {
+  server.Get("/sdapi/v1/progress", guarded(Api::a1111, [&ctx](const httplib::Request& req, httplib::Response& res) {
                const ProgressSnapshot p = ctx.queue.progress();
+               json current_image = nullptr;
+               if (p.busy && p.preview && req.get_param_value("skip_current_image") != "true")
+                 current_image = base64_encode(encode_png(*p.preview, {}, ctx.temp));
                const double fraction = p.busy && p.step_count > 0 ? static_cast<double>(p.step) / p.step_count : 0.0;
                const double eta = fraction > 0 ? p.elapsed_seconds / fraction - p.elapsed_seconds : 0.0;
                const json state = {{"skipped", false},
@@ -192,7 +195,7 @@ void add_a1111_routes(httplib::Server& server, ServerContext& ctx) {
                                    {"sampling_step", p.step},
                                    {"sampling_steps", p.step_count}};
                send_json(res, 200,
-                         {{"progress", fraction}, {"eta_relative", eta}, {"state", state}, {"current_image", nullptr},
+                         {{"progress", fraction}, {"eta_relative", eta}, {"state", state}, {"current_image", current_image},
                           {"textinfo", nullptr}});
              }));
   server.Post("/sdapi/v1/interrupt", guarded(Api::a1111, [&ctx](const httplib::Request&, httplib::Response& res) {
@@ -218,12 +221,19 @@ void add_a1111_routes(httplib::Server& server, ServerContext& ctx) {
              }));
   server.Get("/sdapi/v1/options", guarded(Api::a1111, [&ctx](const httplib::Request&, httplib::Response& res) {
                send_json(res, 200, {{"sd_model_checkpoint", ctx.queue.default_model()}, {"samples_format", "png"},
-                                    {"randn_source", "GPU"}});
+                                    {"randn_source", "GPU"}, {"show_progress_every_n_steps", ctx.queue.preview_every()},
+                                    {"live_previews_enable", ctx.queue.preview_every() > 0}});
              }));
   server.Post("/sdapi/v1/options", guarded(Api::a1111, [&ctx](const httplib::Request& req, httplib::Response& res) {
                 const json j = parse_json_object(req.body);
                 if (auto name = opt_string(j, "sd_model_checkpoint", 256))
                   ctx.queue.set_default_model(ctx.model_name(*name, "sd_model_checkpoint"));
+                // A1111: -1 = only after the batch (no live preview here), 0 = off.
+                if (j.contains("show_progress_every_n_steps"))
+                  ctx.queue.set_preview_every(
+                      static_cast<int>(get_int(j, "show_progress_every_n_steps", 0, -1, ctx.options.limits.max_steps)));
+                if (j.contains("live_previews_enable") && !get_bool(j, "live_previews_enable", true))
+                  ctx.queue.set_preview_every(0);
                 send_json(res, 200, nullptr);  // other options are accepted and ignored
               }));
 }

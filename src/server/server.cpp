@@ -41,7 +41,9 @@ ServerContext::ServerContext(const ServeOptions& opts)
     : options(opts),
       catalog(options),
       queue(catalog, options.pipeline, static_cast<size_t>(std::max(0, options.queue_size))),
-      temp(options.output_dir) {}
+      temp(options.output_dir) {
+  queue.set_preview_every(options.preview_every);
+}
 
 std::string ServerContext::model_name(const std::string& requested, const char* field) const {
   if (requested.empty()) return queue.default_model();

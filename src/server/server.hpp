@@ -1,5 +1,6 @@
 // `sdrt serve`: options, the model catalog and the job queue shared by the API routes.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -42,6 +43,7 @@ struct ServeOptions {
   int keep_outputs = 256;   // PNGs kept in output_dir for response_format=url (oldest removed)
   int read_timeout_s = 30, write_timeout_s = 60;
   bool disable_safety = false;
+  int preview_every = 0;    // live preview period in steps for /sdapi/v1/progress (0: none)
   PipelineOptions pipeline;
   Limits limits;
 };
@@ -79,6 +81,7 @@ struct ProgressSnapshot {
   uint64_t job_no = 0;              // jobs started so far
   std::string job_timestamp;        // A1111's %Y%m%d%H%M%S of the running job
   bool interrupted = false;
+  std::shared_ptr<const io::Image> preview;  // the latest live preview of the running job, if any
 };
 
 class QueueFull : public std::runtime_error {
@@ -101,6 +104,10 @@ class JobQueue {
   std::string current_model() const;
   void set_default_model(const std::string& name);  // used by jobs that name none; switched at the next job
   std::string default_model() const;
+  // Decode a live preview every `steps` steps (a VAE decode each; 0: never). A1111's
+  // show_progress_every_n_steps.
+  void set_preview_every(int steps) { preview_every_ = std::max(0, steps); }
+  int preview_every() const { return preview_every_; }
   // Expected seconds until a new job would start (for Retry-After).
   int estimated_wait_seconds() const;
 
@@ -124,6 +131,7 @@ class JobQueue {
   ProgressSnapshot progress_;
   std::chrono::steady_clock::time_point started_;
   std::atomic<bool> interrupt_{false};
+  std::atomic<int> preview_every_{0};
   double last_job_seconds_ = 5;
   uint64_t jobs_started_ = 0;
   std::thread worker_;
