@@ -1,5 +1,5 @@
 // Heun, DDPM and LCM, and the nvidia random source, have scheduler rollouts in the reference pack but no
-// pipeline case. Here each runs end to end through Pipeline::generate and, independently, through
+// pipeline case (nor has numpy-seeded image-to-image). Here each runs end to end through Pipeline::generate and, independently, through
 // diffusers' StableDiffusionPipeline loop written out below from parts verified against diffusers (the
 // UNet, the scheduler, the random source); every step's latents and the image must agree.
 #include <gtest/gtest.h>
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "sdrt/core/weights_loader.hpp"
+#include "sdrt/io/image.hpp"
 #include "sdrt/kernels/backend.hpp"
 #include "sdrt/models/unet_2d_condition.hpp"
 #include "sdrt/pipeline/generation_trace.hpp"
@@ -105,6 +106,38 @@ TEST_P(SchedulerLoop, PipelineEqualsTheDiffusersLoop) {
   // A real image, not a constant one: the decoded pixels vary.
   const auto& px = result.images[0].pixels;
   EXPECT_GT(*std::max_element(px.begin(), px.end()) - *std::min_element(px.begin(), px.end()), 16);
+}
+
+// numpy image-to-image (README "Draw order"): the VAE's latent sample comes from torch's generator with the
+// seed, the noise from RandomState(seed), and Euler a's per-step noise continues the torch stream.
+TEST(SchedulerLoop, NumpyImageToImageDrawOrder) {
+  GenerationConfig c;
+  c.prompt = "a red circle";
+  c.step_count = 5;
+  c.strength = 0.6f;
+  c.seed = 9;
+  c.scheduler = "euler-a";
+  c.rng = "numpy";
+  c.disable_safety = true;
+  c.starting_image =
+      io::read_image(test::reference_path("cases/pipelines/controlnet_pndm_torch_s41_10steps_scale1.0_cond.png"), 3);
+  std::vector<std::pair<std::string, Tensor>> draws;
+  {
+    pipeline::ScopedGenerationTrace scope([&](const std::string& name, const Tensor& value) {
+      if (name.rfind("randn_", 0) == 0) draws.emplace_back(name, value);
+    });
+    Pipeline::load(test::reference_path("models/sd1-tiny"))->generate(c);
+  }
+  // int(5 * 0.6) = 3 steps: the VAE sample, the noise, then one Euler a draw per step.
+  ASSERT_EQ(draws.size(), 5u);
+  auto torch = rng::make_random_source("torch", c.seed), numpy = rng::make_random_source("numpy", c.seed);
+  const char* expected[] = {"randn_torch", "randn_numpy", "randn_torch", "randn_torch", "randn_torch"};
+  for (size_t i = 0; i < draws.size(); ++i) {
+    SCOPED_TRACE("draw " + std::to_string(i));
+    EXPECT_EQ(draws[i].first, expected[i]);
+    const Tensor fresh = (draws[i].first == "randn_numpy" ? numpy : torch)->randn(draws[i].second.shape());
+    EXPECT_TRUE(test::all_close(draws[i].second, fresh, 0.0));
+  }
 }
 
 // DDPM and LCM draw noise at every step (on the nvidia Philox stream for DDPM); Heun is second order.
