@@ -68,9 +68,9 @@ Tensor pixels(const io::Image& img) {
 // Tolerances (fp32, this machine, OMP_NUM_THREADS=1; the test prints each observation). The LoRA
 // delta is computed as a separate product with alpha/r folded into up, diffusers as up(down(x)) * s:
 // rounding differs at ~1e-7 relative.
-constexpr double kEmbedsTol = 1e-5;      // abs; observed <= 1.9e-6
-constexpr double kLatentsRelTol = 1e-4;  // of max |reference latents|; observed <= 6.2e-6
-constexpr double kMinPsnr = 40.0;        // dB, PNG vs diffusers' PNG; observed >= 79 dB
+constexpr double kEmbedsTol = 1e-5;      // abs; observed <= 1.95e-6
+constexpr double kLatentsRelTol = 2e-5;  // of max |reference latents|; observed <= 1.5e-6
+constexpr double kMinPsnr = 40.0;        // dB, PNG vs diffusers' PNG (the bar); observed >= 89 dB
 
 class LoraCase : public ::testing::TestWithParam<std::string> {};
 
