@@ -106,6 +106,20 @@ INSTANTIATE_TEST_SUITE_P(Pack, CliLoraCase, ::testing::ValuesIn(kCases),
                            return s;
                          });
 
+// The LDM single file maps its keys onto diffusers' names in memory: the LoRA finds the same layers.
+TEST(CliLora, SingleFileCheckpointTakesLoraToo) {
+  const std::string name = "sd1_lora_kohya_scale0.7_s10_10steps";
+  const auto c = test::read_json(case_path(name, ".json"));
+  const auto [file, scale] = case_lora(c);
+  const std::string out = test::make_temp_dir("cli-lora-ldm");
+  const auto r = run_sdrt(generate_args(c, test::reference_path("models/sd1-tiny-ldm.safetensors"), out, c.at("prompt")) +
+                          " --text-encoder-heads 4 --lora " + shell_quote(file + ":" + std::to_string(scale)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const double db = psnr(only_image(out), io::read_image(case_path(name, ".png"), 3));
+  std::printf("%s on the LDM single file: PSNR %.1f dB\n", name.c_str(), db);
+  EXPECT_GE(db, kMinPsnr);
+}
+
 TEST(CliLora, PromptTagsResolveInLoraDir) {
   // The kohya file as NAME.safetensors, the diffusers LoRA as a folder NAME.
   for (const auto& [name, tag] : {std::pair<std::string, std::string>{"sd1_lora_kohya_scale0.7_s10_10steps", "sd1-tiny-lora-kohya"},
