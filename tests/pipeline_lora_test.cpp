@@ -274,6 +274,10 @@ TEST(LoraHostile, BadFilesGiveClearErrors) {
     e.push_back({k + ".lora_up.weight", test::random_normal({32, 4}, 4)});
     bad.push_back({"unmatched_key", e, {k, "1 of 2 LoRA modules match no layer"}});
   }
+  // Shapes that describe huge work with no data (cf. ../shared/hostile/compressed-rowsize-overflow).
+  bad.push_back({"zero_rank",
+                 {{kQ + ".lora_down.weight", Tensor::empty({0, int64_t{1} << 40})}, {kQ + ".lora_up.weight", Tensor::empty({32, 0})}},
+                 {kQ, "rank"}});
   bad.push_back({"matches_nothing",
                  {{"lora_unet_input_blocks_1_1_proj_in.lora_down.weight", test::random_normal({4, 32}, 1)},
                   {"lora_unet_input_blocks_1_1_proj_in.lora_up.weight", test::random_normal({32, 4}, 1)}},
