@@ -188,6 +188,10 @@ TEST(CliLora, CompressedBundlesLoseNoMoreThanCompressionAlone) {
     EXPECT_LT(alone, 200.0) << "the compressed weights were used";
     EXPECT_GE(db, alone - kCompressedMarginDb) << tag;
     EXPECT_LT(db, 200.0);
+    // Streaming decodes every layer's weights (and the LoRA's) on each use: the same image.
+    const io::Image streamed = run_to_image(generate_args(c, bundle, bundle + "-stream", prompt) + lora +
+                                                " --reduce-memory=stream", bundle + "-stream");
+    EXPECT_EQ(streamed.pixels, with_lora.pixels) << tag;
   }
 }
 
