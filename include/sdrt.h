@@ -51,6 +51,11 @@ typedef struct {
   const int* control_widths;
   const int* control_heights;
   const float* control_scales; /* NULL = 1.0 each */
+  /* LoRAs for this generation only (optional): lora_count entries. A path is a kohya/A1111 .safetensors
+   * file or a diffusers LoRA file or folder; the scale multiplies its UNet and text-encoder deltas. */
+  int lora_count;
+  const char* const* lora_paths;
+  const float* lora_scales;    /* NULL = 1.0 each */
 } sdrt_generation_config;
 
 typedef struct {

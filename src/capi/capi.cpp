@@ -67,7 +67,23 @@ sdrt::GenerationConfig to_config(const sdrt_generation_config& c) {
                           image_from(c.control_images_rgb[i], c.control_widths[i], c.control_heights[i], 3, "control image"),
                           c.control_scales ? c.control_scales[i] : 1.0f});
   }
+  if (c.lora_count < 0) throw sdrt::Error("lora_count must be >= 0 (got " + std::to_string(c.lora_count) + ")");
+  if (c.lora_count > 0 && !c.lora_paths) throw sdrt::Error("lora_count > 0 but lora_paths is NULL");
+  for (int i = 0; i < c.lora_count; ++i) {
+    if (!c.lora_paths[i]) throw sdrt::Error("lora_paths[" + std::to_string(i) + "] is NULL");
+    g.loras.push_back({c.lora_paths[i], c.lora_scales ? c.lora_scales[i] : 1.0f});
+  }
   return g;
+}
+
+// The library names GenerationConfig::loras[i]; this API's fields are lora_paths[i] and lora_scales[i].
+std::string with_c_field_names(const std::string& m) {
+  const size_t close = m.find(']');
+  if (m.rfind("loras[", 0) != 0 || close == std::string::npos) return m;
+  const std::string index = m.substr(6, close - 6), rest = m.substr(close + 1);
+  if (rest.rfind(".scale", 0) == 0) return "lora_scales[" + index + "]" + rest.substr(6);
+  if (rest.rfind(".path", 0) == 0) return "lora_paths[" + index + "]" + rest.substr(5);
+  return m;
 }
 
 }  // namespace
@@ -122,7 +138,15 @@ int sdrt_generate(sdrt_pipeline* p, const sdrt_generation_config* c, sdrt_progre
     *out = sdrt_result{};
     sdrt::ProgressCallback cb;
     if (progress) cb = [&](const sdrt::StepProgress& s) { return progress(s.step, s.step_count, user) != 0; };
-    const auto r = p->impl->generate(to_config(*c), cb);
+    const auto r = [&] {
+      try {
+        return p->impl->generate(to_config(*c), cb);
+      } catch (const sdrt::Cancelled&) {
+        throw;
+      } catch (const sdrt::Error& e) {
+        throw sdrt::Error(with_c_field_names(e.what()));
+      }
+    }();
     out->seed = r.seed;
     out->images = static_cast<sdrt_image*>(std::calloc(r.images.size(), sizeof(sdrt_image)));
     if (!out->images) throw sdrt::Error("out of memory");

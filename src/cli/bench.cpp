@@ -17,6 +17,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/compression_flags.hpp"
+#include "cli/lora_flags.hpp"
 #include "sdrt/base/error.hpp"
 #include "sdrt/core/cpu_features.hpp"
 #include "sdrt/kernels/backend.hpp"
@@ -27,6 +28,7 @@
 #include "sdrt/pipeline/architectures.hpp"
 #include "sdrt/pipeline/bundle.hpp"
 #include "sdrt/pipeline/conversion_check.hpp"
+#include "sdrt/pipeline/lora_layers.hpp"
 #include "sdrt/pipeline/model_compression.hpp"
 #include "sdrt/pipeline/precision.hpp"
 #include "sdrt/pipeline/pipeline_internal.hpp"
@@ -47,6 +49,7 @@ struct BenchArgs {
   bool json = false, check = false;
   pipeline::CompressionOptions compression;  // --architecture: compress the random model first
   std::string weight_quantization;
+  std::vector<std::string> loras;  // --lora PATH[:SCALE]: applied to the UNet step and the generation
 
   PipelineOptions pipeline_options() const {
     PipelineOptions o;
@@ -243,8 +246,21 @@ Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int widt
     t.text_encoder_s = median_seconds(a.repeat, [&] { embeds = text.forward(ids, 2).last_hidden_state; });
   });
   phase("unet", [&] {
+    // With --lora the UNet is built as the pipeline builds it, carrying the LoRAs' UNet deltas.
+    pipeline::LoraLayers lora_layers(backend, src.unet->weights);
+    const pipeline::LoraTargets targets{{pipeline::LoraNetwork::UNet, &src.unet->weights},
+                                        {pipeline::LoraNetwork::TextEncoder, &src.text_encoder->weights}};
+    std::vector<pipeline::ResolvedLora> deltas;
+    const CliLoras loras = cli_loras(a.loras, "", {});
+    for (size_t i = 0; i < loras.loras.size(); ++i) try {
+        for (auto& r : pipeline::resolve_lora(pipeline::read_lora_file(loras.loras[i].path), loras.loras[i].scale, targets))
+          if (r.network == pipeline::LoraNetwork::UNet) deltas.push_back(std::move(r));
+      } catch (const Error& e) {
+        throw Error(loras.origins[i] + ": " + e.what());
+      }
+    lora_layers.activate(deltas);
     const models::UNet2DConditionModel unet(models::UNet2DConditionConfig::from_json(src.unet->config),
-                                            src.unet->weights, backend);
+                                            src.unet->weights, a.loras.empty() ? backend : lora_layers.backend());
     const Tensor sample = bench_input({2, unet.config().in_channels, h, w});
     BufferStats before, after;
     t.unet_step_s = median_seconds(a.repeat, [&] {
@@ -278,6 +294,7 @@ Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int widt
     config.step_count = a.steps;
     config.width = width;
     config.height = height;
+    config.loras = cli_loras(a.loras, "", {}).loras;
     t.total_s = median_seconds(a.repeat, [&] { pipe->generate(config); });
   });
   return t;
@@ -296,6 +313,7 @@ nlohmann::json report(const BenchArgs& a, const pipeline::ModelSource& src, cons
                    {"total_s", t.total_s},
                    {"pipeline_load_s", t.load_s},
                    {"steps", a.steps},
+                   {"loras", a.loras},
                    {"width", width},
                    {"height", height},
                    {"repeat", a.repeat},
@@ -331,6 +349,7 @@ void print_table(const nlohmann::json& j) {
   std::printf("model            %s\n", model.c_str());
   std::printf("size             %dx%d, %d steps, median of %d after 1 warm-up\n", j["width"].get<int>(), j["height"].get<int>(),
               j["steps"].get<int>(), j["repeat"].get<int>());
+  for (const auto& lora : j["loras"]) std::printf("LoRA             %s\n", lora.get<std::string>().c_str());
   std::printf("precision        %s weights, %s compute, %d threads, %s attention, reduce-memory %s\n",
               j["precision"].get<std::string>().c_str(), j["compute_precision"].get<std::string>().c_str(),
               j["threads"].get<int>(), j["attention"].get<std::string>().c_str(),
@@ -367,6 +386,8 @@ Command add_bench(CLI::App& app) {
   app.add_option("--architecture", a->architecture, "Built-in model with random weights: sd15 | sd21-base | sd21");
   app.add_option("--width", a->width, "Image width (default: the model's native size)");
   app.add_option("--height", a->height, "Image height (default: the model's native size)");
+  app.add_option("--lora", a->loras, "LoRA PATH[:SCALE] applied to the UNet step and the generation; repeatable")
+      ->allow_extra_args(false);
   app.add_option("--steps", a->steps, "Denoising steps of the whole generation")->capture_default_str();
   app.add_option("--precision", a->precision,
                  "Weight storage: float32 | bfloat16 | float16 (fp32/bf16/fp16); default: as stored (float32 for "

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "cli/commands.hpp"
+#include "cli/lora_flags.hpp"
 #include "cli/parameters_text.hpp"
 #include "cli/progress.hpp"
 #include "cli/source_flags.hpp"
@@ -35,6 +36,8 @@ struct GenerateArgs {
   int64_t text_encoder_heads = 0;
   std::vector<std::string> controlnets, controlnet_inputs, more_prompts;
   std::vector<float> controlnet_scales;
+  std::vector<std::string> loras;  // --lora PATH[:SCALE]
+  std::string lora_dir;
   // The prompt of batch image i (prompt-major, --image-count images per prompt).
   const std::string& prompt_of(size_t i) const {
     const size_t p = i / static_cast<size_t>(std::max(image_count, 1));
@@ -141,7 +144,11 @@ GenerationConfig to_config(const GenerateArgs& a) {
 
 int run_generate(GenerateArgs& a) {
   check_writable(a.output_path);
+  std::vector<std::string*> prompts{&a.prompt};
+  for (auto& p : a.more_prompts) prompts.push_back(&p);
+  const CliLoras loras = cli_loras(a.loras, a.lora_dir, prompts);  // takes the <lora:...> tags out of the prompts
   GenerationConfig config = to_config(a);
+  config.loras = loras.loras;
   config.seed = a.seed ? parse_seed(*a.seed) : std::random_device{}();
   std::printf("Seed: %u\n", config.seed);
   PipelineOptions options;
@@ -184,7 +191,7 @@ int run_generate(GenerateArgs& a) {
     } catch (const Cancelled&) {
       throw;
     } catch (const Error& e) {
-      const std::string mapped = with_flag_names(e.what());
+      const std::string mapped = with_lora_flag_names(with_flag_names(e.what()), loras);
       if (mapped == e.what()) throw;
       throw Error(mapped);
     }
@@ -256,6 +263,13 @@ Command add_generate(CLI::App& app) {
   app.add_option("--controlnet", a->controlnets, "ControlNet names in the bundle's controlnet/ folder");
   app.add_option("--controlnet-inputs", a->controlnet_inputs, "One conditioning image per --controlnet, same order");
   app.add_option("--controlnet-scale", a->controlnet_scales, "One conditioning scale per --controlnet (default 1.0)");
+  app.add_option("--lora", a->loras,
+                 "LoRA file (kohya/A1111 .safetensors) or diffusers LoRA folder, PATH or PATH:SCALE (scale 1 by "
+                 "default; UNet and text encoder alike); repeatable")
+      ->allow_extra_args(false);
+  app.add_option("--lora-dir", a->lora_dir,
+                 "Folder for the prompt's <lora:NAME:SCALE> tags (A1111): NAME.safetensors there; tags are removed "
+                 "from the prompt");
   return [a] {
     if (a->scheduler.empty()) return run_generate(*a);
     const auto& names = schedulers::scheduler_names();

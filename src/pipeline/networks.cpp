@@ -60,6 +60,7 @@ Networks::Networks(ModelSource source, bool reduce_memory, kernels::Backend& bac
       reduce_memory_(reduce_memory),
       vae_tile_size_(vae_tile_size),
       backend_(backend),
+      loras_(backend, source_),
       tokenizer_(tokenizer::ClipTokenizer::from_files(source_.tokenizer.vocab_json, source_.tokenizer.merges_txt,
                                                       source_.tokenizer.pad_token)) {
   require(source_.unet, source_, "UNet");
@@ -104,7 +105,7 @@ int64_t Networks::unet_in_channels() const { return source_.unet->config.value("
 const models::UNet2DConditionModel& Networks::unet() {
   if (!unet_)
     unet_ = std::make_unique<models::UNet2DConditionModel>(models::UNet2DConditionConfig::from_json(source_.unet->config),
-                                                           source_.unet->weights, backend_);
+                                                           source_.unet->weights, loras_.unet_backend());
   return *unet_;
 }
 
@@ -118,7 +119,7 @@ void Networks::release_denoisers() {
 models::CLIPTextModel& Networks::text_encoder() {
   if (!text_encoder_)
     text_encoder_ = std::make_unique<models::CLIPTextModel>(models::CLIPTextConfig::from_json(source_.text_encoder->config),
-                                                            source_.text_encoder->weights, backend_);
+                                                            source_.text_encoder->weights, loras_.text_encoder_backend());
   return *text_encoder_;
 }
 

@@ -63,6 +63,9 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
     result.seed = c.seed;
     pipeline::check_generation_config(c, result.width, result.height, networks_.latent_factor());
 
+    // The LoRAs act on this generation only: they are taken off the layers when it ends, however it ends.
+    const pipeline::ActiveLoras loras(networks_.loras(), c.loras);
+    result.notes = loras.notes();
     const std::vector<std::string> prompts = c.prompts.empty() ? std::vector<std::string>{c.prompt} : c.prompts;
     const bool guided = c.guidance_scale > 1.0f;
     const Tensor embeds = networks_.encode_prompts(prompts, c.negative_prompt, c.image_count, guided);

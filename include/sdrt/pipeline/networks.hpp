@@ -15,6 +15,7 @@
 #include "sdrt/models/controlnet.hpp"
 #include "sdrt/models/safety_checker.hpp"
 #include "sdrt/models/unet_2d_condition.hpp"
+#include "sdrt/pipeline/lora_layers.hpp"
 #include "sdrt/pipeline/model_source.hpp"
 #include "sdrt/tokenizer/clip_tokenizer.hpp"
 
@@ -36,6 +37,8 @@ class Networks {
 
   const ModelSource& source() const { return source_; }
   kernels::Backend& backend() const { return backend_; }
+  // The LoRAs applied to the UNet and text encoder (activated per generation with ActiveLoras).
+  ModelLoras& loras() { return loras_; }
   // Native output size in pixels (UNet sample size times the VAE factor).
   int native_width() const;   // the UNet's sample size in pixels
   int native_height() const;
@@ -66,6 +69,7 @@ class Networks {
   bool reduce_memory_;
   int vae_tile_size_;
   kernels::Backend& backend_;
+  ModelLoras loras_;  // the UNet and text encoder are built on its backends
   tokenizer::ClipTokenizer tokenizer_;
   std::unique_ptr<models::UNet2DConditionModel> unet_;
   std::unique_ptr<models::CLIPTextModel> text_encoder_;

@@ -40,6 +40,12 @@ struct ControlInput {
   float scale = 1.0f;
 };
 
+// One LoRA applied to a generation (kohya/A1111 .safetensors, or a diffusers LoRA file or folder).
+struct LoraInput {
+  std::string path;
+  float scale = 1.0f;  // multiplies the LoRA's UNet and text-encoder deltas alike (diffusers' `scale`)
+};
+
 struct GenerationConfig {
   std::string prompt;
   std::vector<std::string> prompts;  // several prompts in one batch; `prompt` is used when empty
@@ -57,6 +63,7 @@ struct GenerationConfig {
   float strength = 1.0f;
   std::optional<io::Image> mask;     // white = repaint
   std::vector<ControlInput> controls;
+  std::vector<LoraInput> loras;      // applied for this generation only
 };
 
 struct StepProgress {
