@@ -30,17 +30,21 @@ class Server {
   Server() {
     EXPECT_TRUE(fs::exists(kModel)) << "missing reference model " << kModel;
     dir_ = fs::temp_directory_path() / ("sdrt-serve-test-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
+    fs::create_directories(dir_ / "loras");
+    const std::string adapters = std::string(SDRT_REFERENCE_DIR) + "/models/adapters/";
+    std::error_code ec;
+    fs::create_symlink(adapters + "sd1-tiny-lora-kohya.safetensors", dir_ / "loras" / "kohya.safetensors", ec);
+    fs::create_directory_symlink(adapters + "sd1-tiny-lora-diffusers", dir_ / "loras" / "peft", ec);
     int fds[2];
     EXPECT_EQ(::pipe(fds), 0);
     pid_ = ::fork();
     if (pid_ == 0) {
       ::dup2(fds[1], 1);
       ::close(fds[0]);
-      const std::string out = (dir_ / "outputs").string();
+      const std::string out = (dir_ / "outputs").string(), loras = (dir_ / "loras").string();
       ::execl(SDRT_CLI_PATH, "sdrt", "serve", "--resource-path", kModel.c_str(), "--port", "0", "--output-dir",
               out.c_str(), "--disable-safety", "--api-key", kKey.c_str(), "--queue-size", "2", "--max-body-bytes",
-              "1000000", nullptr);
+              "1000000", "--lora-dir", loras.c_str(), nullptr);
       ::_exit(127);
     }
     ::close(fds[1]);
@@ -261,6 +265,58 @@ TEST(ServerApi, OpenAiEditsRepaintWhereTransparent) {
   // Without any transparency or mask it is image-to-image: the unmasked half changes too.
   const auto img2img = edit(bytes("in.png"), "").pixels;
   EXPECT_FALSE(img2img == expected);
+}
+
+// LoRAs by name from --lora-dir: A1111 prompt tags and OpenAI's `lora` field give the image `sdrt generate
+// --lora FILE:SCALE` gives; names are never paths.
+TEST(ServerApi, LorasByNameMatchTheCli) {
+  auto cli = server().client();
+  const json listed = body_of(cli.Get("/sdapi/v1/loras"));
+  std::vector<std::string> names;
+  for (const auto& e : listed) names.push_back(e["name"]);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"kohya", "peft"}));
+
+  const json a1111 = body_of(cli.Post("/sdapi/v1/txt2img",
+                                      json{{"prompt", "a red circle <lora:kohya:0.7>"}, {"seed", 5}, {"steps", 3},
+                                           {"width", 64}, {"height", 64}, {"sampler_name", "Euler a"},
+                                           {"override_settings", {{"randn_source", "CPU"}}}}.dump(),
+                                      "application/json"));
+  ASSERT_EQ(a1111["images"].size(), 1u) << a1111.dump().substr(0, 400);
+  const json openai = body_of(cli.Post("/v1/images/generations",
+                                       json{{"prompt", "a red circle"}, {"seed", 5}, {"steps", 3}, {"size", "64x64"},
+                                            {"guidance_scale", 7}, {"scheduler", "euler-a"}, {"rng", "torch"},
+                                            {"lora", {{{"name", "kohya"}, {"scale", 0.7}}}},
+                                            {"response_format", "b64_json"}}.dump(),
+                                       "application/json"));
+  ASSERT_EQ(openai["data"].size(), 1u) << openai.dump().substr(0, 400);
+  const fs::path out = server().dir() / "cli-lora";
+  const auto run = sdrt::test::run_sdrt("generate 'a red circle' --resource-path " + kModel + " --lora " +
+                                        std::string(SDRT_REFERENCE_DIR) + "/models/adapters/sd1-tiny-lora-kohya.safetensors:0.7"
+                                        " --seed 5 --step-count 3 --guidance-scale 7 --width 64 --height 64"
+                                        " --scheduler euler-a --rng torch --disable-safety --output-path " + out.string());
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const auto files = sdrt::test::folder_entries(out.string());
+  ASSERT_EQ(files.size(), 1u);
+  const auto expected = sdrt::io::read_image((out / files[0]).string(), 3).pixels;
+  const auto decoded = [&](const std::string& b64, const char* name) {
+    sdrt::test::write_bytes((server().dir() / name).string(), b64decode(b64));
+    return sdrt::io::read_image((server().dir() / name).string(), 3).pixels;
+  };
+  EXPECT_TRUE(decoded(a1111["images"][0], "a1111-lora.png") == expected) << "A1111 tag";
+  EXPECT_TRUE(decoded(openai["data"][0]["b64_json"], "openai-lora.png") == expected) << "OpenAI lora field";
+  // The A1111 record keeps the tag in the prompt, as A1111 writes it.
+  EXPECT_NE(json::parse(a1111["info"].get<std::string>())["infotexts"][0].get<std::string>().find("<lora:kohya:0.7>"),
+            std::string::npos);
+
+  const char* gen = "/v1/images/generations";
+  expect_json_error(cli.Post(gen, R"({"prompt":"x","lora":"../loras/kohya"})", "application/json"), 400, "lora");
+  expect_json_error(cli.Post(gen, R"({"prompt":"x","lora":"nothere"})", "application/json"), 404, "lora");
+  expect_json_error(cli.Post(gen, R"({"prompt":"x","lora":"kohya:big"})", "application/json"), 400, "lora");
+  expect_json_error(cli.Post(gen, R"({"prompt":"x","lora":[7]})", "application/json"), 400, "lora[0]");
+  expect_json_error(cli.Post("/sdapi/v1/txt2img", R"({"prompt":"x <lora:/etc/passwd:1>"})", "application/json"), 400,
+                    "prompt");
+  EXPECT_EQ(body_of(cli.Get("/health"))["status"], "ok");
 }
 
 TEST(ServerApi, HostileRequestsGetJsonErrorsAndTheServerStaysUp) {

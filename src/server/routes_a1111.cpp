@@ -1,6 +1,8 @@
 // AUTOMATIC1111's /sdapi/v1 API: txt2img, img2img, progress, interrupt, sd-models, samplers, options.
+#include <filesystem>
 #include <random>
 
+#include "server/lora_requests.hpp"
 #include "server/routes.hpp"
 
 namespace sdrt::server {
@@ -99,7 +101,8 @@ JobRequest a1111_job(const json& j, ServerContext& ctx) {
   c.rng = rng_for(overrides);
   job.model = ctx.model_name(get_string(overrides, "sd_model_checkpoint", "", 256), "override_settings.sd_model_checkpoint");
   c.disable_safety = ctx.options.disable_safety;
-  job.record.prompt = c.prompt;
+  job.record.prompt = c.prompt;  // with any <lora:...> tags, as A1111 records them
+  c.loras = request_loras(c.prompt, "prompt", json(), ctx.options.lora_dir);
   job.record.negative_prompt = c.negative_prompt;
   job.record.step_count = c.step_count;
   job.record.guidance_scale = c.guidance_scale;
@@ -207,6 +210,20 @@ void add_a1111_routes(httplib::Server& server, ServerContext& ctx) {
                for (const auto& [name, path] : ctx.catalog.entries())  // names only: paths stay private
                  list.push_back({{"title", name}, {"model_name", name}, {"hash", nullptr}, {"sha256", nullptr},
                                  {"filename", name}, {"config", nullptr}});
+               send_json(res, 200, list);
+             }));
+  server.Get("/sdapi/v1/loras", guarded(Api::a1111, [&ctx](const httplib::Request&, httplib::Response& res) {
+               json list = json::array();
+               std::error_code ec;
+               if (!ctx.options.lora_dir.empty())
+                 for (const auto& e : std::filesystem::directory_iterator(ctx.options.lora_dir, ec)) {
+                   const auto p = e.path();
+                   const bool file = p.extension() == ".safetensors" && e.is_regular_file(ec);
+                   const bool folder = e.is_directory(ec) && std::filesystem::exists(p / "pytorch_lora_weights.safetensors", ec);
+                   if ((file || folder) && p.filename().string().front() != '.')  // names only: paths stay private
+                     list.push_back({{"name", file ? p.stem().string() : p.filename().string()},
+                                     {"alias", file ? p.stem().string() : p.filename().string()}});
+                 }
                send_json(res, 200, list);
              }));
   server.Get("/sdapi/v1/samplers", guarded(Api::a1111, [](const httplib::Request&, httplib::Response& res) {

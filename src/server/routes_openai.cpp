@@ -1,9 +1,10 @@
 // OpenAI's images API: /v1/models, /v1/images/generations, /v1/images/edits (plus sdrt extensions:
-// negative_prompt, seed, steps, guidance_scale, scheduler, rng, strength). Edits inpaint where the mask,
+// negative_prompt, seed, steps, guidance_scale, scheduler, rng, strength, lora). Edits inpaint where the mask,
 // or else the image, is transparent; an opaque mask is read as white = repaint.
 #include <ctime>
 #include <random>
 
+#include "server/lora_requests.hpp"
 #include "server/routes.hpp"
 
 namespace sdrt::server {
@@ -41,15 +42,14 @@ JobRequest openai_job(const json& j, ServerContext& ctx) {
   c.rng = get_string(j, "rng", "numpy", 16);
   if (c.rng != "numpy" && c.rng != "torch" && c.rng != "nvidia")
     throw ApiError(400, "field 'rng' must be numpy, torch or nvidia", "rng");
-  if (j.contains("lora") && !j["lora"].is_null())
-    throw ApiError(400, "field 'lora' is not supported by this server yet", "lora");
+  job.record.prompt = c.prompt;  // with any <lora:...> tags, as A1111 records them
+  c.loras = request_loras(c.prompt, "prompt", j.contains("lora") ? j["lora"] : json(), ctx.options.lora_dir);
   c.disable_safety = ctx.options.disable_safety;
   for (const char* f : {"response_format", "quality", "style", "user", "background", "output_format", "moderation"})
     opt_string(j, f, 256);  // accepted (type-checked) and otherwise ignored
   const std::string format = get_string(j, "response_format", "url", 32);
   if (format != "url" && format != "b64_json")
     throw ApiError(400, "field 'response_format' must be url or b64_json", "response_format");
-  job.record.prompt = c.prompt;
   job.record.negative_prompt = c.negative_prompt;
   job.record.step_count = c.step_count;
   job.record.guidance_scale = c.guidance_scale;

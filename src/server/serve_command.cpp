@@ -17,6 +17,7 @@ Command add_serve(CLI::App& app) {
       ->envname("SDRT_API_KEY");
   app.add_option("--queue-size", o->queue_size, "Jobs that may wait besides the running one; more get 503")
       ->capture_default_str();
+  app.add_option("--lora-dir", o->lora_dir, "Folder of LoRAs a request may name: NAME.safetensors or a folder NAME");
   app.add_option("--output-dir", o->output_dir, "Folder for images served by URL (default ./sdrt-outputs)");
   app.add_option("--keep-outputs", o->keep_outputs, "Images kept in --output-dir (oldest removed)")->capture_default_str();
   app.add_option("--public-url", o->public_url, "Base of image URLs (e.g. https://host/sd behind a proxy)");

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "sdrt/base/error.hpp"
+#include "server/lora_requests.hpp"
 #include "server/routes.hpp"
 
 namespace fs = std::filesystem;
@@ -88,7 +89,7 @@ JobOutput ServerContext::run(JobRequest request) {
     throw ApiError(409, "the job was interrupted", "", "interrupted");
   } catch (const Error& e) {
     // The library names the GenerationConfig field at fault; the request was invalid for this model.
-    throw ApiError(400, e.what());
+    throw ApiError(400, without_lora_dir(e.what(), options.lora_dir));
   }
 }
 

@@ -38,6 +38,7 @@ struct Limits {
 
 struct ServeOptions {
   std::string resource_path, models_dir, host = "127.0.0.1", api_key, output_dir, public_url;
+  std::string lora_dir;     // LoRAs requests may name (<lora:NAME:SCALE>, OpenAI `lora`)
   int port = 7860;          // 0: any free port (printed)
   int queue_size = 4;       // jobs waiting besides the running one
   int keep_outputs = 256;   // PNGs kept in output_dir for response_format=url (oldest removed)
