@@ -32,6 +32,8 @@ struct GenerateArgs {
   bool disable_safety = false;
   int vae_tile_size = 0;
   std::string prediction_type, tokenizer_dir;  // single files
+  std::string timestep_spacing;
+  bool xl = false;  // Apple's --xl: accepted, the family comes from the model
   int64_t text_encoder_heads = 0;
   std::vector<std::string> controlnets, controlnet_inputs, more_prompts;
   std::vector<float> controlnet_scales;
@@ -87,7 +89,7 @@ std::string with_flag_names(const std::string& message) {
       {"step_count", "--step-count"}, {"image_count", "--image-count"}, {"prompts and image_count", "--image-count"},
       {"width x height", "--width/--height"}, {"width", "--width"}, {"height", "--height"},
       {"guidance_scale", "--guidance-scale"}, {"strength", "--strength"}, {"mask", "--mask"},
-      {"controls[", "--controlnet/--controlnet-scale"}};
+      {"controls[", "--controlnet/--controlnet-scale"}, {"timestep_spacing", "--timestep-spacing"}};
   for (const auto& [field, flag] : kFlags)
     if (message.rfind(field, 0) == 0) return message + " (set by " + flag + ")";
   return message;
@@ -119,6 +121,7 @@ GenerationConfig to_config(const GenerateArgs& a) {
   c.step_count = a.step_count;
   c.guidance_scale = a.guidance_scale;
   c.scheduler = a.scheduler;
+  c.timestep_spacing = a.timestep_spacing;
   c.rng = a.rng;
   c.width = a.width;
   c.height = a.height;
@@ -223,6 +226,10 @@ Command add_generate(CLI::App& app) {
   app.add_option("--seed", a->seed, "Random seed (random when absent; printed)");
   app.add_option("--guidance-scale", a->guidance_scale, "Classifier-free guidance (none at <= 1)")->capture_default_str();
   app.add_option("--scheduler", a->scheduler, "pndm dpmpp dpmpp-karras ddim euler euler-a lms heun ddpm lcm (default: the model's)");
+  app.add_option("--timestep-spacing", a->timestep_spacing,
+                 "Override the scheduler config's timestep spacing (SDXL-Turbo-style models: trailing)")
+      ->check(CLI::IsMember({"leading", "trailing", "linspace"}));
+  app.add_flag("--xl", a->xl, "accepted for Apple compatibility; the model family (SDXL) is detected from the model");
   app.add_option("--rng", a->rng, "Random source")->check(CLI::IsMember({"numpy", "torch", "nvidia"}))->capture_default_str();
   app.add_flag("--disable-safety", a->disable_safety, "Do not run the safety checker");
   app.add_flag("--reduce-memory{on}", a->reduce_memory,

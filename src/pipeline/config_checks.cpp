@@ -48,6 +48,9 @@ void check_generation_config(const GenerationConfig& c, int width, int height, i
   if (!(c.strength >= 0.0f && c.strength <= 1.0f))
     throw Error("strength must be between 0 and 1 (got " + number(c.strength) + ")");
   if (c.mask && !c.starting_image) throw Error("mask needs a starting_image");
+  if (!c.timestep_spacing.empty() && c.timestep_spacing != "leading" && c.timestep_spacing != "trailing" &&
+      c.timestep_spacing != "linspace")
+    throw Error("timestep_spacing must be leading, trailing or linspace (got '" + c.timestep_spacing + "')");
   for (size_t i = 0; i < c.controls.size(); ++i) {
     check_control_name(c.controls[i].name, i);
     if (!std::isfinite(c.controls[i].scale))

@@ -44,9 +44,15 @@ TokenizerFiles tokenizer_files(const fs::path& dir) {
 
 ModelSource open_diffusers_folder(const fs::path& dir) {
   const auto index = io::read_json_file((dir / "model_index.json").string());
-  if (const auto* cls = index.is_object() && index.contains("_class_name") ? index["_class_name"].get_ptr<const std::string*>() : nullptr;
-      cls && cls->rfind("StableDiffusionXL", 0) == 0)  // SDXL (issue #10): refused before a wrong "sd1" guess
-    throw Error(dir.string() + ": " + *cls + ": SDXL is not supported yet (sdrt runs Stable Diffusion 1.x and 2.x)");
+  const auto* cls = index.is_object() && index.contains("_class_name") ? index["_class_name"].get_ptr<const std::string*>() : nullptr;
+  const bool sdxl = cls && cls->rfind("StableDiffusionXL", 0) == 0;
+  // Refused before a wrong "sd1" guess: the refiner (text_encoder_2 only, aesthetic-score time ids) and the
+  // other SDXL pipelines.
+  if (sdxl && *cls != "StableDiffusionXLPipeline")
+    throw Error(dir.string() + ": " + *cls + ": only the SDXL base pipeline (StableDiffusionXLPipeline) is supported" +
+                (*cls == "StableDiffusionXLImg2ImgPipeline" ? " (the SDXL refiner is not yet)" : ""));
+  if (sdxl && index.value("requires_aesthetics_score", false))
+    throw Error(dir.string() + ": requires_aesthetics_score (an SDXL refiner) is not supported yet");
   ModelSource src;
   src.path = dir.string();
   src.format = "diffusers";
@@ -67,6 +73,17 @@ ModelSource open_diffusers_folder(const fs::path& dir) {
   src.scheduler_class = src.scheduler_config.value("_class_name", index["scheduler"][1].get<std::string>());
   src.tokenizer = tokenizer_files(dir / "tokenizer");
   src.family = detect_family(src.text_encoder->config, src.tokenizer.pad_token);
+  if (sdxl) {
+    for (const char* required : {"text_encoder_2", "tokenizer_2"})
+      if (!listed(index, required) || !fs::is_directory(dir / required))
+        throw Error(dir.string() + ": SDXL diffusers folder has no '" + required + "' component");
+    src.family = "sdxl";
+    src.text_encoder_2 = open_component_folder((dir / "text_encoder_2").string());
+    src.tokenizer_2 = tokenizer_files(dir / "tokenizer_2");
+    const auto& fz = index.contains("force_zeros_for_empty_prompt") ? index["force_zeros_for_empty_prompt"] : nlohmann::json(true);
+    if (!fz.is_boolean()) throw Error(dir.string() + ": model_index.json: 'force_zeros_for_empty_prompt' must be a boolean");
+    src.force_zeros_for_empty_prompt = fz.get<bool>();  // diffusers' default is true
+  }
   return src;
 }
 

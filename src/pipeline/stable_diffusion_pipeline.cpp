@@ -65,11 +65,16 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
 
     const std::vector<std::string> prompts = c.prompts.empty() ? std::vector<std::string>{c.prompt} : c.prompts;
     const bool guided = c.guidance_scale > 1.0f;
-    const Tensor embeds = networks_.encode_prompts(prompts, c.negative_prompt, c.image_count, guided);
-    pipeline::trace("prompt_embeds", embeds);
+    const models::Conditioning cond = networks_.encode_conditioning(
+        {prompts, c.negative_prompt, c.image_count, guided, result.width, result.height});
+    pipeline::trace("prompt_embeds", cond.context);
+    if (cond.pooled.defined()) pipeline::trace("add_text_embeds", cond.pooled);
+    if (cond.time_ids.defined()) pipeline::trace("add_time_ids", cond.time_ids);
 
+    nlohmann::json scheduler_config = networks_.source().scheduler_config;
+    if (!c.timestep_spacing.empty()) scheduler_config["timestep_spacing"] = c.timestep_spacing;
     auto scheduler = schedulers::make_scheduler(c.scheduler.empty() ? networks_.source().scheduler_class : c.scheduler,
-                                                networks_.source().scheduler_config);
+                                                scheduler_config);
     result.scheduler = scheduler->name();
     scheduler->set_timesteps(c.step_count);
 
@@ -93,10 +98,12 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
       Tensor model_in = guided ? kernels::cpu_backend().concat({latents, latents}, 0) : latents;
       model_in = scheduler->scale_model_input(model_in, t);
       model_in = pipeline::add_inpaint_channels(in, model_in);
-      const std::vector<float> tv(static_cast<size_t>(model_in.dim(0)), static_cast<float>(t));
-      pipeline::ControlResiduals control = networks_.control_residuals(c.controls, in.control_images, model_in, tv, embeds);
-      Tensor noise_pred = unet.forward(model_in, tv, embeds, control.down.empty() ? nullptr : &control.down,
-                                       control.down.empty() ? nullptr : &control.mid);
+      models::UNetInputs unet_in;
+      unet_in.timesteps.assign(static_cast<size_t>(model_in.dim(0)), static_cast<float>(t));
+      unet_in.sample = model_in;
+      unet_in.cond = cond;
+      networks_.add_control_residuals(c.controls, in.control_images, unet_in);
+      Tensor noise_pred = unet.forward(unet_in);
       if (guided) noise_pred = apply_guidance(noise_pred, c.guidance_scale);
       latents = scheduler->step(noise_pred, t, latents, noise).prev_sample;
       latents = pipeline::blend_known_region(in, *scheduler, latents, timesteps, i);

@@ -4,6 +4,8 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -15,7 +17,10 @@
 #include "sdrt/models/controlnet.hpp"
 #include "sdrt/models/safety_checker.hpp"
 #include "sdrt/models/unet_2d_condition.hpp"
+#include "sdrt/models/nn_layers.hpp"
+#include "sdrt/models/unet_inputs.hpp"
 #include "sdrt/pipeline/model_source.hpp"
+#include "sdrt/pipeline/prompt_encoder.hpp"
 #include "sdrt/tokenizer/clip_tokenizer.hpp"
 
 namespace sdrt {
@@ -23,11 +28,6 @@ struct ControlInput;
 }
 
 namespace sdrt::pipeline {
-
-struct ControlResiduals {
-  std::vector<Tensor> down;
-  Tensor mid;
-};
 
 class Networks {
  public:
@@ -46,6 +46,8 @@ class Networks {
   // [negative x n ; positive x n] (or positives only when !guided): [B, 77, D] as diffusers builds them.
   Tensor encode_prompts(const std::vector<std::string>& prompts, const std::string& negative, int per_prompt,
                         bool guided);
+  // The UNet's conditioning for a generation, from the text encoder(s) the model has (SDXL: sdxl_conditioning.cpp).
+  models::Conditioning encode_conditioning(const PromptRequest& request);
   const models::UNet2DConditionModel& unet();
   // With reduce_memory: frees the UNet and ControlNets after the denoising loop.
   void release_denoisers();
@@ -56,9 +58,9 @@ class Networks {
   // Per image: flagged by the safety checker (false for all when the model has none). Flagged images are
   // blacked out in place, as diffusers does.
   std::vector<bool> check_safety(std::vector<io::Image>& images);
-  // Sum of the residuals of every ControlNet for this step (empty when there are none).
-  ControlResiduals control_residuals(const std::vector<ControlInput>& controls, const std::vector<Tensor>& images,
-                                     const Tensor& sample, const std::vector<float>& timesteps, const Tensor& embeds);
+  // Sets in's ControlNet residuals to the sum of every ControlNet's for this step (none when there are none).
+  void add_control_residuals(const std::vector<ControlInput>& controls, const std::vector<Tensor>& images,
+                             models::UNetInputs& in);
 
  private:
   int native_side(size_t axis) const;
@@ -72,8 +74,17 @@ class Networks {
   std::unique_ptr<models::AutoencoderKL> vae_;
   std::unique_ptr<models::StableDiffusionSafetyChecker> safety_checker_;
   std::map<std::string, std::unique_ptr<models::ControlNetModel>> controlnets_;
+  // SDXL's text_encoder_2 (CLIPTextModelWithProjection) and its tokenizer.
+  std::optional<tokenizer::ClipTokenizer> tokenizer_2_;
+  std::unique_ptr<models::CLIPTextModel> text_encoder_2_;
+  std::unique_ptr<models::Linear> text_projection_;
 
   models::CLIPTextModel& text_encoder();
+  models::CLIPTextModel& text_encoder_2();
+  models::Conditioning encode_sdxl(const PromptRequest& request);
+  // Per text: both encoders' penultimate hidden states side by side [n, 77, D1 + D2] and the projected
+  // pooled output of text_encoder_2 [n, projection_dim].
+  std::pair<Tensor, Tensor> encode_sdxl_texts(const std::vector<std::string>& texts, const char* what);
   models::AutoencoderKL& vae();
   models::VaeTiling vae_tiling() const;
   models::ControlNetModel& controlnet(const std::string& name);

@@ -49,6 +49,9 @@ struct GenerationConfig {
   float guidance_scale = 7.5f;       // no classifier-free guidance at <= 1
   uint32_t seed = 0;
   std::string scheduler;             // empty: the model's own
+  // Overrides the scheduler config's timestep_spacing: leading | trailing | linspace (empty: the model's;
+  // SDXL-Turbo-style models run trailing).
+  std::string timestep_spacing;
   std::string rng = "numpy";         // numpy | torch | nvidia
   int width = 0, height = 0;         // 0: the model's native size; multiples of 8
   bool disable_safety = false;
@@ -88,7 +91,7 @@ class SDRT_API Pipeline {
   virtual ~Pipeline();
   // Throws sdrt::Error for an invalid config, sdrt::Cancelled when the callback returns false.
   virtual GenerationResult generate(const GenerationConfig& config, const ProgressCallback& progress = {}) = 0;
-  virtual std::string model_family() const = 0;        // "sd1" or "sd2"
+  virtual std::string model_family() const = 0;        // "sd1", "sd2" or "sdxl"
   // What the networks compute in after `auto` and the CPU's features were resolved: float32 | bfloat16.
   virtual std::string compute_precision() const = 0;
   virtual int native_width() const = 0;
