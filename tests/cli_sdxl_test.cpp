@@ -1,5 +1,5 @@
 // `sdrt generate --resource-path <SDXL diffusers folder>`: every SDXL base text-to-image case of reference
-// pack v2 through the executable, each PNG compared with diffusers' (the stage-by-stage comparison is in
+// pack v2 and the refiner's image-to-image case through the executable, each PNG compared with diffusers' (the stage-by-stage comparison is in
 // pipeline_sdxl_reference_test.cpp). Also --xl and --timestep-spacing, and the errors for what is refused.
 #include <gtest/gtest.h>
 
@@ -22,7 +22,7 @@ const std::vector<std::string> kCases = {
     "sdxl_euler_numpy_s0_10steps_g5",      "sdxl_euler_torch_s0_10steps_g5",
     "sdxl_euler_torch_s1_10steps_96x64",   "sdxl_euler_torch_s2_10steps_neg",
     "sdxl_euler_torch_s3_10steps_g1.0",    "sdxl_dpmpp2m_karras_torch_s4_12steps",
-    "sdxl_turbo_eulera_trailing_torch_s5_1step_g0"};
+    "sdxl_turbo_eulera_trailing_torch_s5_1step_g0", "sdxlrefiner_img2img_torch_s6_10steps_strength0.3"};
 
 // Issue #15 asks for >= 40 dB; observed 89.0 dB (_neg: one pixel 1 LSB off) and 200 (identical) for the rest.
 constexpr double kMinPsnr = 40.0;
@@ -49,6 +49,13 @@ std::string generate_args(const nlohmann::json& c, const std::string& out) {
   const std::string cls = c.at("scheduler_class");
   if (cls == "DPMSolverMultistepScheduler") a += " --scheduler dpmpp-karras";
   if (cls == "EulerAncestralDiscreteScheduler") a += " --scheduler euler-a --xl";
+  if (c.at("kind") == "sdxl_img2img") {
+    char strength[32];
+    std::snprintf(strength, sizeof strength, "%g", c.at("strength").get<double>());
+    a += " --image " + shell_quote(test::reference_path("cases/pipelines_v2/" + c.at("name").get<std::string>() + "_input.png")) +
+         " --strength " + strength + " --aesthetic-score " + std::to_string(c.at("aesthetic_score").get<double>()) +
+         " --negative-aesthetic-score " + std::to_string(c.at("negative_aesthetic_score").get<double>());
+  }
   const std::string spacing = c.at("scheduler_config").at("timestep_spacing");
   if (spacing != "leading") a += " --timestep-spacing " + spacing;  // the model's config says leading
   return a;

@@ -28,7 +28,7 @@ struct GenerateArgs {
   std::string compute_units = "all", image, mask, compute_precision = "auto", attention = "flash", reduce_memory;
   int image_count = 1, step_count = 50, save_every = 0, width = 0, height = 0;
   std::optional<std::string> seed;
-  float guidance_scale = 7.5f, strength = 0.5f;
+  float guidance_scale = 7.5f, strength = 0.5f, aesthetic_score = 6.0f, negative_aesthetic_score = 2.5f;
   bool disable_safety = false;
   int vae_tile_size = 0;
   std::string prediction_type, tokenizer_dir;  // single files
@@ -89,7 +89,8 @@ std::string with_flag_names(const std::string& message) {
       {"step_count", "--step-count"}, {"image_count", "--image-count"}, {"prompts and image_count", "--image-count"},
       {"width x height", "--width/--height"}, {"width", "--width"}, {"height", "--height"},
       {"guidance_scale", "--guidance-scale"}, {"strength", "--strength"}, {"mask", "--mask"},
-      {"controls[", "--controlnet/--controlnet-scale"}, {"timestep_spacing", "--timestep-spacing"}};
+      {"controls[", "--controlnet/--controlnet-scale"}, {"timestep_spacing", "--timestep-spacing"},
+      {"aesthetic_score", "--aesthetic-score"}, {"negative_aesthetic_score", "--negative-aesthetic-score"}};
   for (const auto& [field, flag] : kFlags)
     if (message.rfind(field, 0) == 0) return message + " (set by " + flag + ")";
   return message;
@@ -122,6 +123,8 @@ GenerationConfig to_config(const GenerateArgs& a) {
   c.guidance_scale = a.guidance_scale;
   c.scheduler = a.scheduler;
   c.timestep_spacing = a.timestep_spacing;
+  c.aesthetic_score = a.aesthetic_score;
+  c.negative_aesthetic_score = a.negative_aesthetic_score;
   c.rng = a.rng;
   c.width = a.width;
   c.height = a.height;
@@ -229,6 +232,11 @@ Command add_generate(CLI::App& app) {
   app.add_option("--timestep-spacing", a->timestep_spacing,
                  "Override the scheduler config's timestep spacing (SDXL-Turbo-style models: trailing)")
       ->check(CLI::IsMember({"leading", "trailing", "linspace"}));
+  app.add_option("--aesthetic-score", a->aesthetic_score, "SDXL refiner: aesthetic score of the prompt's time ids")
+      ->capture_default_str();
+  app.add_option("--negative-aesthetic-score", a->negative_aesthetic_score,
+                 "SDXL refiner: aesthetic score of the negative time ids")
+      ->capture_default_str();
   app.add_flag("--xl", a->xl, "accepted for Apple compatibility; the model family (SDXL) is detected from the model");
   app.add_option("--rng", a->rng, "Random source")->check(CLI::IsMember({"numpy", "torch", "nvidia"}))->capture_default_str();
   app.add_flag("--disable-safety", a->disable_safety, "Do not run the safety checker");

@@ -106,7 +106,7 @@ nlohmann::json read_object(const fs::path& path) {
 
 std::string pipeline_note(const std::string& cls) {
   if (cls == "StableDiffusionXLPipeline") return " (SDXL base)";
-  if (cls == "StableDiffusionXLImg2ImgPipeline") return " (SDXL refiner; generation not supported yet)";
+  if (cls == "StableDiffusionXLImg2ImgPipeline") return " (SDXL refiner)";
   return "";
 }
 

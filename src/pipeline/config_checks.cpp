@@ -48,6 +48,9 @@ void check_generation_config(const GenerationConfig& c, int width, int height, i
   if (!(c.strength >= 0.0f && c.strength <= 1.0f))
     throw Error("strength must be between 0 and 1 (got " + number(c.strength) + ")");
   if (c.mask && !c.starting_image) throw Error("mask needs a starting_image");
+  if (!std::isfinite(c.aesthetic_score)) throw Error("aesthetic_score must be a finite number (got " + number(c.aesthetic_score) + ")");
+  if (!std::isfinite(c.negative_aesthetic_score))
+    throw Error("negative_aesthetic_score must be a finite number (got " + number(c.negative_aesthetic_score) + ")");
   if (!c.timestep_spacing.empty() && c.timestep_spacing != "leading" && c.timestep_spacing != "trailing" &&
       c.timestep_spacing != "linspace")
     throw Error("timestep_spacing must be leading, trailing or linspace (got '" + c.timestep_spacing + "')");

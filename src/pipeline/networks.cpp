@@ -63,7 +63,7 @@ Networks::Networks(ModelSource source, bool reduce_memory, kernels::Backend& bac
       tokenizer_(tokenizer::ClipTokenizer::from_files(source_.tokenizer.vocab_json, source_.tokenizer.merges_txt,
                                                       source_.tokenizer.pad_token)) {
   require(source_.unet, source_, "UNet");
-  require(source_.text_encoder, source_, "text encoder");
+  if (!source_.text_encoder_2) require(source_.text_encoder, source_, "text encoder");
   require(source_.vae, source_, "VAE");
   if (source_.text_encoder_2) {
     if (!source_.tokenizer_2) throw Error(source_.path + ": the model has text_encoder_2 but no tokenizer_2");
@@ -73,7 +73,7 @@ Networks::Networks(ModelSource source, bool reduce_memory, kernels::Backend& bac
   if (vae_tile_size_ > 0) vae_tiling();
   if (!reduce_memory_) {
     unet();
-    text_encoder();
+    if (source_.text_encoder) text_encoder();
     if (source_.text_encoder_2) text_encoder_2();
     vae();
   }

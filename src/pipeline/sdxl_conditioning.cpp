@@ -1,7 +1,8 @@
 // SDXL's prompt encoding, as diffusers' StableDiffusionXLPipeline.encode_prompt computes it: both text
 // encoders get the same prompt, each through its own tokenizer; their penultimate hidden states (no final
 // layer norm) are concatenated on features; the pooled embedding is text_encoder_2's projected EOS state.
-// The time ids are original size + crop top-left + target size, (H, W, 0, 0, H, W) by default.
+// The time ids are original size + crop top-left + target size, (H, W, 0, 0, H, W) by default, or for the
+// refiner (requires_aesthetics_score, text_encoder_2 only) original size + crop + aesthetic score.
 #include <cstring>
 
 #include "sdrt/base/error.hpp"
@@ -71,14 +72,16 @@ models::CLIPTextModel& Networks::text_encoder_2() {
 
 std::pair<Tensor, Tensor> Networks::encode_sdxl_texts(const std::vector<std::string>& texts, const char* what) {
   const auto n = static_cast<int64_t>(texts.size());
-  const auto out_1 = text_encoder().forward(token_ids(tokenizer_, texts, what), n);
   const auto out_2 = text_encoder_2().forward(token_ids(*tokenizer_2_, texts, what), n);
-  const Tensor& h1 = penultimate(out_1, "text_encoder");
   const Tensor& h2 = penultimate(out_2, "text_encoder_2");
+  Tensor pooled = (*text_projection_)(out_2.pooler_output);
+  if (!source_.text_encoder) return {h2, pooled};  // the refiner: text_encoder_2 alone
+  const auto out_1 = text_encoder().forward(token_ids(tokenizer_, texts, what), n);
+  const Tensor& h1 = penultimate(out_1, "text_encoder");
   if (h1.dim(1) != h2.dim(1))
     throw Error(source_.path + ": text_encoder and text_encoder_2 give " + std::to_string(h1.dim(1)) + " and " +
                 std::to_string(h2.dim(1)) + " positions");
-  return {backend_.concat({h1, h2}, 2), (*text_projection_)(out_2.pooler_output)};
+  return {backend_.concat({h1, h2}, 2), pooled};
 }
 
 models::Conditioning Networks::encode_sdxl(const PromptRequest& r) {
@@ -86,13 +89,17 @@ models::Conditioning Networks::encode_sdxl(const PromptRequest& r) {
   auto [context, pooled] = encode_sdxl_texts(r.prompts, "prompt");
   context = repeat_each_row(context, r.per_prompt);
   pooled = repeat_each_row(pooled, r.per_prompt);
-  // (original_size, crops_coords_top_left, target_size) as floats; the negative ones default to the same.
+  // (original_size, crops_coords_top_left, target_size) as floats, or (original_size, crops, aesthetic score)
+  // for the refiner; the negative original size defaults to the same.
   const float h = static_cast<float>(r.height), w = static_cast<float>(r.width);
-  const Tensor time_ids = Tensor::from_vector({1, 6}, {h, w, 0.0f, 0.0f, h, w});
+  const bool aesthetic = source_.requires_aesthetics_score;
+  const Tensor time_ids = aesthetic ? Tensor::from_vector({1, 5}, {h, w, 0.0f, 0.0f, r.aesthetic_score})
+                                    : Tensor::from_vector({1, 6}, {h, w, 0.0f, 0.0f, h, w});
+  const int64_t images = n * r.per_prompt;
 
   models::Conditioning cond;
   if (!r.guided) {
-    cond = {context, pooled, time_ids};
+    cond = {context, pooled, tile_block(time_ids, images)};
   } else {
     Tensor neg_context, neg_pooled;
     if (r.negative.empty() && source_.force_zeros_for_empty_prompt) {
@@ -104,10 +111,17 @@ models::Conditioning Networks::encode_sdxl(const PromptRequest& r) {
       neg_context = repeat_each_row(neg_context, r.per_prompt);
       neg_pooled = repeat_each_row(neg_pooled, r.per_prompt);
     }
-    cond = models::concat_rows({{neg_context, neg_pooled, time_ids}, {context, pooled, time_ids}});
+    if (aesthetic) {
+      // StableDiffusionXLImg2ImgPipeline: [negative ids x images ; positive ids x images].
+      const Tensor neg_ids = Tensor::from_vector({1, 5}, {h, w, 0.0f, 0.0f, r.negative_aesthetic_score});
+      cond = models::concat_rows({{neg_context, neg_pooled, tile_block(neg_ids, images)},
+                                  {context, pooled, tile_block(time_ids, images)}});
+    } else {
+      // StableDiffusionXLPipeline repeats the whole [negative; positive] block once per image.
+      cond = models::concat_rows({{neg_context, neg_pooled, time_ids}, {context, pooled, time_ids}});
+      cond.time_ids = tile_block(cond.time_ids, images);
+    }
   }
-  // diffusers repeats the [negative; positive] time ids block once per image (not per half).
-  cond.time_ids = tile_block(cond.time_ids, n * r.per_prompt);
   if (reduce_memory_) {
     text_encoder_.reset();
     text_encoder_2_.reset();

@@ -66,7 +66,8 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
     const std::vector<std::string> prompts = c.prompts.empty() ? std::vector<std::string>{c.prompt} : c.prompts;
     const bool guided = c.guidance_scale > 1.0f;
     const models::Conditioning cond = networks_.encode_conditioning(
-        {prompts, c.negative_prompt, c.image_count, guided, result.width, result.height});
+        {prompts, c.negative_prompt, c.image_count, guided, result.width, result.height, c.aesthetic_score,
+         c.negative_aesthetic_score});
     pipeline::trace("prompt_embeds", cond.context);
     if (cond.pooled.defined()) pipeline::trace("add_text_embeds", cond.pooled);
     if (cond.time_ids.defined()) pipeline::trace("add_time_ids", cond.time_ids);

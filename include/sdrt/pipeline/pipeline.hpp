@@ -52,6 +52,8 @@ struct GenerationConfig {
   // Overrides the scheduler config's timestep_spacing: leading | trailing | linspace (empty: the model's;
   // SDXL-Turbo-style models run trailing).
   std::string timestep_spacing;
+  // SDXL refiner: the aesthetic scores of its positive and negative time ids (diffusers' defaults).
+  float aesthetic_score = 6.0f, negative_aesthetic_score = 2.5f;
   std::string rng = "numpy";         // numpy | torch | nvidia
   int width = 0, height = 0;         // 0: the model's native size; multiples of 8
   bool disable_safety = false;
@@ -91,7 +93,7 @@ class SDRT_API Pipeline {
   virtual ~Pipeline();
   // Throws sdrt::Error for an invalid config, sdrt::Cancelled when the callback returns false.
   virtual GenerationResult generate(const GenerationConfig& config, const ProgressCallback& progress = {}) = 0;
-  virtual std::string model_family() const = 0;        // "sd1", "sd2" or "sdxl"
+  virtual std::string model_family() const = 0;        // "sd1", "sd2", "sdxl" or "sdxl-refiner"
   // What the networks compute in after `auto` and the CPU's features were resolved: float32 | bfloat16.
   virtual std::string compute_precision() const = 0;
   virtual int native_width() const = 0;

@@ -13,6 +13,8 @@ struct PromptRequest {
   int per_prompt = 1;   // images per prompt
   bool guided = false;  // classifier-free guidance: [negative x n ; positive x n]
   int width = 0, height = 0;  // output size in pixels (SDXL's original and target size time ids)
+  // SDXL refiner time ids (requires_aesthetics_score), positive and negative.
+  float aesthetic_score = 6.0f, negative_aesthetic_score = 2.5f;
 };
 
 }  // namespace sdrt::pipeline
