@@ -46,7 +46,8 @@ std::string generate_args(const nlohmann::json& c, const std::string& out) {
   // 64x64 is sdxl-tiny's own size (sample_size 8 x 8): left to the default.
   if (c.at("width") != 64 || c.at("height") != 64)
     a += " --width " + std::to_string(c.at("width").get<int>()) + " --height " + std::to_string(c.at("height").get<int>());
-  const std::string cls = c.at("scheduler_class");
+  const nlohmann::json cls_json = c.value("scheduler_class", nlohmann::json());  // null: the ensemble's (Euler)
+  const std::string cls = cls_json.is_string() ? cls_json.get<std::string>() : "";
   if (cls == "DPMSolverMultistepScheduler") a += " --scheduler dpmpp-karras";
   if (cls == "EulerAncestralDiscreteScheduler") a += " --scheduler euler-a --xl";
   if (c.at("kind") == "sdxl_img2img") {
@@ -87,6 +88,35 @@ INSTANTIATE_TEST_SUITE_P(Cases, CliSdxl, ::testing::ValuesIn(kCases),
                              if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            return s;
                          });
+
+// --refiner with --refiner-start: the base+refiner case (observed 200 dB: identical PNG).
+TEST(CliSdxl, EnsembleWithRefinerMatchesDiffusers) {
+  const std::string name = "sdxl_ensemble_base0.8_refiner_torch_s7_10steps";
+  const auto c = test::read_json(test::reference_path("cases/pipelines_v2/" + name + ".json"));
+  const std::string out = test::make_temp_dir("cli-sdxl-ensemble");
+  const auto r = run_sdrt(generate_args(c, out) + " --refiner " +
+                          shell_quote(test::reference_path("models/" + c.at("refiner_model").get<std::string>())) +
+                          " --refiner-start 0.8");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto files = test::folder_entries(out);
+  ASSERT_EQ(files.size(), 1u) << r.output;
+  const io::Image image = io::read_image(out + "/" + files[0], 3);
+  const io::Image expected = io::read_image(test::reference_path("cases/pipelines_v2/" + name + ".png"), 3);
+  ASSERT_EQ(image.width, expected.width);
+  ASSERT_EQ(image.height, expected.height);
+  const double db = test::psnr(to_tensor(image), to_tensor(expected), 255.0);
+  std::printf("%s: CLI PSNR %.1f dB\n", name.c_str(), db);
+  EXPECT_GE(db, kMinPsnr);
+}
+
+TEST(CliSdxlFlags, RefinerNeedsAnSdxlBase) {
+  const auto r = run_sdrt("generate cat --seed 1 --step-count 1 --resource-path " +
+                          shell_quote(test::reference_path("models/sd1-tiny")) + " --refiner " +
+                          shell_quote(test::reference_path("models/sdxl-tiny-refiner")) + " --output-path " +
+                          shell_quote(test::make_temp_dir("cli-sdxl-bad")));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("refiner: only an SDXL base model"), std::string::npos) << r.output;
+}
 
 TEST(CliSdxlFlags, RejectsAnUnknownTimestepSpacing) {
   const auto r = run_sdrt("generate cat --timestep-spacing middle --resource-path " +

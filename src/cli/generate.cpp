@@ -32,7 +32,8 @@ struct GenerateArgs {
   bool disable_safety = false;
   int vae_tile_size = 0;
   std::string prediction_type, tokenizer_dir;  // single files
-  std::string timestep_spacing;
+  std::string timestep_spacing, refiner;
+  double refiner_start = 0.8;
   bool xl = false;  // Apple's --xl: accepted, the family comes from the model
   int64_t text_encoder_heads = 0;
   std::vector<std::string> controlnets, controlnet_inputs, more_prompts;
@@ -90,7 +91,7 @@ std::string with_flag_names(const std::string& message) {
       {"width x height", "--width/--height"}, {"width", "--width"}, {"height", "--height"},
       {"guidance_scale", "--guidance-scale"}, {"strength", "--strength"}, {"mask", "--mask"},
       {"controls[", "--controlnet/--controlnet-scale"}, {"timestep_spacing", "--timestep-spacing"},
-      {"aesthetic_score", "--aesthetic-score"}, {"negative_aesthetic_score", "--negative-aesthetic-score"}};
+      {"aesthetic_score", "--aesthetic-score"}, {"refiner_start", "--refiner-start"}, {"negative_aesthetic_score", "--negative-aesthetic-score"}};
   for (const auto& [field, flag] : kFlags)
     if (message.rfind(field, 0) == 0) return message + " (set by " + flag + ")";
   return message;
@@ -124,6 +125,7 @@ GenerationConfig to_config(const GenerateArgs& a) {
   c.scheduler = a.scheduler;
   c.timestep_spacing = a.timestep_spacing;
   c.aesthetic_score = a.aesthetic_score;
+  c.refiner_start = a.refiner_start;
   c.negative_aesthetic_score = a.negative_aesthetic_score;
   c.rng = a.rng;
   c.width = a.width;
@@ -158,6 +160,7 @@ int run_generate(GenerateArgs& a) {
   options.compute_precision = a.compute_precision;
   options.attention = a.attention;
   options.vae_tile_size = a.vae_tile_size;
+  options.refiner = a.refiner;
   if (!a.prediction_type.empty()) options.source.prediction_type = a.prediction_type;
   if (!a.tokenizer_dir.empty()) options.source.tokenizer_dir = a.tokenizer_dir;
   if (a.text_encoder_heads > 0) options.source.text_encoder_heads = a.text_encoder_heads;
@@ -236,6 +239,11 @@ Command add_generate(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--negative-aesthetic-score", a->negative_aesthetic_score,
                  "SDXL refiner: aesthetic score of the negative time ids")
+      ->capture_default_str();
+  app.add_option("--refiner", a->refiner, "SDXL: a refiner (diffusers folder) that finishes text-to-image generations");
+  app.add_option("--refiner-start", a->refiner_start,
+                 "SDXL with --refiner: the fraction of the steps the base runs before the refiner takes over (1: off)")
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   app.add_flag("--xl", a->xl, "accepted for Apple compatibility; the model family (SDXL) is detected from the model");
   app.add_option("--rng", a->rng, "Random source")->check(CLI::IsMember({"numpy", "torch", "nvidia"}))->capture_default_str();

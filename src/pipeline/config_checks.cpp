@@ -51,6 +51,8 @@ void check_generation_config(const GenerationConfig& c, int width, int height, i
   if (!std::isfinite(c.aesthetic_score)) throw Error("aesthetic_score must be a finite number (got " + number(c.aesthetic_score) + ")");
   if (!std::isfinite(c.negative_aesthetic_score))
     throw Error("negative_aesthetic_score must be a finite number (got " + number(c.negative_aesthetic_score) + ")");
+  if (!(c.refiner_start > 0.0 && c.refiner_start <= 1.0))
+    throw Error("refiner_start must be in (0, 1] (got " + std::to_string(c.refiner_start) + ")");
   if (!c.timestep_spacing.empty() && c.timestep_spacing != "leading" && c.timestep_spacing != "trailing" &&
       c.timestep_spacing != "linspace")
     throw Error("timestep_spacing must be leading, trailing or linspace (got '" + c.timestep_spacing + "')");

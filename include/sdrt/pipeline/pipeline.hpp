@@ -31,6 +31,9 @@ struct PipelineOptions {
   // diffusers ControlNet folders to use besides the ones in a bundle, named as a bundle would name them
   // (pipeline::controlnet_bundle_name: "controlnet-tiny" -> "ControlnetTiny").
   std::vector<std::string> controlnet_folders;
+  // SDXL: a refiner model (diffusers folder) that finishes text-to-image generations from
+  // GenerationConfig::refiner_start on (diffusers' "ensemble of experts").
+  std::string refiner;
 };
 
 // One ControlNet applied to a generation.
@@ -54,6 +57,9 @@ struct GenerationConfig {
   std::string timestep_spacing;
   // SDXL refiner: the aesthetic scores of its positive and negative time ids (diffusers' defaults).
   float aesthetic_score = 6.0f, negative_aesthetic_score = 2.5f;
+  // With a refiner loaded: the fraction of the schedule the base runs (diffusers' denoising_end /
+  // denoising_start); the refiner runs the timesteps below (1 - refiner_start) * num_train_timesteps. 1: off.
+  double refiner_start = 0.8;
   std::string rng = "numpy";         // numpy | torch | nvidia
   int width = 0, height = 0;         // 0: the model's native size; multiples of 8
   bool disable_safety = false;
