@@ -65,16 +65,11 @@ Networks::Networks(ModelSource source, bool reduce_memory, kernels::Backend& bac
   require(source_.unet, source_, "UNet");
   if (!source_.text_encoder_2) require(source_.text_encoder, source_, "text encoder");
   require(source_.vae, source_, "VAE");
-  if (source_.text_encoder_2) {
-    if (!source_.tokenizer_2) throw Error(source_.path + ": the model has text_encoder_2 but no tokenizer_2");
-    tokenizer_2_ = tokenizer::ClipTokenizer::from_files(source_.tokenizer_2->vocab_json, source_.tokenizer_2->merges_txt,
-                                                        source_.tokenizer_2->pad_token);
-  }
+  if (source_.text_encoder_2) prompt_encoder_ = make_sdxl_prompt_encoder(source_, backend_, reduce_memory_);
   if (vae_tile_size_ > 0) vae_tiling();
   if (!reduce_memory_) {
     unet();
-    if (source_.text_encoder) text_encoder();
-    if (source_.text_encoder_2) text_encoder_2();
+    if (!prompt_encoder_) text_encoder();
     vae();
   }
 }
@@ -159,7 +154,7 @@ Tensor Networks::encode_prompts(const std::vector<std::string>& prompts, const s
 }
 
 models::Conditioning Networks::encode_conditioning(const PromptRequest& r) {
-  if (source_.text_encoder_2) return encode_sdxl(r);
+  if (prompt_encoder_) return prompt_encoder_->encode(r);
   models::Conditioning cond;
   cond.context = encode_prompts(r.prompts, r.negative, r.per_prompt, r.guided);
   return cond;

@@ -4,8 +4,6 @@
 #pragma once
 #include <map>
 #include <memory>
-#include <optional>
-#include <utility>
 #include <string>
 #include <vector>
 
@@ -17,7 +15,6 @@
 #include "sdrt/models/controlnet.hpp"
 #include "sdrt/models/safety_checker.hpp"
 #include "sdrt/models/unet_2d_condition.hpp"
-#include "sdrt/models/nn_layers.hpp"
 #include "sdrt/models/unet_inputs.hpp"
 #include "sdrt/pipeline/model_source.hpp"
 #include "sdrt/pipeline/prompt_encoder.hpp"
@@ -33,6 +30,7 @@ class Networks {
  public:
   // vae_tile_size > 0: decode and encode images in overlapping tiles of that many pixels.
   Networks(ModelSource source, bool reduce_memory, kernels::Backend& backend, int vae_tile_size = 0);
+  Networks(Networks&&) = delete;  // the prompt encoder refers to source_
 
   const ModelSource& source() const { return source_; }
   kernels::Backend& backend() const { return backend_; }
@@ -46,7 +44,7 @@ class Networks {
   // [negative x n ; positive x n] (or positives only when !guided): [B, 77, D] as diffusers builds them.
   Tensor encode_prompts(const std::vector<std::string>& prompts, const std::string& negative, int per_prompt,
                         bool guided);
-  // The UNet's conditioning for a generation, from the text encoder(s) the model has (SDXL: sdxl_conditioning.cpp).
+  // The UNet's conditioning for a generation, from the text encoder(s) the model has.
   models::Conditioning encode_conditioning(const PromptRequest& request);
   const models::UNet2DConditionModel& unet();
   // With reduce_memory: frees the UNet and ControlNets after the denoising loop.
@@ -74,17 +72,10 @@ class Networks {
   std::unique_ptr<models::AutoencoderKL> vae_;
   std::unique_ptr<models::StableDiffusionSafetyChecker> safety_checker_;
   std::map<std::string, std::unique_ptr<models::ControlNetModel>> controlnets_;
-  // SDXL's text_encoder_2 (CLIPTextModelWithProjection) and its tokenizer.
-  std::optional<tokenizer::ClipTokenizer> tokenizer_2_;
-  std::unique_ptr<models::CLIPTextModel> text_encoder_2_;
-  std::unique_ptr<models::Linear> text_projection_;
+  // Families whose conditioning is more than one CLIP's context (SDXL); SD 1.x/2.x use encode_prompts.
+  std::unique_ptr<PromptEncoder> prompt_encoder_;
 
   models::CLIPTextModel& text_encoder();
-  models::CLIPTextModel& text_encoder_2();
-  models::Conditioning encode_sdxl(const PromptRequest& request);
-  // Per text: both encoders' penultimate hidden states side by side [n, 77, D1 + D2] and the projected
-  // pooled output of text_encoder_2 [n, projection_dim].
-  std::pair<Tensor, Tensor> encode_sdxl_texts(const std::vector<std::string>& texts, const char* what);
   models::AutoencoderKL& vae();
   models::VaeTiling vae_tiling() const;
   models::ControlNetModel& controlnet(const std::string& name);

@@ -4,9 +4,15 @@
 // The time ids are original size + crop top-left + target size, (H, W, 0, 0, H, W) by default, or for the
 // refiner (requires_aesthetics_score, text_encoder_2 only) original size + crop + aesthetic score.
 #include <cstring>
+#include <optional>
+#include <tuple>
+#include <utility>
 
 #include "sdrt/base/error.hpp"
-#include "sdrt/pipeline/networks.hpp"
+#include "sdrt/models/clip_text_model.hpp"
+#include "sdrt/models/nn_layers.hpp"
+#include "sdrt/pipeline/prompt_encoder.hpp"
+#include "sdrt/tokenizer/clip_tokenizer.hpp"
 
 namespace sdrt::pipeline {
 namespace {
@@ -56,27 +62,71 @@ const Tensor& penultimate(const models::CLIPTextOutput& out, const char* encoder
   return out.hidden_states[out.hidden_states.size() - 2];
 }
 
-}  // namespace
+// One CLIP text tower as SDXL uses it: its tokenizer, the model built on demand, and for text_encoder_2
+// the projection of the pooled state.
+struct Tower {
+  const ComponentData* data = nullptr;
+  std::optional<tokenizer::ClipTokenizer> tokenizer;
+  std::unique_ptr<models::CLIPTextModel> model;
+  std::unique_ptr<models::Linear> projection;  // CLIPTextModelWithProjection: text_projection, no bias
 
-models::CLIPTextModel& Networks::text_encoder_2() {
-  if (!text_encoder_2_) {
-    const ComponentData& c = *source_.text_encoder_2;
-    const auto cfg = models::CLIPTextConfig::from_json(c.config);
-    text_encoder_2_ = std::make_unique<models::CLIPTextModel>(cfg, c.weights, backend_);
-    // CLIPTextModelWithProjection: text_projection [projection_dim, hidden], no bias.
-    text_projection_ = std::make_unique<models::Linear>(backend_, WeightScope(c.weights)["text_projection"],
-                                                        cfg.hidden_size, cfg.projection_dim, false);
+  void build(kernels::Backend& backend, bool with_projection) {
+    if (model) return;
+    const auto cfg = models::CLIPTextConfig::from_json(data->config);
+    model = std::make_unique<models::CLIPTextModel>(cfg, data->weights, backend);
+    if (with_projection)
+      projection = std::make_unique<models::Linear>(backend, WeightScope(data->weights)["text_projection"], cfg.hidden_size,
+                                                    cfg.projection_dim, false);
   }
-  return *text_encoder_2_;
+  void release() {
+    model.reset();
+    projection.reset();
+  }
+};
+
+tokenizer::ClipTokenizer open_tokenizer(const TokenizerFiles& t) {
+  return tokenizer::ClipTokenizer::from_files(t.vocab_json, t.merges_txt, t.pad_token);
 }
 
-std::pair<Tensor, Tensor> Networks::encode_sdxl_texts(const std::vector<std::string>& texts, const char* what) {
+class SdxlPromptEncoder final : public PromptEncoder {
+ public:
+  SdxlPromptEncoder(const ModelSource& source, kernels::Backend& backend, bool reduce_memory)
+      : source_(source), backend_(backend), reduce_memory_(reduce_memory) {
+    if (!source.text_encoder_2 || !source.tokenizer_2)
+      throw Error(source.path + ": SDXL needs text_encoder_2 and tokenizer_2");
+    second_.data = &*source.text_encoder_2;
+    second_.tokenizer = open_tokenizer(*source.tokenizer_2);
+    if (source.text_encoder) {
+      first_.data = &*source.text_encoder;
+      first_.tokenizer = open_tokenizer(source.tokenizer);
+    }
+    if (!reduce_memory_) build();
+  }
+
+  models::Conditioning encode(const PromptRequest& r) override;
+
+ private:
+  void build() {
+    second_.build(backend_, true);
+    if (first_.data) first_.build(backend_, false);
+  }
+  // Per text: the encoders' penultimate hidden states side by side [n, 77, D1 + D2] (text_encoder_2's alone
+  // in the refiner) and the projected pooled output of text_encoder_2 [n, projection_dim].
+  std::pair<Tensor, Tensor> encode_texts(const std::vector<std::string>& texts, const char* what);
+
+  const ModelSource& source_;
+  kernels::Backend& backend_;
+  bool reduce_memory_;
+  Tower first_, second_;
+};
+
+std::pair<Tensor, Tensor> SdxlPromptEncoder::encode_texts(const std::vector<std::string>& texts, const char* what) {
   const auto n = static_cast<int64_t>(texts.size());
-  const auto out_2 = text_encoder_2().forward(token_ids(*tokenizer_2_, texts, what), n);
+  const auto out_2 = second_.model->forward(token_ids(*second_.tokenizer, texts, what), n);
   const Tensor& h2 = penultimate(out_2, "text_encoder_2");
-  Tensor pooled = (*text_projection_)(out_2.pooler_output);
-  if (!source_.text_encoder) return {h2, pooled};  // the refiner: text_encoder_2 alone
-  const auto out_1 = text_encoder().forward(token_ids(tokenizer_, texts, what), n);
+  Tensor pooled = (*second_.projection)(out_2.pooler_output);
+  if (!first_.data) return {h2, pooled};  // the refiner: text_encoder_2 alone
+  const auto out_1 = first_.model->forward(token_ids(*first_.tokenizer, texts, what), n);
   const Tensor& h1 = penultimate(out_1, "text_encoder");
   if (h1.dim(1) != h2.dim(1))
     throw Error(source_.path + ": text_encoder and text_encoder_2 give " + std::to_string(h1.dim(1)) + " and " +
@@ -84,9 +134,10 @@ std::pair<Tensor, Tensor> Networks::encode_sdxl_texts(const std::vector<std::str
   return {backend_.concat({h1, h2}, 2), pooled};
 }
 
-models::Conditioning Networks::encode_sdxl(const PromptRequest& r) {
+models::Conditioning SdxlPromptEncoder::encode(const PromptRequest& r) {
+  build();
   const auto n = static_cast<int64_t>(r.prompts.size());
-  auto [context, pooled] = encode_sdxl_texts(r.prompts, "prompt");
+  auto [context, pooled] = encode_texts(r.prompts, "prompt");
   context = repeat_each_row(context, r.per_prompt);
   pooled = repeat_each_row(pooled, r.per_prompt);
   // (original_size, crops_coords_top_left, target_size) as floats, or (original_size, crops, aesthetic score)
@@ -107,7 +158,7 @@ models::Conditioning Networks::encode_sdxl(const PromptRequest& r) {
       neg_pooled = Tensor::zeros(pooled.shape());
     } else {
       std::tie(neg_context, neg_pooled) =
-          encode_sdxl_texts(std::vector<std::string>(r.prompts.size(), r.negative), "negative prompt");
+          encode_texts(std::vector<std::string>(r.prompts.size(), r.negative), "negative prompt");
       neg_context = repeat_each_row(neg_context, r.per_prompt);
       neg_pooled = repeat_each_row(neg_pooled, r.per_prompt);
     }
@@ -123,12 +174,18 @@ models::Conditioning Networks::encode_sdxl(const PromptRequest& r) {
     }
   }
   if (reduce_memory_) {
-    text_encoder_.reset();
-    text_encoder_2_.reset();
-    text_projection_.reset();
+    first_.release();
+    second_.release();
     release_cached_memory_unless_shared();
   }
   return cond;
+}
+
+}  // namespace
+
+std::unique_ptr<PromptEncoder> make_sdxl_prompt_encoder(const ModelSource& source, kernels::Backend& backend,
+                                                        bool reduce_memory) {
+  return std::make_unique<SdxlPromptEncoder>(source, backend, reduce_memory);
 }
 
 }  // namespace sdrt::pipeline
