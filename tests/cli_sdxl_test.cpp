@@ -144,6 +144,17 @@ TEST(CliSdxlFlags, RefinerNeedsAnSdxlBase) {
   EXPECT_NE(r.output.find("refiner: only an SDXL base model"), std::string::npos) << r.output;
 }
 
+TEST(CliSdxlFlags, TakesTimeIdSizes) {
+  const std::string base = "generate cat --seed 1 --step-count 1 --resource-path " +
+                           shell_quote(test::reference_path("models/sdxl-tiny")) + " --output-path ";
+  auto r = run_sdrt(base + shell_quote(test::make_temp_dir("cli-sdxl-sizes")) +
+                    " --original-size 128 96 --crop-coords-top-left 4 8 --target-size 64 64");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = run_sdrt(base + shell_quote(test::make_temp_dir("cli-sdxl-sizes")) + " --original-size 128");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--original-size"), std::string::npos) << r.output;
+}
+
 TEST(CliSdxlFlags, RejectsAnUnknownTimestepSpacing) {
   const auto r = run_sdrt("generate cat --timestep-spacing middle --resource-path " +
                           shell_quote(test::reference_path("models/sdxl-tiny")) + " --output-path " +

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <optional>
 #include <random>
+#include <tuple>
+#include <utility>
 
 #include "cli/commands.hpp"
 #include "cli/parameters_text.hpp"
@@ -34,6 +36,7 @@ struct GenerateArgs {
   std::string prediction_type, tokenizer_dir;  // single files
   std::string timestep_spacing, refiner;
   double refiner_start = 0.8;
+  std::vector<int> original_size, crop_top_left, target_size;  // SDXL time ids
   bool xl = false;  // Apple's --xl: accepted, the family comes from the model
   int64_t text_encoder_heads = 0;
   std::vector<std::string> controlnets, controlnet_inputs, more_prompts;
@@ -91,7 +94,8 @@ std::string with_flag_names(const std::string& message) {
       {"width x height", "--width/--height"}, {"width", "--width"}, {"height", "--height"},
       {"guidance_scale", "--guidance-scale"}, {"strength", "--strength"}, {"mask", "--mask"},
       {"controls[", "--controlnet/--controlnet-scale"}, {"timestep_spacing", "--timestep-spacing"},
-      {"aesthetic_score", "--aesthetic-score"}, {"refiner_start", "--refiner-start"}, {"negative_aesthetic_score", "--negative-aesthetic-score"}};
+      {"aesthetic_score", "--aesthetic-score"}, {"refiner_start", "--refiner-start"},
+      {"original_height", "--original-size"}, {"target_height", "--target-size"}, {"crop_top", "--crop-coords-top-left"}, {"negative_aesthetic_score", "--negative-aesthetic-score"}};
   for (const auto& [field, flag] : kFlags)
     if (message.rfind(field, 0) == 0) return message + " (set by " + flag + ")";
   return message;
@@ -126,6 +130,9 @@ GenerationConfig to_config(const GenerateArgs& a) {
   c.timestep_spacing = a.timestep_spacing;
   c.aesthetic_score = a.aesthetic_score;
   c.refiner_start = a.refiner_start;
+  if (!a.original_size.empty()) std::tie(c.original_height, c.original_width) = std::pair(a.original_size[0], a.original_size[1]);
+  if (!a.crop_top_left.empty()) std::tie(c.crop_top, c.crop_left) = std::pair(a.crop_top_left[0], a.crop_top_left[1]);
+  if (!a.target_size.empty()) std::tie(c.target_height, c.target_width) = std::pair(a.target_size[0], a.target_size[1]);
   c.negative_aesthetic_score = a.negative_aesthetic_score;
   c.rng = a.rng;
   c.width = a.width;
@@ -240,6 +247,15 @@ Command add_generate(CLI::App& app) {
   app.add_option("--negative-aesthetic-score", a->negative_aesthetic_score,
                  "SDXL refiner: aesthetic score of the negative time ids")
       ->capture_default_str();
+  app.add_option("--original-size", a->original_size, "SDXL: original_size time ids HEIGHT WIDTH (default: the output size)")
+      ->expected(2)
+      ->check(CLI::PositiveNumber);
+  app.add_option("--crop-coords-top-left", a->crop_top_left, "SDXL: crops_coords_top_left time ids TOP LEFT (default: 0 0)")
+      ->expected(2)
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--target-size", a->target_size, "SDXL: target_size time ids HEIGHT WIDTH (default: the output size)")
+      ->expected(2)
+      ->check(CLI::PositiveNumber);
   app.add_option("--refiner", a->refiner, "SDXL: a refiner (diffusers folder) that finishes text-to-image generations");
   app.add_option("--refiner-start", a->refiner_start,
                  "SDXL with --refiner: the fraction of the steps the base runs before the refiner takes over (1: off)")

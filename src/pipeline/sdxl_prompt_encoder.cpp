@@ -2,7 +2,8 @@
 // encoders get the same prompt, each through its own tokenizer; their penultimate hidden states (no final
 // layer norm) are concatenated on features; the pooled embedding is text_encoder_2's projected EOS state.
 // The time ids are original size + crop top-left + target size, (H, W, 0, 0, H, W) by default, or for the
-// refiner (requires_aesthetics_score, text_encoder_2 only) original size + crop + aesthetic score.
+// refiner (requires_aesthetics_score, text_encoder_2 only) original size + crop + aesthetic score; the
+// negative ids equal the positive ones (refiner: crop (0, 0) and the negative aesthetic score).
 #include <cstring>
 #include <optional>
 #include <tuple>
@@ -141,11 +142,14 @@ models::Conditioning SdxlPromptEncoder::encode(const PromptRequest& r) {
   context = repeat_each_row(context, r.per_prompt);
   pooled = repeat_each_row(pooled, r.per_prompt);
   // (original_size, crops_coords_top_left, target_size) as floats, or (original_size, crops, aesthetic score)
-  // for the refiner; the negative original size defaults to the same.
-  const float h = static_cast<float>(r.height), w = static_cast<float>(r.width);
+  // for the refiner, whose negative ids have crop (0, 0) (diffusers' negative_crops_coords_top_left default).
+  const auto f = [](int v) { return static_cast<float>(v); };
   const bool aesthetic = source_.requires_aesthetics_score;
-  const Tensor time_ids = aesthetic ? Tensor::from_vector({1, 5}, {h, w, 0.0f, 0.0f, r.aesthetic_score})
-                                    : Tensor::from_vector({1, 6}, {h, w, 0.0f, 0.0f, h, w});
+  const Tensor time_ids =
+      aesthetic ? Tensor::from_vector({1, 5}, {f(r.original_height), f(r.original_width), f(r.crop_top), f(r.crop_left),
+                                               r.aesthetic_score})
+                : Tensor::from_vector({1, 6}, {f(r.original_height), f(r.original_width), f(r.crop_top), f(r.crop_left),
+                                               f(r.target_height), f(r.target_width)});
   const int64_t images = n * r.per_prompt;
 
   models::Conditioning cond;
@@ -164,7 +168,8 @@ models::Conditioning SdxlPromptEncoder::encode(const PromptRequest& r) {
     }
     if (aesthetic) {
       // StableDiffusionXLImg2ImgPipeline: [negative ids x images ; positive ids x images].
-      const Tensor neg_ids = Tensor::from_vector({1, 5}, {h, w, 0.0f, 0.0f, r.negative_aesthetic_score});
+      const Tensor neg_ids = Tensor::from_vector(
+          {1, 5}, {f(r.original_height), f(r.original_width), 0.0f, 0.0f, r.negative_aesthetic_score});
       cond = models::concat_rows({{neg_context, neg_pooled, tile_block(neg_ids, images)},
                                   {context, pooled, tile_block(time_ids, images)}});
     } else {

@@ -83,7 +83,11 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
 
     const std::vector<std::string> prompts = c.prompts.empty() ? std::vector<std::string>{c.prompt} : c.prompts;
     const bool guided = c.guidance_scale > 1.0f;
-    const pipeline::PromptRequest request{prompts, c.negative_prompt, c.image_count, guided, result.width, result.height,
+    const bool original = c.original_height > 0, target = c.target_height > 0;  // else the output size
+    const pipeline::PromptRequest request{prompts, c.negative_prompt, c.image_count, guided,
+                                          original ? c.original_height : result.height,
+                                          original ? c.original_width : result.width, c.crop_top, c.crop_left,
+                                          target ? c.target_height : result.height, target ? c.target_width : result.width,
                                           c.aesthetic_score, c.negative_aesthetic_score};
     const models::Conditioning cond = networks_.encode_conditioning(request);
     trace_conditioning(cond, "");

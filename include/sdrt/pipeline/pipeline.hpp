@@ -55,6 +55,10 @@ struct GenerationConfig {
   // Overrides the scheduler config's timestep_spacing: leading | trailing | linspace (empty: the model's;
   // SDXL-Turbo-style models run trailing).
   std::string timestep_spacing;
+  // SDXL time ids, in pixels, (height, width) / (top, left) as diffusers orders them; 0 x 0: the output size.
+  int original_height = 0, original_width = 0;
+  int crop_top = 0, crop_left = 0;
+  int target_height = 0, target_width = 0;
   // SDXL refiner: the aesthetic scores of its positive and negative time ids (diffusers' defaults).
   float aesthetic_score = 6.0f, negative_aesthetic_score = 2.5f;
   // With a refiner loaded: the fraction of the schedule the base runs (diffusers' denoising_end /

@@ -17,7 +17,8 @@ struct PromptRequest {
   std::string negative;
   int per_prompt = 1;   // images per prompt
   bool guided = false;  // classifier-free guidance: [negative x n ; positive x n]
-  int width = 0, height = 0;  // output size in pixels (SDXL's original and target size time ids)
+  // SDXL time ids in pixels: original size, crop top-left, target size ((height, width) order as diffusers').
+  int original_height = 0, original_width = 0, crop_top = 0, crop_left = 0, target_height = 0, target_width = 0;
   // SDXL refiner time ids (requires_aesthetics_score), positive and negative.
   float aesthetic_score = 6.0f, negative_aesthetic_score = 2.5f;
 };
