@@ -193,7 +193,8 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
       unet_in.timesteps.assign(static_cast<size_t>(model_in.dim(0)), static_cast<float>(t));
       unet_in.sample = model_in;
       unet_in.cond = cond;
-      nets.add_control_residuals(st.c.controls, in.control_images, unet_in);
+      // ControlNets guide the stage that prepared their images (not the refiner).
+      if (!in.control_images.empty()) nets.add_control_residuals(st.c.controls, in.control_images, unet_in);
       Tensor noise_pred = unet.forward(unet_in);
       if (st.guided) noise_pred = apply_guidance(noise_pred, st.c.guidance_scale);
       latents = scheduler.step(noise_pred, t, latents, st.noise).prev_sample;
