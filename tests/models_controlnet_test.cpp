@@ -15,6 +15,7 @@ namespace {
 
 using models::ControlNetConfig;
 using models::ControlNetModel;
+using models::UNetInputs;
 
 // Absolute, ~10x the worst observed |diff| (3.8e-6: fp32 vs diffusers fp32, 1 or 2 threads, x86-64 with
 // AVX-512); stricter than the pack README's suggested 1e-4. A NaN or inf fails (shared NaN-aware check).
@@ -68,8 +69,8 @@ TEST(ControlNetModel, MatchesDiffusersResidualsAndControlledUNet) {
     EXPECT_TRUE(test::all_close(out.mid_block_res_sample, mid, kTolerance));
 
     const Tensor& expected = data.stored(c.at("unet_out").get<std::string>());
-    const Tensor controlled =
-        unet.forward(sample, {t}, ehs, &out.down_block_res_samples, &out.mid_block_res_sample);
+    UNetInputs in{sample, {t}, {ehs, {}, {}}, out.down_block_res_samples, out.mid_block_res_sample};
+    const Tensor controlled = unet.forward(in);
     EXPECT_TRUE(test::all_close(controlled, expected, kTolerance));
   }
 }

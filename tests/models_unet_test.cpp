@@ -18,6 +18,7 @@ namespace {
 
 using models::UNet2DConditionConfig;
 using models::UNet2DConditionModel;
+using models::UNetInputs;
 
 // Absolute, ~10x the worst observed |diff| (2.3e-6: fp32 vs diffusers fp32, 1 or 2 threads, x86-64 with
 // AVX-512); stricter than the pack README's suggested 1e-4. A NaN or inf fails (shared NaN-aware check).
@@ -147,7 +148,7 @@ TEST(UNet2DConditionConfig, RejectsUnknownBlockTypesByName) {
 
 TEST(UNet2DConditionConfig, RejectsUnsupportedFeaturesByKey) {
   const std::vector<std::pair<std::string, nlohmann::json>> unsupported = {
-      {"act_fn", "gelu"},           {"class_embed_type", "timestep"},     {"addition_embed_type", "text_time"},
+      {"act_fn", "gelu"},           {"class_embed_type", "timestep"},     {"addition_embed_type", "image"},
       {"only_cross_attention", true}, {"conv_in_kernel", 7},               {"time_embedding_type", "fourier"},
       {"center_input_sample", true},  {"resnet_time_scale_shift", "scale_shift"}};
   for (const auto& [key, value] : unsupported) {
@@ -204,10 +205,14 @@ TEST(UNet2DConditionModel, ChecksInputs) {
   EXPECT_THROW(unet.forward(Tensor::zeros({2, 4, 8, 8}), {1, 2, 3}, ehs), Error);    // 3 timesteps, batch 2
   EXPECT_THROW(unet.forward(Tensor::zeros({2, 4, 8, 8}), {1.0f}, Tensor::zeros({2, 77, 16})), Error);
   EXPECT_THROW(unet.forward(Tensor::zeros({1, 4, 8, 8}), {1.0f}, ehs), Error);       // batch mismatch
-  const std::vector<Tensor> down(6, Tensor::zeros({2, 32, 8, 8}));
-  EXPECT_THROW(unet.forward(Tensor::zeros({2, 4, 8, 8}), {1.0f}, ehs, &down, nullptr), Error);  // mid missing
-  const Tensor mid = Tensor::zeros({2, 64, 4, 4});
-  EXPECT_THROW(unet.forward(Tensor::zeros({2, 4, 8, 8}), {1.0f}, ehs, &down, &mid), Error);  // wrong shapes
+  UNetInputs in{Tensor::zeros({2, 4, 8, 8}), {1.0f}, {ehs, {}, {}}, std::vector<Tensor>(6, Tensor::zeros({2, 32, 8, 8})), {}};
+  EXPECT_THROW(unet.forward(in), Error);  // mid missing
+  in.mid_residual = Tensor::zeros({2, 64, 4, 4});
+  EXPECT_THROW(unet.forward(in), Error);  // wrong shapes
+  in.down_residuals.clear();
+  in.mid_residual = Tensor();
+  in.cond.pooled = Tensor::zeros({2, 12});
+  EXPECT_THROW(unet.forward(in), Error);  // pooled text_embeds for a UNet without text_time
 }
 
 TEST(TimestepEmbedding, SinCosLayoutAndFlip) {

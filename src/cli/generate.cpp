@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <optional>
 #include <random>
+#include <tuple>
+#include <utility>
 
 #include "cli/commands.hpp"
 #include "cli/lora_flags.hpp"
@@ -29,10 +31,14 @@ struct GenerateArgs {
   std::string compute_units = "all", image, mask, compute_precision = "auto", attention = "flash", reduce_memory;
   int image_count = 1, step_count = 50, save_every = 0, width = 0, height = 0;
   std::optional<std::string> seed;
-  float guidance_scale = 7.5f, strength = 0.5f;
+  float guidance_scale = 7.5f, strength = 0.5f, aesthetic_score = 6.0f, negative_aesthetic_score = 2.5f;
   bool disable_safety = false;
   int vae_tile_size = 0;
   std::string prediction_type, tokenizer_dir;  // single files
+  std::string timestep_spacing, refiner;
+  double refiner_start = 0.8;
+  std::vector<int> original_size, crop_top_left, target_size;  // SDXL time ids
+  bool xl = false;  // Apple's --xl: accepted, the family comes from the model
   int64_t text_encoder_heads = 0;
   std::vector<std::string> controlnets, controlnet_inputs, more_prompts;
   std::vector<float> controlnet_scales;
@@ -90,7 +96,9 @@ std::string with_flag_names(const std::string& message) {
       {"step_count", "--step-count"}, {"image_count", "--image-count"}, {"prompts and image_count", "--image-count"},
       {"width x height", "--width/--height"}, {"width", "--width"}, {"height", "--height"},
       {"guidance_scale", "--guidance-scale"}, {"strength", "--strength"}, {"mask", "--mask"},
-      {"controls[", "--controlnet/--controlnet-scale"}};
+      {"controls[", "--controlnet/--controlnet-scale"}, {"timestep_spacing", "--timestep-spacing"},
+      {"aesthetic_score", "--aesthetic-score"}, {"refiner_start", "--refiner-start"},
+      {"original_height", "--original-size"}, {"target_height", "--target-size"}, {"crop_top", "--crop-coords-top-left"}, {"negative_aesthetic_score", "--negative-aesthetic-score"}};
   for (const auto& [field, flag] : kFlags)
     if (message.rfind(field, 0) == 0) return message + " (set by " + flag + ")";
   return message;
@@ -122,6 +130,13 @@ GenerationConfig to_config(const GenerateArgs& a) {
   c.step_count = a.step_count;
   c.guidance_scale = a.guidance_scale;
   c.scheduler = a.scheduler;
+  c.timestep_spacing = a.timestep_spacing;
+  c.aesthetic_score = a.aesthetic_score;
+  c.refiner_start = a.refiner_start;
+  if (!a.original_size.empty()) std::tie(c.original_height, c.original_width) = std::pair(a.original_size[0], a.original_size[1]);
+  if (!a.crop_top_left.empty()) std::tie(c.crop_top, c.crop_left) = std::pair(a.crop_top_left[0], a.crop_top_left[1]);
+  if (!a.target_size.empty()) std::tie(c.target_height, c.target_width) = std::pair(a.target_size[0], a.target_size[1]);
+  c.negative_aesthetic_score = a.negative_aesthetic_score;
   c.rng = a.rng;
   c.width = a.width;
   c.height = a.height;
@@ -159,6 +174,7 @@ int run_generate(GenerateArgs& a) {
   options.compute_precision = a.compute_precision;
   options.attention = a.attention;
   options.vae_tile_size = a.vae_tile_size;
+  options.refiner = a.refiner;
   if (!a.prediction_type.empty()) options.source.prediction_type = a.prediction_type;
   if (!a.tokenizer_dir.empty()) options.source.tokenizer_dir = a.tokenizer_dir;
   if (a.text_encoder_heads > 0) options.source.text_encoder_heads = a.text_encoder_heads;
@@ -230,6 +246,29 @@ Command add_generate(CLI::App& app) {
   app.add_option("--seed", a->seed, "Random seed (random when absent; printed)");
   app.add_option("--guidance-scale", a->guidance_scale, "Classifier-free guidance (none at <= 1)")->capture_default_str();
   app.add_option("--scheduler", a->scheduler, "pndm dpmpp dpmpp-karras ddim euler euler-a lms heun ddpm lcm (default: the model's)");
+  app.add_option("--timestep-spacing", a->timestep_spacing,
+                 "Override the scheduler config's timestep spacing (SDXL-Turbo-style models: trailing)")
+      ->check(CLI::IsMember({"leading", "trailing", "linspace"}));
+  app.add_option("--aesthetic-score", a->aesthetic_score, "SDXL refiner: aesthetic score of the prompt's time ids")
+      ->capture_default_str();
+  app.add_option("--negative-aesthetic-score", a->negative_aesthetic_score,
+                 "SDXL refiner: aesthetic score of the negative time ids")
+      ->capture_default_str();
+  app.add_option("--original-size", a->original_size, "SDXL: original_size time ids HEIGHT WIDTH (default: the output size)")
+      ->expected(2)
+      ->check(CLI::PositiveNumber);
+  app.add_option("--crop-coords-top-left", a->crop_top_left, "SDXL: crops_coords_top_left time ids TOP LEFT (default: 0 0)")
+      ->expected(2)
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--target-size", a->target_size, "SDXL: target_size time ids HEIGHT WIDTH (default: the output size)")
+      ->expected(2)
+      ->check(CLI::PositiveNumber);
+  app.add_option("--refiner", a->refiner, "SDXL: a refiner (diffusers folder) that finishes text-to-image generations");
+  app.add_option("--refiner-start", a->refiner_start,
+                 "SDXL with --refiner: the fraction of the steps the base runs before the refiner takes over (1: off)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_flag("--xl", a->xl, "accepted for Apple compatibility; the model family (SDXL) is detected from the model");
   app.add_option("--rng", a->rng, "Random source")->check(CLI::IsMember({"numpy", "torch", "nvidia"}))->capture_default_str();
   app.add_flag("--disable-safety", a->disable_safety, "Do not run the safety checker");
   app.add_flag("--reduce-memory{on}", a->reduce_memory,

@@ -105,8 +105,8 @@ nlohmann::json read_object(const fs::path& path) {
 }
 
 std::string pipeline_note(const std::string& cls) {
-  if (cls == "StableDiffusionXLPipeline") return " (SDXL base; generation not supported yet)";
-  if (cls == "StableDiffusionXLImg2ImgPipeline") return " (SDXL refiner; generation not supported yet)";
+  if (cls == "StableDiffusionXLPipeline") return " (SDXL base)";
+  if (cls == "StableDiffusionXLImg2ImgPipeline") return " (SDXL refiner)";
   return "";
 }
 

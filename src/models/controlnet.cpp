@@ -74,14 +74,25 @@ ControlNetModel::ControlNetModel(const ControlNetConfig& cfg, const Weights& wei
 ControlNetOutput ControlNetModel::forward(const Tensor& sample, const std::vector<float>& timesteps,
                                           const Tensor& encoder_hidden_states, const Tensor& controlnet_cond,
                                           float conditioning_scale) const {
-  encoder_.check_inputs(sample, timesteps, encoder_hidden_states, kWhat);
+  UNetInputs in;
+  in.sample = sample;
+  in.timesteps = timesteps;
+  in.cond.context = encoder_hidden_states;
+  return forward(in, controlnet_cond, conditioning_scale);
+}
+
+ControlNetOutput ControlNetModel::forward(const UNetInputs& in, const Tensor& controlnet_cond,
+                                          float conditioning_scale) const {
+  const Tensor& sample = in.sample;
+  const Tensor& encoder_hidden_states = in.cond.context;
+  encoder_.check_inputs(sample, in.timesteps, in.cond, kWhat);
   const int64_t f = cfg_.conditioning_downscale_factor();
   const Shape cond_shape{sample.dim(0), cfg_.conditioning_channels, sample.dim(2) * f, sample.dim(3) * f};
   if (controlnet_cond.dtype() != DType::F32 || controlnet_cond.shape() != cond_shape)
     throw Error(kWhat + ": controlnet_cond must be F32 " + shape_str(cond_shape) + " for sample " +
                 shape_str(sample.shape()) + ", got " + controlnet_cond.describe());
 
-  const Tensor emb = encoder_.time_embedding(timesteps, sample.dim(0));
+  const Tensor emb = encoder_.time_embedding(in.timesteps, in.cond, sample.dim(0));
   Tensor h = encoder_.conv_in(sample);
   backend_->add_(h, controlnet_cond_embedding_.forward(controlnet_cond));
   std::vector<Tensor> res_samples{h};

@@ -39,20 +39,20 @@ std::vector<std::unique_ptr<UNetUpBlock>> make_up_blocks(const UNet2DConditionCo
   return blocks;
 }
 
-void check_residuals(const std::vector<Tensor>* down, const Tensor* mid, const std::vector<Tensor>& res_samples,
-                     const Tensor& mid_out) {
-  if ((down == nullptr) != (mid == nullptr))
+void check_residuals(const UNetInputs& in, const std::vector<Tensor>& res_samples, const Tensor& mid_out) {
+  const bool has_down = !in.down_residuals.empty(), has_mid = in.mid_residual.defined();
+  if (has_down != has_mid)
     throw Error(kWhat + ": ControlNet residuals need both the down-block list and the mid-block tensor");
-  if (!down) return;
-  if (down->size() != res_samples.size())
-    throw Error(kWhat + ": " + std::to_string(down->size()) + " down-block residuals given, the UNet has " +
+  if (!has_down) return;
+  if (in.down_residuals.size() != res_samples.size())
+    throw Error(kWhat + ": " + std::to_string(in.down_residuals.size()) + " down-block residuals given, the UNet has " +
                 std::to_string(res_samples.size()));
-  for (size_t i = 0; i < down->size(); ++i)
-    if ((*down)[i].shape() != res_samples[i].shape())
-      throw Error(kWhat + ": down-block residual " + std::to_string(i) + " is " + (*down)[i].describe() +
+  for (size_t i = 0; i < in.down_residuals.size(); ++i)
+    if (in.down_residuals[i].shape() != res_samples[i].shape())
+      throw Error(kWhat + ": down-block residual " + std::to_string(i) + " is " + in.down_residuals[i].describe() +
                   ", expected shape " + shape_str(res_samples[i].shape()));
-  if (mid->shape() != mid_out.shape())
-    throw Error(kWhat + ": mid-block residual is " + mid->describe() + ", expected shape " +
+  if (in.mid_residual.shape() != mid_out.shape())
+    throw Error(kWhat + ": mid-block residual is " + in.mid_residual.describe() + ", expected shape " +
                 shape_str(mid_out.shape()));
 }
 
@@ -88,25 +88,31 @@ UNet2DConditionModel::UNet2DConditionModel(const UNet2DConditionConfig& cfg, con
                 kernels::Conv2dParams::same(1, 1)) {}
 
 Tensor UNet2DConditionModel::forward(const Tensor& sample, const std::vector<float>& timesteps,
-                                     const Tensor& encoder_hidden_states,
-                                     const std::vector<Tensor>* down_block_additional_residuals,
-                                     const Tensor* mid_block_additional_residual) const {
-  encoder_.check_inputs(sample, timesteps, encoder_hidden_states, kWhat);
-  const Tensor emb = encoder_.time_embedding(timesteps, sample.dim(0));
+                                     const Tensor& encoder_hidden_states) const {
+  UNetInputs in;
+  in.sample = sample;
+  in.timesteps = timesteps;
+  in.cond.context = encoder_hidden_states;
+  return forward(in);
+}
 
-  Tensor h = encoder_.conv_in(sample);
+Tensor UNet2DConditionModel::forward(const UNetInputs& in) const {
+  const Tensor& context = in.cond.context;
+  encoder_.check_inputs(in.sample, in.timesteps, in.cond, kWhat);
+  const Tensor emb = encoder_.time_embedding(in.timesteps, in.cond, in.sample.dim(0));
+
+  Tensor h = encoder_.conv_in(in.sample);
   std::vector<Tensor> res_samples{h};
-  h = encoder_.down(h, emb, encoder_hidden_states, res_samples);
+  h = encoder_.down(h, emb, context, res_samples);
   // The mid block keeps the shape of its input.
-  check_residuals(down_block_additional_residuals, mid_block_additional_residual, res_samples, h);
-  h = encoder_.mid(h, emb, encoder_hidden_states);
-  if (down_block_additional_residuals) {
-    for (size_t i = 0; i < res_samples.size(); ++i)
-      res_samples[i] = backend_->add(res_samples[i], (*down_block_additional_residuals)[i]);
-    backend_->add_(h, *mid_block_additional_residual);
+  check_residuals(in, res_samples, h);
+  h = encoder_.mid(h, emb, context);
+  if (!in.down_residuals.empty()) {
+    for (size_t i = 0; i < res_samples.size(); ++i) res_samples[i] = backend_->add(res_samples[i], in.down_residuals[i]);
+    backend_->add_(h, in.mid_residual);
   }
 
-  for (const auto& block : up_blocks_) h = block->forward(h, emb, encoder_hidden_states, res_samples);
+  for (const auto& block : up_blocks_) h = block->forward(h, emb, context, res_samples);
   return backend_->to_nchw(conv_out_(conv_norm_out_(h, kernels::Activation::SiLU, kernels::OutputUse::MatmulInput)));
 }
 

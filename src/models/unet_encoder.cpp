@@ -1,5 +1,6 @@
 #include "sdrt/models/unet_encoder.hpp"
 
+#include <algorithm>
 #include <limits>
 
 #include <nlohmann/json.hpp>
@@ -39,7 +40,8 @@ void reject_unsupported(const nlohmann::json& j, const std::string& what) {
   config::require_false(j, "only_cross_attention", what);
   config::require_false(j, "dual_cross_attention", what);
   config::require_false(j, "center_input_sample", what);
-  for (const char* key : {"class_embed_type", "addition_embed_type", "encoder_hid_dim", "encoder_hid_dim_type",
+  config::require_value(j, "addition_embed_type", "text_time", what);
+  for (const char* key : {"class_embed_type", "encoder_hid_dim", "encoder_hid_dim_type",
                           "num_class_embeds", "time_embedding_dim", "time_embedding_act_fn", "timestep_post_act",
                           "time_cond_proj_dim", "reverse_transformer_layers_per_block"})
     config::require_null(j, key, what);
@@ -88,6 +90,15 @@ UNetEncoderConfig UNetEncoderConfig::from_json(const nlohmann::json& j, const st
     throw Error(what + ": unsupported 'downsample_padding' = " + std::to_string(c.downsample_padding));
   c.mid_block_scale_factor = static_cast<float>(config::get_number(j, "mid_block_scale_factor", 1, what));
   if (!(c.mid_block_scale_factor > 0)) throw Error(what + ": 'mid_block_scale_factor' must be positive");
+  c.text_time_embedding = config::get_string(j, "addition_embed_type", "", what) == "text_time";
+  if (c.text_time_embedding) {
+    c.addition_time_embed_dim = config::get_int(j, "addition_time_embed_dim", 0, what);
+    c.projection_class_embeddings_input_dim = config::get_int(j, "projection_class_embeddings_input_dim", 0, what);
+    config::require_positive(c.addition_time_embed_dim, "addition_time_embed_dim", what);
+    config::require_positive(c.projection_class_embeddings_input_dim, "projection_class_embeddings_input_dim", what);
+    if (c.addition_time_embed_dim / 2 == 0 || c.addition_time_embed_dim > (int64_t{1} << 20))
+      throw Error(what + ": unsupported 'addition_time_embed_dim' = " + std::to_string(c.addition_time_embed_dim));
+  }
   return c;
 }
 
@@ -143,18 +154,62 @@ std::vector<std::unique_ptr<UNetDownBlock>> make_down_blocks(const UNetEncoderCo
   return blocks;
 }
 
+void check_added_conditioning(const UNetEncoderConfig& c, const Conditioning& cond, int64_t batch,
+                              const std::string& what) {
+  if (!c.text_time_embedding) {
+    if (cond.pooled.defined() || cond.time_ids.defined())
+      throw Error(what + ": pooled text_embeds / time_ids given to a UNet without addition_embed_type \"text_time\"");
+    return;
+  }
+  if (!cond.pooled.defined() || !cond.time_ids.defined())
+    throw Error(what + ": addition_embed_type \"text_time\" needs text_embeds (pooled) and time_ids");
+  const Tensor& p = cond.pooled;
+  const Tensor& t = cond.time_ids;
+  const bool shapes_ok = p.dtype() == DType::F32 && t.dtype() == DType::F32 && p.ndim() == 2 && t.ndim() == 2 &&
+                         p.dim(0) == batch && t.dim(0) == batch &&
+                         p.dim(1) + t.dim(1) * c.addition_time_embed_dim == c.projection_class_embeddings_input_dim;
+  if (!shapes_ok)
+    throw Error(what + ": text_embeds " + p.describe() + " and time_ids " + t.describe() + " must be F32 [" +
+                std::to_string(batch) + ", P] and [" + std::to_string(batch) + ", K] with P + K * " +
+                std::to_string(c.addition_time_embed_dim) + " = projection_class_embeddings_input_dim " +
+                std::to_string(c.projection_class_embeddings_input_dim));
+}
+
+// diffusers: cat([text_embeds, add_time_proj(time_ids.flatten()).reshape(B, -1)], dim=-1).
+Tensor text_time_features(const UNetEncoderConfig& c, const Conditioning& cond) {
+  const Tensor& pooled = cond.pooled;
+  const Tensor& ids = cond.time_ids;
+  const int64_t batch = pooled.dim(0), p = pooled.dim(1), k = ids.dim(1), d = c.addition_time_embed_dim;
+  const std::vector<float> flat(ids.f32(), ids.f32() + ids.numel());
+  const Tensor time_embeds = timestep_embedding(flat, d, c.flip_sin_to_cos, c.freq_shift);
+  Tensor out = Tensor::empty({batch, c.projection_class_embeddings_input_dim});
+  for (int64_t b = 0; b < batch; ++b) {
+    float* row = out.f32() + b * (p + k * d);
+    std::copy(pooled.f32() + b * p, pooled.f32() + (b + 1) * p, row);
+    std::copy(time_embeds.f32() + b * k * d, time_embeds.f32() + (b + 1) * k * d, row + p);
+  }
+  return out;
+}
+
 }  // namespace
 
 UNetEncoder::UNetEncoder(const UNetEncoderConfig& cfg, const WeightScope& scope, kernels::Backend& backend)
     : cfg_(cfg),
+      backend_(&backend),
       time_embedding_(backend, scope["time_embedding"], cfg.block_out_channels.at(0), cfg.time_embed_dim()),
       conv_in_(backend, scope["conv_in"], cfg.in_channels, cfg.block_out_channels.at(0), 3,
                kernels::Conv2dParams::same(1, 1)),
       down_blocks_(make_down_blocks(cfg, scope, backend)),
-      mid_block_(backend, scope["mid_block"], mid_block_args(cfg)) {}
+      mid_block_(backend, scope["mid_block"], mid_block_args(cfg)) {
+  if (cfg.text_time_embedding)
+    add_embedding_.emplace(backend, scope["add_embedding"], cfg.projection_class_embeddings_input_dim,
+                           cfg.time_embed_dim());
+}
 
-void UNetEncoder::check_inputs(const Tensor& sample, const std::vector<float>& timesteps,
-                               const Tensor& encoder_hidden_states, const std::string& what) const {
+void UNetEncoder::check_inputs(const Tensor& sample, const std::vector<float>& timesteps, const Conditioning& cond,
+                               const std::string& what) const {
+  const Tensor& encoder_hidden_states = cond.context;
+  if (!encoder_hidden_states.defined()) throw Error(what + ": no encoder_hidden_states (conditioning context) given");
   if (sample.dtype() != DType::F32 || sample.ndim() != 4 || sample.dim(1) != cfg_.in_channels || sample.dim(0) < 1)
     throw Error(what + ": sample must be F32 [B, " + std::to_string(cfg_.in_channels) + ", H, W], got " +
                 sample.describe());
@@ -169,15 +224,19 @@ void UNetEncoder::check_inputs(const Tensor& sample, const std::vector<float>& t
       encoder_hidden_states.dim(1) < 1)
     throw Error(what + ": encoder_hidden_states must be F32 [" + std::to_string(batch) + ", S, " +
                 std::to_string(cfg_.cross_attention_dim) + "], got " + encoder_hidden_states.describe());
+  check_added_conditioning(cfg_, cond, batch, what);
 }
 
-Tensor UNetEncoder::time_embedding(const std::vector<float>& timesteps, int64_t batch) const {
+Tensor UNetEncoder::time_embedding(const std::vector<float>& timesteps, const Conditioning& cond,
+                                   int64_t batch) const {
   // diffusers broadcasts a single timestep over the batch.
   const std::vector<float> per_sample =
       timesteps.size() == 1 ? std::vector<float>(static_cast<size_t>(batch), timesteps[0]) : timesteps;
   const Tensor t_emb =
       timestep_embedding(per_sample, cfg_.block_out_channels.at(0), cfg_.flip_sin_to_cos, cfg_.freq_shift);
-  return time_embedding_.forward(t_emb);
+  Tensor emb = time_embedding_.forward(t_emb);
+  if (add_embedding_) backend_->add_(emb, add_embedding_->forward(text_time_features(cfg_, cond)));
+  return emb;
 }
 
 Tensor UNetEncoder::down(const Tensor& h, const Tensor& temb, const Tensor& encoder_hidden_states,

@@ -212,6 +212,9 @@ void write_into(const ModelSource& src, const fs::path& dir, const BundleWriteOp
 
 void write_bundle(const ModelSource& source, const std::string& out_dir, const BundleWriteOptions& options) {
   precision_dtype(options.precision);  // reject a bad precision before touching the disk
+  if (source.text_encoder_2)  // a bundle without it would load as an SD 1.x/2.x model
+    throw Error(source.path + ": converting SDXL (" + source.family +
+                ") to a bundle is not supported yet; generate from the diffusers folder instead");
   const fs::path out = fs::absolute(out_dir).lexically_normal();
   const fs::path target = out.filename().empty() ? out.parent_path() : out;
   if (fs::exists(target) && !options.force)

@@ -48,6 +48,25 @@ void check_generation_config(const GenerationConfig& c, int width, int height, i
   if (!(c.strength >= 0.0f && c.strength <= 1.0f))
     throw Error("strength must be between 0 and 1 (got " + number(c.strength) + ")");
   if (c.mask && !c.starting_image) throw Error("mask needs a starting_image");
+  if (!std::isfinite(c.aesthetic_score)) throw Error("aesthetic_score must be a finite number (got " + number(c.aesthetic_score) + ")");
+  if (!std::isfinite(c.negative_aesthetic_score))
+    throw Error("negative_aesthetic_score must be a finite number (got " + number(c.negative_aesthetic_score) + ")");
+  const auto check_pair = [](int a, int b, const char* field, bool zero_pair_ok) {
+    const bool unset = a == 0 && b == 0;
+    if ((unset && !zero_pair_ok) || (!unset && (a <= 0 || b <= 0 || a > kMaxImageSide * 4 || b > kMaxImageSide * 4)))
+      throw Error(std::string(field) + " must be two positive sizes up to " + std::to_string(kMaxImageSide * 4) +
+                  " pixels, or both 0 (got " + std::to_string(a) + ", " + std::to_string(b) + ")");
+  };
+  check_pair(c.original_height, c.original_width, "original_height, original_width", true);
+  check_pair(c.target_height, c.target_width, "target_height, target_width", true);
+  if (c.crop_top < 0 || c.crop_left < 0 || c.crop_top > kMaxImageSide * 4 || c.crop_left > kMaxImageSide * 4)
+    throw Error("crop_top, crop_left must be between 0 and " + std::to_string(kMaxImageSide * 4) + " (got " +
+                std::to_string(c.crop_top) + ", " + std::to_string(c.crop_left) + ")");
+  if (!(c.refiner_start > 0.0 && c.refiner_start <= 1.0))
+    throw Error("refiner_start must be in (0, 1] (got " + std::to_string(c.refiner_start) + ")");
+  if (!c.timestep_spacing.empty() && c.timestep_spacing != "leading" && c.timestep_spacing != "trailing" &&
+      c.timestep_spacing != "linspace")
+    throw Error("timestep_spacing must be leading, trailing or linspace (got '" + c.timestep_spacing + "')");
   for (size_t i = 0; i < c.controls.size(); ++i) {
     check_control_name(c.controls[i].name, i);
     if (!std::isfinite(c.controls[i].scale))

@@ -42,11 +42,50 @@ TokenizerFiles tokenizer_files(const fs::path& dir) {
   return t;
 }
 
+// SDXL: text_encoder_2 + tokenizer_2 always; text_encoder + tokenizer too in the base, not in the refiner.
+ModelSource open_sdxl_folder(const fs::path& dir, const nlohmann::json& index) {
+  ModelSource src;
+  src.path = dir.string();
+  src.format = "diffusers";
+  for (const char* required : {"unet", "vae", "text_encoder_2", "tokenizer_2", "scheduler"})
+    if (!listed(index, required) || !fs::is_directory(dir / required))
+      throw Error(dir.string() + ": SDXL diffusers folder has no '" + required + "' component");
+  const bool first_encoder = listed(index, "text_encoder");
+  if (first_encoder != listed(index, "tokenizer"))
+    throw Error(dir.string() + ": model_index.json lists only one of 'text_encoder' and 'tokenizer'");
+  src.unet = open_component_folder((dir / "unet").string());
+  src.vae = open_component_folder((dir / "vae").string());
+  src.has_vae_encoder = src.has_vae_decoder = true;
+  src.text_encoder_2 = open_component_folder((dir / "text_encoder_2").string());
+  src.tokenizer_2 = tokenizer_files(dir / "tokenizer_2");
+  if (first_encoder) {
+    src.text_encoder = open_component_folder((dir / "text_encoder").string());
+    src.tokenizer = tokenizer_files(dir / "tokenizer");
+  } else {
+    src.tokenizer = *src.tokenizer_2;  // unused: the refiner encodes with text_encoder_2 alone
+  }
+  src.scheduler_config = io::read_json_file((dir / "scheduler" / "scheduler_config.json").string());
+  src.scheduler_class = src.scheduler_config.value("_class_name", index["scheduler"][1].get<std::string>());
+  const auto flag = [&](const char* key, bool fallback) {  // diffusers' register_to_config defaults
+    if (!index.contains(key)) return fallback;
+    if (!index[key].is_boolean()) throw Error(dir.string() + ": model_index.json: '" + key + "' must be a boolean");
+    return index[key].get<bool>();
+  };
+  src.force_zeros_for_empty_prompt = flag("force_zeros_for_empty_prompt", true);
+  src.requires_aesthetics_score = flag("requires_aesthetics_score", false);
+  src.family = src.requires_aesthetics_score ? "sdxl-refiner" : "sdxl";
+  return src;
+}
+
 ModelSource open_diffusers_folder(const fs::path& dir) {
   const auto index = io::read_json_file((dir / "model_index.json").string());
-  if (const auto* cls = index.is_object() && index.contains("_class_name") ? index["_class_name"].get_ptr<const std::string*>() : nullptr;
-      cls && cls->rfind("StableDiffusionXL", 0) == 0)  // SDXL (issue #10): refused before a wrong "sd1" guess
-    throw Error(dir.string() + ": " + *cls + ": SDXL is not supported yet (sdrt runs Stable Diffusion 1.x and 2.x)");
+  const auto* cls = index.is_object() && index.contains("_class_name") ? index["_class_name"].get_ptr<const std::string*>() : nullptr;
+  const bool sdxl = cls && cls->rfind("StableDiffusionXL", 0) == 0;
+  // Refused before a wrong "sd1" guess: the SDXL pipelines other than text-to-image and image-to-image.
+  if (sdxl && *cls != "StableDiffusionXLPipeline" && *cls != "StableDiffusionXLImg2ImgPipeline")
+    throw Error(dir.string() + ": " + *cls + ": only the SDXL base (StableDiffusionXLPipeline) and refiner "
+                "(StableDiffusionXLImg2ImgPipeline) pipelines are supported");
+  if (sdxl) return open_sdxl_folder(dir, index);
   ModelSource src;
   src.path = dir.string();
   src.format = "diffusers";

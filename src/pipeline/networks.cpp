@@ -64,12 +64,13 @@ Networks::Networks(ModelSource source, bool reduce_memory, kernels::Backend& bac
       tokenizer_(tokenizer::ClipTokenizer::from_files(source_.tokenizer.vocab_json, source_.tokenizer.merges_txt,
                                                       source_.tokenizer.pad_token)) {
   require(source_.unet, source_, "UNet");
-  require(source_.text_encoder, source_, "text encoder");
+  if (!source_.text_encoder_2) require(source_.text_encoder, source_, "text encoder");
   require(source_.vae, source_, "VAE");
+  if (source_.text_encoder_2) prompt_encoder_ = make_sdxl_prompt_encoder(source_, backend_, reduce_memory_);
   if (vae_tile_size_ > 0) vae_tiling();
   if (!reduce_memory_) {
     unet();
-    text_encoder();
+    if (!prompt_encoder_) text_encoder();
     vae();
   }
 }
@@ -153,6 +154,13 @@ Tensor Networks::encode_prompts(const std::vector<std::string>& prompts, const s
   return result;
 }
 
+models::Conditioning Networks::encode_conditioning(const PromptRequest& r) {
+  if (prompt_encoder_) return prompt_encoder_->encode(r);
+  models::Conditioning cond;
+  cond.context = encode_prompts(r.prompts, r.negative, r.per_prompt, r.guided);
+  return cond;
+}
+
 std::vector<io::Image> Networks::decode_images(const Tensor& latents) {
   const float scaling = source_.vae->config.value("scaling_factor", 0.18215f);
   Tensor z = latents.clone();
@@ -208,21 +216,18 @@ models::ControlNetModel& Networks::controlnet(const std::string& name) {
   return *controlnets_.emplace(name, std::move(model)).first->second;
 }
 
-ControlResiduals Networks::control_residuals(const std::vector<ControlInput>& controls, const std::vector<Tensor>& images,
-                                             const Tensor& sample, const std::vector<float>& timesteps,
-                                             const Tensor& embeds) {
-  ControlResiduals sum;
+void Networks::add_control_residuals(const std::vector<ControlInput>& controls, const std::vector<Tensor>& images,
+                                     models::UNetInputs& in) {
   for (size_t i = 0; i < controls.size(); ++i) {
-    auto out = controlnet(controls[i].name).forward(sample, timesteps, embeds, images[i], controls[i].scale);
+    auto out = controlnet(controls[i].name).forward(in, images[i], controls[i].scale);
     if (i == 0) {
-      sum.down = std::move(out.down_block_res_samples);
-      sum.mid = out.mid_block_res_sample;
+      in.down_residuals = std::move(out.down_block_res_samples);
+      in.mid_residual = out.mid_block_res_sample;
       continue;
     }
-    for (size_t k = 0; k < sum.down.size(); ++k) backend_.add_(sum.down[k], out.down_block_res_samples[k]);
-    backend_.add_(sum.mid, out.mid_block_res_sample);
+    for (size_t k = 0; k < in.down_residuals.size(); ++k) backend_.add_(in.down_residuals[k], out.down_block_res_samples[k]);
+    backend_.add_(in.mid_residual, out.mid_block_res_sample);
   }
-  return sum;
 }
 
 }  // namespace sdrt::pipeline

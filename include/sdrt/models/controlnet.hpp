@@ -48,6 +48,9 @@ class ControlNetModel {
   // sample, timesteps, encoder_hidden_states as for UNet2DConditionModel::forward; controlnet_cond
   // [B, conditioning_channels, h * f, w * f] (f = conditioning_downscale_factor) in [0, 1]. The residuals
   // come back already multiplied by conditioning_scale.
+  // in.down_residuals / in.mid_residual are not used.
+  ControlNetOutput forward(const UNetInputs& in, const Tensor& controlnet_cond, float conditioning_scale) const;
+  // Context-only conditioning (SD 1.x / 2.x).
   ControlNetOutput forward(const Tensor& sample, const std::vector<float>& timesteps,
                            const Tensor& encoder_hidden_states, const Tensor& controlnet_cond,
                            float conditioning_scale) const;

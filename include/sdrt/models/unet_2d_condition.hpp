@@ -1,4 +1,4 @@
-// diffusers UNet2DConditionModel (Stable Diffusion 1.x / 2.x): time embedding, conv_in, down blocks, mid
+// diffusers UNet2DConditionModel (Stable Diffusion 1.x / 2.x, SDXL's text_time conditioning): time embedding, conv_in, down blocks, mid
 // block, up blocks with skip connections, GroupNorm + SiLU, conv_out.
 #pragma once
 #include <cstdint>
@@ -27,13 +27,11 @@ class UNet2DConditionModel {
   // with the config.
   UNet2DConditionModel(const UNet2DConditionConfig& cfg, const Weights& weights, kernels::Backend& backend);
 
-  // sample [B, in_channels, h, w] (h, w multiples of 2^(number of down blocks - 1)), timesteps: B values (or
-  // one for the whole batch), encoder_hidden_states [B, S, cross_attention_dim] -> [B, out_channels, h, w].
-  // ControlNet residuals, both or neither: one per down-path residual (added to the skip connections) and
-  // one added to the mid block's output, as diffusers does.
-  Tensor forward(const Tensor& sample, const std::vector<float>& timesteps, const Tensor& encoder_hidden_states,
-                 const std::vector<Tensor>* down_block_additional_residuals = nullptr,
-                 const Tensor* mid_block_additional_residual = nullptr) const;
+  // in.sample [B, in_channels, h, w] (h, w multiples of 2^(number of down blocks - 1)), in.timesteps: B
+  // values (or one for the whole batch), in.cond as check_inputs describes -> [B, out_channels, h, w].
+  Tensor forward(const UNetInputs& in) const;
+  // Context-only conditioning (SD 1.x / 2.x), no ControlNet.
+  Tensor forward(const Tensor& sample, const std::vector<float>& timesteps, const Tensor& encoder_hidden_states) const;
 
   const UNet2DConditionConfig& config() const { return cfg_; }
 

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 
 #include "sdrt/models/embeddings.hpp"
 #include "sdrt/models/unet_2d_blocks.hpp"
+#include "sdrt/models/unet_inputs.hpp"
 
 namespace sdrt::models {
 
@@ -31,6 +33,11 @@ struct UNetEncoderConfig {
   float freq_shift = 0.0f;
   int downsample_padding = 1;
   float mid_block_scale_factor = 1.0f;
+  // addition_embed_type "text_time" (SDXL): each time id -> sinusoidal features of addition_time_embed_dim,
+  // flattened after the pooled text embedding -> add_embedding MLP, added to the time embedding.
+  bool text_time_embedding = false;
+  int64_t addition_time_embed_dim = 0;
+  int64_t projection_class_embeddings_input_dim = 0;
 
   int64_t time_embed_dim() const { return block_out_channels.at(0) * 4; }
   // Every down block but the last halves the resolution.
@@ -47,12 +54,13 @@ class UNetEncoder {
  public:
   UNetEncoder(const UNetEncoderConfig& cfg, const WeightScope& scope, kernels::Backend& backend);
 
-  // Throws unless sample is [B, in_channels, H, W] with H and W multiples of 2^num_downsamplers, timesteps has
-  // 1 (broadcast) or B values and encoder_hidden_states is [B, M, cross_attention_dim].
-  void check_inputs(const Tensor& sample, const std::vector<float>& timesteps, const Tensor& encoder_hidden_states,
+  // Throws unless sample is [B, in_channels, H, W], timesteps has 1 (broadcast) or B values, the context is
+  // [B, M, cross_attention_dim] and, for text_time UNets, pooled [B, P] and time_ids [B, K] fill
+  // projection_class_embeddings_input_dim = P + K * addition_time_embed_dim (and are absent otherwise).
+  void check_inputs(const Tensor& sample, const std::vector<float>& timesteps, const Conditioning& cond,
                     const std::string& what) const;
-  // time_proj + time_embedding: [B, time_embed_dim].
-  Tensor time_embedding(const std::vector<float>& timesteps, int64_t batch) const;
+  // time_proj + time_embedding (+ the text_time embedding of cond): [B, time_embed_dim].
+  Tensor time_embedding(const std::vector<float>& timesteps, const Conditioning& cond, int64_t batch) const;
   Tensor conv_in(const Tensor& sample) const { return conv_in_(sample); }
   // Runs the down blocks on conv_in's output `h`, appending their residuals to `res_samples`.
   Tensor down(const Tensor& h, const Tensor& temb, const Tensor& encoder_hidden_states,
@@ -61,7 +69,9 @@ class UNetEncoder {
 
  private:
   UNetEncoderConfig cfg_;
+  kernels::Backend* backend_;
   TimestepEmbedding time_embedding_;
+  std::optional<TimestepEmbedding> add_embedding_;  // text_time only
   Conv2d conv_in_;
   std::vector<std::unique_ptr<UNetDownBlock>> down_blocks_;
   UNetMidBlock2DCrossAttn mid_block_;

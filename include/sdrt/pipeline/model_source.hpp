@@ -24,7 +24,7 @@ struct TokenizerFiles {
 struct ModelSource {
   std::string path;    // what was opened
   std::string format;  // "bundle", "diffusers" or "single-file"
-  std::string family;  // "sd1" or "sd2"
+  std::string family;  // "sd1", "sd2", "sdxl" or "sdxl-refiner"
   std::string precision = "float32";  // of the stored weights
   std::optional<ComponentData> text_encoder, unet, safety_checker;
   // The VAE's weights and config; the encoder or decoder half may be absent in a bundle.
@@ -34,6 +34,13 @@ struct ModelSource {
   nlohmann::json scheduler_config;
   nlohmann::json feature_extractor_config;  // CLIPImageProcessor settings for the safety checker
   TokenizerFiles tokenizer;
+  // SDXL: the second text encoder (CLIPTextModelWithProjection) with its own tokenizer (the refiner has no
+  // text_encoder), and model_index.json's force_zeros_for_empty_prompt (no negative prompt -> zero negative
+  // conditioning) and requires_aesthetics_score (time ids end with an aesthetic score instead of the target size).
+  std::optional<ComponentData> text_encoder_2;
+  std::optional<TokenizerFiles> tokenizer_2;
+  bool force_zeros_for_empty_prompt = false;
+  bool requires_aesthetics_score = false;
   std::map<std::string, ComponentData> controlnets;  // by bundle name
 };
 

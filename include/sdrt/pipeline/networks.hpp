@@ -15,8 +15,10 @@
 #include "sdrt/models/controlnet.hpp"
 #include "sdrt/models/safety_checker.hpp"
 #include "sdrt/models/unet_2d_condition.hpp"
+#include "sdrt/models/unet_inputs.hpp"
 #include "sdrt/pipeline/lora_layers.hpp"
 #include "sdrt/pipeline/model_source.hpp"
+#include "sdrt/pipeline/prompt_encoder.hpp"
 #include "sdrt/tokenizer/clip_tokenizer.hpp"
 
 namespace sdrt {
@@ -25,15 +27,11 @@ struct ControlInput;
 
 namespace sdrt::pipeline {
 
-struct ControlResiduals {
-  std::vector<Tensor> down;
-  Tensor mid;
-};
-
 class Networks {
  public:
   // vae_tile_size > 0: decode and encode images in overlapping tiles of that many pixels.
   Networks(ModelSource source, bool reduce_memory, kernels::Backend& backend, int vae_tile_size = 0);
+  Networks(Networks&&) = delete;  // the prompt encoder refers to source_
 
   const ModelSource& source() const { return source_; }
   kernels::Backend& backend() const { return backend_; }
@@ -49,6 +47,8 @@ class Networks {
   // [negative x n ; positive x n] (or positives only when !guided): [B, 77, D] as diffusers builds them.
   Tensor encode_prompts(const std::vector<std::string>& prompts, const std::string& negative, int per_prompt,
                         bool guided);
+  // The UNet's conditioning for a generation, from the text encoder(s) the model has.
+  models::Conditioning encode_conditioning(const PromptRequest& request);
   const models::UNet2DConditionModel& unet();
   // With reduce_memory: frees the UNet and ControlNets after the denoising loop.
   void release_denoisers();
@@ -59,9 +59,9 @@ class Networks {
   // Per image: flagged by the safety checker (false for all when the model has none). Flagged images are
   // blacked out in place, as diffusers does.
   std::vector<bool> check_safety(std::vector<io::Image>& images);
-  // Sum of the residuals of every ControlNet for this step (empty when there are none).
-  ControlResiduals control_residuals(const std::vector<ControlInput>& controls, const std::vector<Tensor>& images,
-                                     const Tensor& sample, const std::vector<float>& timesteps, const Tensor& embeds);
+  // Sets in's ControlNet residuals to the sum of every ControlNet's for this step (none when there are none).
+  void add_control_residuals(const std::vector<ControlInput>& controls, const std::vector<Tensor>& images,
+                             models::UNetInputs& in);
 
  private:
   int native_side(size_t axis) const;
@@ -76,6 +76,8 @@ class Networks {
   std::unique_ptr<models::AutoencoderKL> vae_;
   std::unique_ptr<models::StableDiffusionSafetyChecker> safety_checker_;
   std::map<std::string, std::unique_ptr<models::ControlNetModel>> controlnets_;
+  // Families whose conditioning is more than one CLIP's context (SDXL); SD 1.x/2.x use encode_prompts.
+  std::unique_ptr<PromptEncoder> prompt_encoder_;
 
   models::CLIPTextModel& text_encoder();
   models::AutoencoderKL& vae();

@@ -31,6 +31,9 @@ struct PipelineOptions {
   // diffusers ControlNet folders to use besides the ones in a bundle, named as a bundle would name them
   // (pipeline::controlnet_bundle_name: "controlnet-tiny" -> "ControlnetTiny").
   std::vector<std::string> controlnet_folders;
+  // SDXL: a refiner model (diffusers folder) that finishes text-to-image generations from
+  // GenerationConfig::refiner_start on (diffusers' "ensemble of experts").
+  std::string refiner;
 };
 
 // One ControlNet applied to a generation.
@@ -55,6 +58,18 @@ struct GenerationConfig {
   float guidance_scale = 7.5f;       // no classifier-free guidance at <= 1
   uint32_t seed = 0;
   std::string scheduler;             // empty: the model's own
+  // Overrides the scheduler config's timestep_spacing: leading | trailing | linspace (empty: the model's;
+  // SDXL-Turbo-style models run trailing).
+  std::string timestep_spacing;
+  // SDXL time ids, in pixels, (height, width) / (top, left) as diffusers orders them; 0 x 0: the output size.
+  int original_height = 0, original_width = 0;
+  int crop_top = 0, crop_left = 0;
+  int target_height = 0, target_width = 0;
+  // SDXL refiner: the aesthetic scores of its positive and negative time ids (diffusers' defaults).
+  float aesthetic_score = 6.0f, negative_aesthetic_score = 2.5f;
+  // With a refiner loaded: the fraction of the schedule the base runs (diffusers' denoising_end /
+  // denoising_start); the refiner runs the timesteps below (1 - refiner_start) * num_train_timesteps. 1: off.
+  double refiner_start = 0.8;
   std::string rng = "numpy";         // numpy | torch | nvidia
   int width = 0, height = 0;         // 0: the model's native size; multiples of 8
   bool disable_safety = false;
@@ -95,7 +110,7 @@ class SDRT_API Pipeline {
   virtual ~Pipeline();
   // Throws sdrt::Error for an invalid config, sdrt::Cancelled when the callback returns false.
   virtual GenerationResult generate(const GenerationConfig& config, const ProgressCallback& progress = {}) = 0;
-  virtual std::string model_family() const = 0;        // "sd1" or "sd2"
+  virtual std::string model_family() const = 0;        // "sd1", "sd2", "sdxl" or "sdxl-refiner"
   // What the networks compute in after `auto` and the CPU's features were resolved: float32 | bfloat16.
   virtual std::string compute_precision() const = 0;
   virtual int native_width() const = 0;

@@ -1,0 +1,39 @@
+// What a prompt encoder is asked for: the prompts of one generation, turned into the UNet's conditioning
+// (models::Conditioning) by one CLIP (SD 1.x / 2.x: context only) or two (SDXL: context, pooled and time ids).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sdrt/kernels/backend.hpp"
+#include "sdrt/models/unet_inputs.hpp"
+#include "sdrt/pipeline/model_source.hpp"
+
+namespace sdrt::pipeline {
+
+struct PromptRequest {
+  std::vector<std::string> prompts;
+  // Empty: no negative prompt. SD 1.x/2.x encode "" then; SDXL with force_zeros_for_empty_prompt uses zeros.
+  std::string negative;
+  int per_prompt = 1;   // images per prompt
+  bool guided = false;  // classifier-free guidance: [negative x n ; positive x n]
+  // SDXL time ids in pixels: original size, crop top-left, target size ((height, width) order as diffusers').
+  int original_height = 0, original_width = 0, crop_top = 0, crop_left = 0, target_height = 0, target_width = 0;
+  // SDXL refiner time ids (requires_aesthetics_score), positive and negative.
+  float aesthetic_score = 6.0f, negative_aesthetic_score = 2.5f;
+};
+
+class PromptEncoder {
+ public:
+  virtual ~PromptEncoder() = default;
+  // [negative x n ; positive x n] (positives only when !guided), n = per_prompt copies of each prompt.
+  virtual models::Conditioning encode(const PromptRequest& request) = 0;
+};
+
+// SDXL's encoder (sdxl_prompt_encoder.cpp): text_encoder (absent in the refiner) and text_encoder_2 with
+// its projection, each with its own tokenizer. `source` must outlive it. With reduce_memory the text
+// encoders are built for each encode call and freed after it.
+std::unique_ptr<PromptEncoder> make_sdxl_prompt_encoder(const ModelSource& source, kernels::Backend& backend,
+                                                        bool reduce_memory);
+
+}  // namespace sdrt::pipeline

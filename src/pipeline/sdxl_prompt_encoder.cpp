@@ -1,0 +1,196 @@
+// SDXL's prompt encoding, as diffusers' StableDiffusionXLPipeline.encode_prompt computes it: both text
+// encoders get the same prompt, each through its own tokenizer; their penultimate hidden states (no final
+// layer norm) are concatenated on features; the pooled embedding is text_encoder_2's projected EOS state.
+// The time ids are original size + crop top-left + target size, (H, W, 0, 0, H, W) by default, or for the
+// refiner (requires_aesthetics_score, text_encoder_2 only) original size + crop + aesthetic score; the
+// negative ids equal the positive ones (refiner: crop (0, 0) and the negative aesthetic score).
+#include <cstring>
+#include <optional>
+#include <tuple>
+#include <utility>
+
+#include "sdrt/base/error.hpp"
+#include "sdrt/models/clip_text_model.hpp"
+#include "sdrt/models/nn_layers.hpp"
+#include "sdrt/pipeline/prompt_encoder.hpp"
+#include "sdrt/tokenizer/clip_tokenizer.hpp"
+
+namespace sdrt::pipeline {
+namespace {
+
+// [x0 x n, x1 x n, ...] (torch repeat + view, as diffusers builds num_images_per_prompt copies).
+Tensor repeat_each_row(const Tensor& x, int n) {
+  Shape shape = x.shape();
+  const int64_t rows = shape[0];
+  shape[0] = rows * n;
+  Tensor out = Tensor::empty(shape);
+  const size_t row_bytes = x.nbytes() / static_cast<size_t>(rows);
+  auto* dst = static_cast<uint8_t*>(out.raw());
+  const auto* src = static_cast<const uint8_t*>(x.raw());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int k = 0; k < n; ++k, dst += row_bytes) std::memcpy(dst, src + r * static_cast<int64_t>(row_bytes), row_bytes);
+  return out;
+}
+
+// The whole block repeated n times: torch's add_time_ids.repeat(batch * num_images_per_prompt, 1).
+Tensor tile_block(const Tensor& x, int64_t n) {
+  Shape shape = x.shape();
+  shape[0] *= n;
+  Tensor out = Tensor::empty(shape);
+  for (int64_t k = 0; k < n; ++k) std::memcpy(out.f32() + k * x.numel(), x.f32(), x.nbytes());
+  return out;
+}
+
+std::vector<int64_t> token_ids(const tokenizer::ClipTokenizer& tok, const std::vector<std::string>& texts,
+                               const char* what) {
+  std::vector<int64_t> ids;
+  for (const auto& t : texts) {
+    try {
+      const auto one = tok.encode(t);
+      ids.insert(ids.end(), one.begin(), one.end());
+    } catch (const Error& e) {
+      throw Error(std::string(what) + ": " + e.what());
+    }
+  }
+  return ids;
+}
+
+// hidden_states[-2]: the output of the second-to-last layer, without the final layer norm.
+const Tensor& penultimate(const models::CLIPTextOutput& out, const char* encoder) {
+  if (out.hidden_states.size() < 3)
+    throw Error(std::string(encoder) + ": SDXL uses the second-to-last layer's output; the encoder has " +
+                std::to_string(out.hidden_states.size() - 1) + " layer(s)");
+  return out.hidden_states[out.hidden_states.size() - 2];
+}
+
+// One CLIP text tower as SDXL uses it: its tokenizer, the model built on demand, and for text_encoder_2
+// the projection of the pooled state.
+struct Tower {
+  const ComponentData* data = nullptr;
+  std::optional<tokenizer::ClipTokenizer> tokenizer;
+  std::unique_ptr<models::CLIPTextModel> model;
+  std::unique_ptr<models::Linear> projection;  // CLIPTextModelWithProjection: text_projection, no bias
+
+  void build(kernels::Backend& backend, bool with_projection) {
+    if (model) return;
+    const auto cfg = models::CLIPTextConfig::from_json(data->config);
+    model = std::make_unique<models::CLIPTextModel>(cfg, data->weights, backend);
+    if (with_projection)
+      projection = std::make_unique<models::Linear>(backend, WeightScope(data->weights)["text_projection"], cfg.hidden_size,
+                                                    cfg.projection_dim, false);
+  }
+  void release() {
+    model.reset();
+    projection.reset();
+  }
+};
+
+tokenizer::ClipTokenizer open_tokenizer(const TokenizerFiles& t) {
+  return tokenizer::ClipTokenizer::from_files(t.vocab_json, t.merges_txt, t.pad_token);
+}
+
+class SdxlPromptEncoder final : public PromptEncoder {
+ public:
+  SdxlPromptEncoder(const ModelSource& source, kernels::Backend& backend, bool reduce_memory)
+      : source_(source), backend_(backend), reduce_memory_(reduce_memory) {
+    if (!source.text_encoder_2 || !source.tokenizer_2)
+      throw Error(source.path + ": SDXL needs text_encoder_2 and tokenizer_2");
+    second_.data = &*source.text_encoder_2;
+    second_.tokenizer = open_tokenizer(*source.tokenizer_2);
+    if (source.text_encoder) {
+      first_.data = &*source.text_encoder;
+      first_.tokenizer = open_tokenizer(source.tokenizer);
+    }
+    if (!reduce_memory_) build();
+  }
+
+  models::Conditioning encode(const PromptRequest& r) override;
+
+ private:
+  void build() {
+    second_.build(backend_, true);
+    if (first_.data) first_.build(backend_, false);
+  }
+  // Per text: the encoders' penultimate hidden states side by side [n, 77, D1 + D2] (text_encoder_2's alone
+  // in the refiner) and the projected pooled output of text_encoder_2 [n, projection_dim].
+  std::pair<Tensor, Tensor> encode_texts(const std::vector<std::string>& texts, const char* what);
+
+  const ModelSource& source_;
+  kernels::Backend& backend_;
+  bool reduce_memory_;
+  Tower first_, second_;
+};
+
+std::pair<Tensor, Tensor> SdxlPromptEncoder::encode_texts(const std::vector<std::string>& texts, const char* what) {
+  const auto n = static_cast<int64_t>(texts.size());
+  const auto out_2 = second_.model->forward(token_ids(*second_.tokenizer, texts, what), n);
+  const Tensor& h2 = penultimate(out_2, "text_encoder_2");
+  Tensor pooled = (*second_.projection)(out_2.pooler_output);
+  if (!first_.data) return {h2, pooled};  // the refiner: text_encoder_2 alone
+  const auto out_1 = first_.model->forward(token_ids(*first_.tokenizer, texts, what), n);
+  const Tensor& h1 = penultimate(out_1, "text_encoder");
+  if (h1.dim(1) != h2.dim(1))
+    throw Error(source_.path + ": text_encoder and text_encoder_2 give " + std::to_string(h1.dim(1)) + " and " +
+                std::to_string(h2.dim(1)) + " positions");
+  return {backend_.concat({h1, h2}, 2), pooled};
+}
+
+models::Conditioning SdxlPromptEncoder::encode(const PromptRequest& r) {
+  build();
+  const auto n = static_cast<int64_t>(r.prompts.size());
+  auto [context, pooled] = encode_texts(r.prompts, "prompt");
+  context = repeat_each_row(context, r.per_prompt);
+  pooled = repeat_each_row(pooled, r.per_prompt);
+  // (original_size, crops_coords_top_left, target_size) as floats, or (original_size, crops, aesthetic score)
+  // for the refiner, whose negative ids have crop (0, 0) (diffusers' negative_crops_coords_top_left default).
+  const auto f = [](int v) { return static_cast<float>(v); };
+  const bool aesthetic = source_.requires_aesthetics_score;
+  const Tensor time_ids =
+      aesthetic ? Tensor::from_vector({1, 5}, {f(r.original_height), f(r.original_width), f(r.crop_top), f(r.crop_left),
+                                               r.aesthetic_score})
+                : Tensor::from_vector({1, 6}, {f(r.original_height), f(r.original_width), f(r.crop_top), f(r.crop_left),
+                                               f(r.target_height), f(r.target_width)});
+  const int64_t images = n * r.per_prompt;
+
+  models::Conditioning cond;
+  if (!r.guided) {
+    cond = {context, pooled, tile_block(time_ids, images)};
+  } else {
+    Tensor neg_context, neg_pooled;
+    if (r.negative.empty() && source_.force_zeros_for_empty_prompt) {
+      neg_context = Tensor::zeros(context.shape());
+      neg_pooled = Tensor::zeros(pooled.shape());
+    } else {
+      std::tie(neg_context, neg_pooled) =
+          encode_texts(std::vector<std::string>(r.prompts.size(), r.negative), "negative prompt");
+      neg_context = repeat_each_row(neg_context, r.per_prompt);
+      neg_pooled = repeat_each_row(neg_pooled, r.per_prompt);
+    }
+    if (aesthetic) {
+      // StableDiffusionXLImg2ImgPipeline: [negative ids x images ; positive ids x images].
+      const Tensor neg_ids = Tensor::from_vector(
+          {1, 5}, {f(r.original_height), f(r.original_width), 0.0f, 0.0f, r.negative_aesthetic_score});
+      cond = models::concat_rows({{neg_context, neg_pooled, tile_block(neg_ids, images)},
+                                  {context, pooled, tile_block(time_ids, images)}});
+    } else {
+      // StableDiffusionXLPipeline repeats the whole [negative; positive] block once per image.
+      cond = models::concat_rows({{neg_context, neg_pooled, time_ids}, {context, pooled, time_ids}});
+      cond.time_ids = tile_block(cond.time_ids, images);
+    }
+  }
+  if (reduce_memory_) {
+    first_.release();
+    second_.release();
+    release_cached_memory_unless_shared();
+  }
+  return cond;
+}
+
+}  // namespace
+
+std::unique_ptr<PromptEncoder> make_sdxl_prompt_encoder(const ModelSource& source, kernels::Backend& backend,
+                                                        bool reduce_memory) {
+  return std::make_unique<SdxlPromptEncoder>(source, backend, reduce_memory);
+}
+
+}  // namespace sdrt::pipeline

@@ -1,0 +1,173 @@
+// `sdrt generate --resource-path <SDXL diffusers folder>`: every SDXL base text-to-image case of reference
+// pack v2 and the refiner's image-to-image case through the executable, each PNG compared with diffusers' (the stage-by-stage comparison is in
+// pipeline_sdxl_reference_test.cpp). Also --xl and --timestep-spacing, and the errors for what is refused.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "sdrt/io/image.hpp"
+#include "support/cli_support.hpp"
+#include "support/test_support.hpp"
+
+namespace fs = std::filesystem;
+
+namespace sdrt {
+namespace {
+
+using test::run_sdrt;
+using test::shell_quote;
+
+const std::vector<std::string> kCases = {
+    "sdxl_euler_numpy_s0_10steps_g5",      "sdxl_euler_torch_s0_10steps_g5",
+    "sdxl_euler_torch_s1_10steps_96x64",   "sdxl_euler_torch_s2_10steps_neg",
+    "sdxl_euler_torch_s3_10steps_g1.0",    "sdxl_dpmpp2m_karras_torch_s4_12steps",
+    "sdxl_turbo_eulera_trailing_torch_s5_1step_g0", "sdxlrefiner_img2img_torch_s6_10steps_strength0.3"};
+
+// Issue #15 asks for >= 40 dB; observed 89.0 dB (_neg: one pixel 1 LSB off) and 200 (identical) for the rest.
+constexpr double kMinPsnr = 40.0;
+
+Tensor to_tensor(const io::Image& img) {
+  Tensor t = Tensor::empty({1, img.height, img.width, img.channels});
+  for (size_t k = 0; k < img.pixels.size(); ++k) t.f32()[k] = img.pixels[k];
+  return t;
+}
+
+std::string generate_args(const nlohmann::json& c, const std::string& out) {
+  const std::string model = test::reference_path("models/" + c.at("model").get<std::string>());
+  std::string a = "generate " + shell_quote(c.at("prompt")) + " --resource-path " + shell_quote(model) +
+                  " --output-path " + shell_quote(out) + " --seed " + std::to_string(c.at("seed").get<int64_t>()) +
+                  " --step-count " + std::to_string(c.at("steps").get<int>()) + " --rng " + c.at("rng").get<std::string>();
+  char guidance[32];
+  std::snprintf(guidance, sizeof guidance, "%g", c.at("guidance").get<double>());
+  a += std::string(" --guidance-scale ") + guidance;
+  if (c.contains("negative_prompt") && c["negative_prompt"].is_string())
+    a += " --negative-prompt " + shell_quote(c["negative_prompt"].get<std::string>());
+  // 64x64 is sdxl-tiny's own size (sample_size 8 x 8): left to the default.
+  if (c.at("width") != 64 || c.at("height") != 64)
+    a += " --width " + std::to_string(c.at("width").get<int>()) + " --height " + std::to_string(c.at("height").get<int>());
+  const nlohmann::json cls_json = c.value("scheduler_class", nlohmann::json());  // null: the ensemble's (Euler)
+  const std::string cls = cls_json.is_string() ? cls_json.get<std::string>() : "";
+  if (cls == "DPMSolverMultistepScheduler") a += " --scheduler dpmpp-karras";
+  if (cls == "EulerAncestralDiscreteScheduler") a += " --scheduler euler-a --xl";
+  if (c.at("kind") == "sdxl_img2img") {
+    char strength[32];
+    std::snprintf(strength, sizeof strength, "%g", c.at("strength").get<double>());
+    a += " --image " + shell_quote(test::reference_path("cases/pipelines_v2/" + c.at("name").get<std::string>() + "_input.png")) +
+         " --strength " + strength + " --aesthetic-score " + std::to_string(c.at("aesthetic_score").get<double>()) +
+         " --negative-aesthetic-score " + std::to_string(c.at("negative_aesthetic_score").get<double>());
+  }
+  const std::string spacing = c.at("scheduler_config").at("timestep_spacing");
+  if (spacing != "leading") a += " --timestep-spacing " + spacing;  // the model's config says leading
+  return a;
+}
+
+class CliSdxl : public ::testing::TestWithParam<std::string> {};
+
+// One generation through the CLI; returns the PSNR of its PNG against diffusers'.
+double cli_psnr(const std::string& name, const std::string& extra) {
+  const auto c = test::read_json(test::reference_path("cases/pipelines_v2/" + name + ".json"));
+  const std::string out = test::make_temp_dir("cli-sdxl-" + std::to_string(c.at("seed").get<int>()));
+  const auto r = run_sdrt(generate_args(c, out) + extra);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const auto files = test::folder_entries(out);
+  EXPECT_EQ(files.size(), 1u) << r.output;
+  if (files.size() != 1) return 0;
+  const io::Image image = io::read_image(out + "/" + files[0], 3);
+  const io::Image expected = io::read_image(test::reference_path("cases/pipelines_v2/" + name + ".png"), 3);
+  EXPECT_EQ(image.width, expected.width);
+  EXPECT_EQ(image.height, expected.height);
+  if (image.width != expected.width || image.height != expected.height) return 0;
+  const double db = test::psnr(to_tensor(image), to_tensor(expected), 255.0);
+  std::printf("%s%s: CLI PSNR %.1f dB\n", name.c_str(), extra.c_str(), db);
+  return db;
+}
+
+// The memory modes build and free the two text encoders, the UNet and the VAE around each use (and stream
+// weights): the same images. Observed 89.0 dB (the case's 1-LSB pixel, as without the flag).
+TEST(CliSdxl, ReducedMemoryGivesTheSameImage) {
+  EXPECT_GE(cli_psnr("sdxl_euler_torch_s2_10steps_neg", " --reduce-memory"), kMinPsnr);
+  EXPECT_GE(cli_psnr("sdxl_euler_torch_s2_10steps_neg", " --reduce-memory=stream"), kMinPsnr);
+}
+
+TEST_P(CliSdxl, PngMatchesDiffusers) {
+  const std::string name = GetParam();
+  const auto c = test::read_json(test::reference_path("cases/pipelines_v2/" + name + ".json"));
+  const std::string out = test::make_temp_dir("cli-sdxl-" + std::to_string(c.at("seed").get<int>()));
+  const auto r = run_sdrt(generate_args(c, out));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto files = test::folder_entries(out);
+  ASSERT_EQ(files.size(), 1u) << r.output;
+  const io::Image image = io::read_image(out + "/" + files[0], 3);
+  const io::Image expected = io::read_image(test::reference_path("cases/pipelines_v2/" + name + ".png"), 3);
+  ASSERT_EQ(image.width, expected.width);
+  ASSERT_EQ(image.height, expected.height);
+  const double db = test::psnr(to_tensor(image), to_tensor(expected), 255.0);
+  std::printf("%s: CLI PSNR %.1f dB\n", name.c_str(), db);
+  EXPECT_GE(db, kMinPsnr);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, CliSdxl, ::testing::ValuesIn(kCases),
+                         [](const ::testing::TestParamInfo<std::string>& param_info) {
+                           std::string s = param_info.param;
+                           for (char& ch : s)
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           return s;
+                         });
+
+// --refiner with --refiner-start: the base+refiner case (observed 200 dB: identical PNG).
+TEST(CliSdxl, EnsembleWithRefinerMatchesDiffusers) {
+  const std::string name = "sdxl_ensemble_base0.8_refiner_torch_s7_10steps";
+  const auto c = test::read_json(test::reference_path("cases/pipelines_v2/" + name + ".json"));
+  const std::string out = test::make_temp_dir("cli-sdxl-ensemble");
+  const auto r = run_sdrt(generate_args(c, out) + " --refiner " +
+                          shell_quote(test::reference_path("models/" + c.at("refiner_model").get<std::string>())) +
+                          " --refiner-start 0.8");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto files = test::folder_entries(out);
+  ASSERT_EQ(files.size(), 1u) << r.output;
+  const io::Image image = io::read_image(out + "/" + files[0], 3);
+  const io::Image expected = io::read_image(test::reference_path("cases/pipelines_v2/" + name + ".png"), 3);
+  ASSERT_EQ(image.width, expected.width);
+  ASSERT_EQ(image.height, expected.height);
+  const double db = test::psnr(to_tensor(image), to_tensor(expected), 255.0);
+  std::printf("%s: CLI PSNR %.1f dB\n", name.c_str(), db);
+  EXPECT_GE(db, kMinPsnr);
+}
+
+TEST(CliSdxlFlags, RefinerNeedsAnSdxlBase) {
+  const auto r = run_sdrt("generate cat --seed 1 --step-count 1 --resource-path " +
+                          shell_quote(test::reference_path("models/sd1-tiny")) + " --refiner " +
+                          shell_quote(test::reference_path("models/sdxl-tiny-refiner")) + " --output-path " +
+                          shell_quote(test::make_temp_dir("cli-sdxl-bad")));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("refiner: only an SDXL base model"), std::string::npos) << r.output;
+}
+
+TEST(CliSdxlFlags, TakesTimeIdSizes) {
+  const std::string base = "generate cat --seed 1 --step-count 1 --resource-path " +
+                           shell_quote(test::reference_path("models/sdxl-tiny")) + " --output-path ";
+  auto r = run_sdrt(base + shell_quote(test::make_temp_dir("cli-sdxl-sizes")) +
+                    " --original-size 128 96 --crop-coords-top-left 4 8 --target-size 64 64");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = run_sdrt(base + shell_quote(test::make_temp_dir("cli-sdxl-sizes")) + " --original-size 128");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--original-size"), std::string::npos) << r.output;
+}
+
+TEST(CliSdxlFlags, RejectsAnUnknownTimestepSpacing) {
+  const auto r = run_sdrt("generate cat --timestep-spacing middle --resource-path " +
+                          shell_quote(test::reference_path("models/sdxl-tiny")) + " --output-path " +
+                          shell_quote(test::make_temp_dir("cli-sdxl-bad")));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--timestep-spacing"), std::string::npos) << r.output;
+}
+
+TEST(CliSdxlFlags, InspectNamesTheFamily) {
+  const auto r = run_sdrt("inspect " + shell_quote(test::reference_path("models/sdxl-tiny")));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("StableDiffusionXLPipeline (SDXL base)"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace sdrt
