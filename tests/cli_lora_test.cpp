@@ -34,12 +34,13 @@ std::string case_path(const std::string& name, const std::string& suffix) {
 const std::vector<std::string> kCases = {
     "sd1_lora_kohya_scale0.7_s10_10steps", "sd1_lora_kohya_scale1.0_s10_10steps",
     "sd1_lora_kohya_fused0.7_s10_10steps", "sd1_lora_diffusers_scale0.7_s11_10steps",
-    "sd1_lcm_lora_kohya_s12_4steps_g1.0"};
+    "sd1_lcm_lora_kohya_s12_4steps_g1.0", "sdxl_lora_kohya_scale0.7_s13_10steps"};
 
 std::string scheduler_flag(const nlohmann::json& c) {
   const std::string cls = c.at("scheduler_class");
   if (cls == "PNDMScheduler") return "pndm";
   if (cls == "LCMScheduler") return "lcm";
+  if (cls == "EulerDiscreteScheduler") return "euler";
   throw std::runtime_error("no sdrt name for " + cls);
 }
 
@@ -90,7 +91,9 @@ TEST_P(CliLoraCase, GeneratesTheReferenceImage) {
   const auto c = test::read_json(case_path(name, ".json"));
   const auto [file, scale] = case_lora(c);
   const std::string out = test::make_temp_dir("cli-lora");
-  const auto r = run_sdrt(generate_args(c, sd1(), out, c.at("prompt")) + " --lora " + shell_quote(file + ":" + std::to_string(scale)));
+  // SDXL (lora_unet_, lora_te1_, lora_te2_): the second text tower is adapted too.
+  const std::string model = test::reference_path("models/" + c.at("model").get<std::string>());
+  const auto r = run_sdrt(generate_args(c, model, out, c.at("prompt")) + " --lora " + shell_quote(file + ":" + std::to_string(scale)));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("UNet and"), std::string::npos) << "the applied layers are reported:\n" << r.output;
   const double db = psnr(only_image(out), io::read_image(case_path(name, ".png"), 3));

@@ -266,14 +266,18 @@ const Weights& weights_of(const std::optional<ComponentData>& c) {
 }  // namespace
 
 ModelLoras::ModelLoras(kernels::Backend& backend, const ModelSource& source)
-    : source_(source), unet_(backend, weights_of(source.unet)), text_encoder_(backend, weights_of(source.text_encoder)) {}
+    : source_(source),
+      unet_(backend, weights_of(source.unet)),
+      text_encoder_(backend, weights_of(source.text_encoder)),
+      text_encoder_2_(backend, weights_of(source.text_encoder_2)) {}
 
 std::vector<std::string> ModelLoras::activate(const std::vector<LoraInput>& loras) {
   clear();
   LoraTargets targets;
   if (source_.unet) targets[LoraNetwork::UNet] = &source_.unet->weights;
   if (source_.text_encoder) targets[LoraNetwork::TextEncoder] = &source_.text_encoder->weights;
-  std::vector<ResolvedLora> unet, text;
+  if (source_.text_encoder_2) targets[LoraNetwork::TextEncoder2] = &source_.text_encoder_2->weights;
+  std::vector<ResolvedLora> unet, text, text_2;
   std::vector<std::string> notes;
   for (size_t i = 0; i < loras.size(); ++i) {
     const std::string field = "loras[" + std::to_string(i) + "]";
@@ -289,7 +293,7 @@ std::vector<std::string> ModelLoras::activate(const std::vector<LoraInput>& lora
     size_t n_unet = 0;
     for (auto& r : resolved) {
       if (r.network == LoraNetwork::UNet) ++n_unet;
-      (r.network == LoraNetwork::UNet ? unet : text).push_back(std::move(r));
+      (r.network == LoraNetwork::UNet ? unet : r.network == LoraNetwork::TextEncoder ? text : text_2).push_back(std::move(r));
     }
     char scale[32];
     std::snprintf(scale, sizeof scale, "%g", static_cast<double>(loras[i].scale));
@@ -299,6 +303,7 @@ std::vector<std::string> ModelLoras::activate(const std::vector<LoraInput>& lora
   try {
     unet_.activate(unet);
     text_encoder_.activate(text);
+    text_encoder_2_.activate(text_2);
   } catch (const Error& e) {
     clear();
     throw Error(std::string("loras: ") + e.what());
@@ -309,6 +314,7 @@ std::vector<std::string> ModelLoras::activate(const std::vector<LoraInput>& lora
 void ModelLoras::clear() {
   unet_.clear();
   text_encoder_.clear();
+  text_encoder_2_.clear();
 }
 
 }  // namespace sdrt::pipeline

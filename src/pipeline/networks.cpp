@@ -66,7 +66,9 @@ Networks::Networks(ModelSource source, bool reduce_memory, kernels::Backend& bac
   require(source_.unet, source_, "UNet");
   if (!source_.text_encoder_2) require(source_.text_encoder, source_, "text encoder");
   require(source_.vae, source_, "VAE");
-  if (source_.text_encoder_2) prompt_encoder_ = make_sdxl_prompt_encoder(source_, backend_, reduce_memory_);
+  if (source_.text_encoder_2)
+    prompt_encoder_ = make_sdxl_prompt_encoder(source_, backend_, loras_.text_encoder_backend(),
+                                               loras_.text_encoder_2_backend(), reduce_memory_);
   if (vae_tile_size_ > 0) vae_tiling();
   if (!reduce_memory_) {
     unet();

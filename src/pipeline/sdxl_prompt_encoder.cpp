@@ -91,8 +91,13 @@ tokenizer::ClipTokenizer open_tokenizer(const TokenizerFiles& t) {
 
 class SdxlPromptEncoder final : public PromptEncoder {
  public:
-  SdxlPromptEncoder(const ModelSource& source, kernels::Backend& backend, bool reduce_memory)
-      : source_(source), backend_(backend), reduce_memory_(reduce_memory) {
+  SdxlPromptEncoder(const ModelSource& source, kernels::Backend& backend, kernels::Backend& first_backend,
+                    kernels::Backend& second_backend, bool reduce_memory)
+      : source_(source),
+        backend_(backend),
+        first_backend_(first_backend),
+        second_backend_(second_backend),
+        reduce_memory_(reduce_memory) {
     if (!source.text_encoder_2 || !source.tokenizer_2)
       throw Error(source.path + ": SDXL needs text_encoder_2 and tokenizer_2");
     second_.data = &*source.text_encoder_2;
@@ -108,8 +113,8 @@ class SdxlPromptEncoder final : public PromptEncoder {
 
  private:
   void build() {
-    second_.build(backend_, true);
-    if (first_.data) first_.build(backend_, false);
+    second_.build(second_backend_, true);
+    if (first_.data) first_.build(first_backend_, false);
   }
   // Per text: the encoders' penultimate hidden states side by side [n, 77, D1 + D2] (text_encoder_2's alone
   // in the refiner) and the projected pooled output of text_encoder_2 [n, projection_dim].
@@ -117,6 +122,7 @@ class SdxlPromptEncoder final : public PromptEncoder {
 
   const ModelSource& source_;
   kernels::Backend& backend_;
+  kernels::Backend &first_backend_, &second_backend_;
   bool reduce_memory_;
   Tower first_, second_;
 };
@@ -189,8 +195,9 @@ models::Conditioning SdxlPromptEncoder::encode(const PromptRequest& r) {
 }  // namespace
 
 std::unique_ptr<PromptEncoder> make_sdxl_prompt_encoder(const ModelSource& source, kernels::Backend& backend,
-                                                        bool reduce_memory) {
-  return std::make_unique<SdxlPromptEncoder>(source, backend, reduce_memory);
+                                                        kernels::Backend& first_backend,
+                                                        kernels::Backend& second_backend, bool reduce_memory) {
+  return std::make_unique<SdxlPromptEncoder>(source, backend, first_backend, second_backend, reduce_memory);
 }
 
 }  // namespace sdrt::pipeline

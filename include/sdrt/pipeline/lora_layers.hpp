@@ -42,13 +42,14 @@ class LoraLayers {
   std::unique_ptr<kernels::Backend> backend_;
 };
 
-// The UNet's and text encoder's layers, and the LoRAs of the current generation on them.
+// The UNet's and text encoders' layers, and the LoRAs of the current generation on them.
 class ModelLoras {
  public:
   // `source` must outlive this object.
   ModelLoras(kernels::Backend& backend, const ModelSource& source);
   kernels::Backend& unet_backend() { return unet_.backend(); }
   kernels::Backend& text_encoder_backend() { return text_encoder_.backend(); }
+  kernels::Backend& text_encoder_2_backend() { return text_encoder_2_.backend(); }  // SDXL's second tower
   // Reads and maps every LoRA, then makes them the active ones (replacing the previous set). Returns one
   // note per LoRA (layers adapted). Throws naming the field (loras[i].path / .scale), the file and the
   // key at fault; after a throw no LoRA is active.
@@ -57,7 +58,7 @@ class ModelLoras {
 
  private:
   const ModelSource& source_;
-  LoraLayers unet_, text_encoder_;
+  LoraLayers unet_, text_encoder_, text_encoder_2_;
 };
 
 // Keeps a generation's LoRAs active while it lives.

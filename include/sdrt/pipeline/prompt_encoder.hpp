@@ -32,8 +32,10 @@ class PromptEncoder {
 
 // SDXL's encoder (sdxl_prompt_encoder.cpp): text_encoder (absent in the refiner) and text_encoder_2 with
 // its projection, each with its own tokenizer. `source` must outlive it. With reduce_memory the text
-// encoders are built for each encode call and freed after it.
+// encoders are built for each encode call and freed after it. Each tower is built on its own backend
+// (LoRA layers wrap them).
 std::unique_ptr<PromptEncoder> make_sdxl_prompt_encoder(const ModelSource& source, kernels::Backend& backend,
-                                                        bool reduce_memory);
+                                                        kernels::Backend& first_backend,
+                                                        kernels::Backend& second_backend, bool reduce_memory);
 
 }  // namespace sdrt::pipeline
