@@ -9,6 +9,7 @@
 #include <random>
 
 #include "cli/commands.hpp"
+#include "cli/embedding_flags.hpp"
 #include "cli/parameters_text.hpp"
 #include "cli/progress.hpp"
 #include "cli/source_flags.hpp"
@@ -34,6 +35,8 @@ struct GenerateArgs {
   std::string prediction_type, tokenizer_dir;  // single files
   int64_t text_encoder_heads = 0;
   std::vector<std::string> controlnets, controlnet_inputs, more_prompts;
+  std::string prompt_syntax = "plain", embeddings_dir;
+  std::vector<std::string> embeddings;  // TOKEN=PATH
   std::vector<float> controlnet_scales;
   // The prompt of batch image i (prompt-major, --image-count images per prompt).
   const std::string& prompt_of(size_t i) const {
@@ -87,7 +90,8 @@ std::string with_flag_names(const std::string& message) {
       {"step_count", "--step-count"}, {"image_count", "--image-count"}, {"prompts and image_count", "--image-count"},
       {"width x height", "--width/--height"}, {"width", "--width"}, {"height", "--height"},
       {"guidance_scale", "--guidance-scale"}, {"strength", "--strength"}, {"mask", "--mask"},
-      {"controls[", "--controlnet/--controlnet-scale"}};
+      {"controls[", "--controlnet/--controlnet-scale"}, {"prompt_syntax", "--prompt-syntax"},
+      {"embeddings[", "--embedding"}, {"embeddings_dir", "--embeddings-dir"}};
   for (const auto& [field, flag] : kFlags)
     if (message.rfind(field, 0) == 0) return message + " (set by " + flag + ")";
   return message;
@@ -123,6 +127,9 @@ GenerationConfig to_config(const GenerateArgs& a) {
   c.width = a.width;
   c.height = a.height;
   c.disable_safety = a.disable_safety;
+  c.prompt_syntax = a.prompt_syntax;
+  c.embeddings_dir = a.embeddings_dir;
+  for (const auto& e : a.embeddings) c.embeddings.push_back(parse_embedding_flag(e));
   if (!a.image.empty()) {
     c.starting_image = io::read_image(a.image, 3);
     c.strength = a.strength;
@@ -256,6 +263,11 @@ Command add_generate(CLI::App& app) {
   app.add_option("--controlnet", a->controlnets, "ControlNet names in the bundle's controlnet/ folder");
   app.add_option("--controlnet-inputs", a->controlnet_inputs, "One conditioning image per --controlnet, same order");
   app.add_option("--controlnet-scale", a->controlnet_scales, "One conditioning scale per --controlnet (default 1.0)");
+  app.add_option("--prompt-syntax", a->prompt_syntax,
+                 "plain (diffusers: 77 tokens) | a1111 ((word:1.3), (word), [word], BREAK, any length)")
+      ->check(CLI::IsMember({"plain", "a1111"}))
+      ->capture_default_str();
+  add_embedding_flags(app, a->embeddings, a->embeddings_dir);
   return [a] {
     if (a->scheduler.empty()) return run_generate(*a);
     const auto& names = schedulers::scheduler_names();

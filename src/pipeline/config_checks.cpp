@@ -48,6 +48,10 @@ void check_generation_config(const GenerationConfig& c, int width, int height, i
   if (!(c.strength >= 0.0f && c.strength <= 1.0f))
     throw Error("strength must be between 0 and 1 (got " + number(c.strength) + ")");
   if (c.mask && !c.starting_image) throw Error("mask needs a starting_image");
+  if (c.prompt_syntax != "plain" && c.prompt_syntax != "a1111")
+    throw Error("prompt_syntax must be plain or a1111 (got '" + c.prompt_syntax + "')");
+  for (size_t i = 0; i < c.embeddings.size(); ++i)
+    if (c.embeddings[i].token.empty()) throw Error("embeddings[" + std::to_string(i) + "].token is empty");
   for (size_t i = 0; i < c.controls.size(); ++i) {
     check_control_name(c.controls[i].name, i);
     if (!std::isfinite(c.controls[i].scale))

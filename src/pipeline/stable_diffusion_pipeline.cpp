@@ -12,6 +12,7 @@
 #include "sdrt/pipeline/networks.hpp"
 #include "sdrt/pipeline/pipeline_internal.hpp"
 #include "sdrt/pipeline/precision.hpp"
+#include "sdrt/pipeline/textual_inversion.hpp"
 #include "sdrt/rng/random_source.hpp"
 #include "sdrt/schedulers/scheduler.hpp"
 
@@ -65,7 +66,11 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
 
     const std::vector<std::string> prompts = c.prompts.empty() ? std::vector<std::string>{c.prompt} : c.prompts;
     const bool guided = c.guidance_scale > 1.0f;
-    const Tensor embeds = networks_.encode_prompts(prompts, c.negative_prompt, c.image_count, guided);
+    std::vector<std::string> texts = prompts;
+    texts.push_back(c.negative_prompt);
+    const Tensor embeds = networks_.encode_prompts(prompts, c.negative_prompt, c.image_count, guided, c.prompt_syntax,
+                                                   pipeline::load_embeddings(c.embeddings, c.embeddings_dir, texts),
+                                                   &result.notes);
     pipeline::trace("prompt_embeds", embeds);
 
     auto scheduler = schedulers::make_scheduler(c.scheduler.empty() ? networks_.source().scheduler_class : c.scheduler,

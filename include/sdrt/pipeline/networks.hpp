@@ -16,6 +16,7 @@
 #include "sdrt/models/safety_checker.hpp"
 #include "sdrt/models/unet_2d_condition.hpp"
 #include "sdrt/pipeline/model_source.hpp"
+#include "sdrt/pipeline/textual_inversion.hpp"
 #include "sdrt/tokenizer/clip_tokenizer.hpp"
 
 namespace sdrt {
@@ -43,9 +44,12 @@ class Networks {
   int64_t latent_channels() const;
   int64_t unet_in_channels() const;
 
-  // [negative x n ; positive x n] (or positives only when !guided): [B, 77, D] as diffusers builds them.
+  // [negative x n ; positive x n] (or positives only when !guided): [B, 77, D] as diffusers builds them;
+  // syntax "a1111" (prompt_weighting.hpp): [B, 77 * chunks, D]. `embeddings` add their tokens for this call.
+  // A truncated plain prompt adds a note to `notes`.
   Tensor encode_prompts(const std::vector<std::string>& prompts, const std::string& negative, int per_prompt,
-                        bool guided);
+                        bool guided, const std::string& syntax = "plain",
+                        const std::vector<TextualInversion>& embeddings = {}, std::vector<std::string>* notes = nullptr);
   const models::UNet2DConditionModel& unet();
   // With reduce_memory: frees the UNet and ControlNets after the denoising loop.
   void release_denoisers();
