@@ -51,6 +51,13 @@ typedef struct {
   const int* control_widths;
   const int* control_heights;
   const float* control_scales; /* NULL = 1.0 each */
+  /* Prompt syntax: "plain" (default; 77 tokens as diffusers) or "a1111" ((x:1.3), [x], BREAK, any length). */
+  const char* prompt_syntax;
+  /* Textual-inversion embeddings (optional): embedding_count tokens and the files they stand for. */
+  int embedding_count;
+  const char* const* embedding_tokens;
+  const char* const* embedding_paths;
+  const char* embeddings_dir;  /* NULL = none; files named <token>.safetensors/.pt/.bin, used when a prompt names them */
 } sdrt_generation_config;
 
 typedef struct {

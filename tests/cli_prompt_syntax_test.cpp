@@ -117,7 +117,7 @@ TEST(CliPromptSyntax, BadFlagsAndFilesGetClearErrors) {
       << sdxl.output;
   const auto weight = run_sdrt(base + " --prompt-syntax a1111 --negative-prompt '(x:1.2.3)'");
   EXPECT_NE(weight.exit_code, 0);
-  EXPECT_NE(weight.output.find("negative_prompt: prompt: the weight '1.2.3' is not a number"), std::string::npos)
+  EXPECT_NE(weight.output.find("negative_prompt: the weight '1.2.3' is not a number"), std::string::npos)
       << weight.output;
   const auto dir = run_sdrt(base + " --embeddings-dir " + shell_quote(out + "/none"));
   EXPECT_NE(dir.exit_code, 0);

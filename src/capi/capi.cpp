@@ -67,6 +67,14 @@ sdrt::GenerationConfig to_config(const sdrt_generation_config& c) {
                           image_from(c.control_images_rgb[i], c.control_widths[i], c.control_heights[i], 3, "control image"),
                           c.control_scales ? c.control_scales[i] : 1.0f});
   }
+  if (c.prompt_syntax) g.prompt_syntax = c.prompt_syntax;
+  if (c.embedding_count < 0) throw sdrt::Error("embedding_count must not be negative");
+  for (int i = 0; i < c.embedding_count; ++i) {
+    if (!c.embedding_tokens || !c.embedding_paths || !c.embedding_tokens[i] || !c.embedding_paths[i])
+      throw sdrt::Error("embedding_count > 0 but embedding_tokens or embedding_paths is NULL");
+    g.embeddings.push_back({c.embedding_tokens[i], c.embedding_paths[i]});
+  }
+  if (c.embeddings_dir) g.embeddings_dir = c.embeddings_dir;
   return g;
 }
 
@@ -83,6 +91,7 @@ void sdrt_generation_config_init(sdrt_generation_config* c) {
   c->step_count = 50;
   c->guidance_scale = 7.5f;
   c->strength = 1.0f;
+  c->prompt_syntax = "plain";
 }
 
 void sdrt_load_options_init(sdrt_load_options* o) {

@@ -42,7 +42,7 @@ double parse_weight(std::string_view number) {
   double v = 0;
   const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
   if (ec != std::errc() || end != digits.data() + digits.size())
-    throw Error("prompt: the weight '" + std::string(number) + "' is not a number");
+    throw Error("the weight '" + std::string(number) + "' is not a number");
   return v;
 }
 
@@ -146,7 +146,7 @@ WeightedTokens weighted_tokens(const tokenizer::ClipTokenizer& tokenizer, std::s
       in_chunk = total == 0 ? 0 : (total - 1) % kChunkTokens + 1;
     }
     if (out.ids.size() > kLimit)
-      throw Error("prompt: more than " + std::to_string(kLimit) + " tokens (" + std::to_string(kMaxPromptChunks) +
+      throw Error("more than " + std::to_string(kLimit) + " tokens (" + std::to_string(kMaxPromptChunks) +
                   " chunks of " + std::to_string(kChunkTokens) + ")");
   }
   return out;
@@ -163,7 +163,7 @@ PromptChunks chunk_prompts(const std::vector<WeightedTokens>& texts, int64_t chu
   out.chunks = chunks;
   for (const WeightedTokens& t : texts) {
     if (static_cast<int64_t>(t.ids.size()) > chunks * kChunkTokens)
-      throw Error("prompt: " + std::to_string(t.ids.size()) + " tokens do not fit " + std::to_string(chunks) + " chunks");
+      throw Error(std::to_string(t.ids.size()) + " tokens do not fit " + std::to_string(chunks) + " chunks");
     for (int64_t c = 0; c < chunks; ++c) {
       out.ids.push_back(bos);
       out.weights.push_back(1.0f);
