@@ -23,6 +23,9 @@ JobRequest openai_job(const json& j, ServerContext& ctx) {
   GenerationConfig& c = job.config;
   c.prompt = required_string(j, "prompt", l.max_prompt_bytes);
   c.negative_prompt = get_string(j, "negative_prompt", "", l.max_prompt_bytes);
+  c.prompt_syntax = get_string(j, "prompt_syntax", "plain", 16);  // sdrt's field: plain | a1111
+  if (c.prompt_syntax != "plain" && c.prompt_syntax != "a1111")
+    throw ApiError(400, "field 'prompt_syntax' must be plain or a1111", "prompt_syntax");
   // OpenAI's own model names (clients often send one by default) mean the server's current model.
   const std::string model = get_string(j, "model", "", 256);
   const bool openai_name = model.rfind("dall-e", 0) == 0 || model.rfind("gpt-image", 0) == 0;
