@@ -105,6 +105,11 @@ TEST(PromptChunks, LayoutAsTheLpwPipeline) {
   for (int i = 0; i < 8000; ++i) huge += "cat ";
   EXPECT_NE(test::error_message([&] { pipeline::weighted_tokens(tok, huge); }).find("more than 7500 tokens"),
             std::string::npos);
+  // One 1 MB word (BPE is quadratic per word): cut well before BPE, so this takes well under a second.
+  std::string word(1 << 20, 'a');
+  for (size_t i = 0; i < word.size(); ++i) word[i] = static_cast<char>('a' + (i * 7919 + i / 13) % 26);
+  EXPECT_NE(test::error_message([&] { pipeline::weighted_tokens(tok, word); }).find("more than 7500 tokens"),
+            std::string::npos);
 }
 
 TEST(PromptChunks, WeightsRescaleToTheMean) {
@@ -203,6 +208,12 @@ TEST(PromptSyntax, PlainTruncatesWithANoteAndA1111ReadsTheWholePrompt) {
     EXPECT_NE(r.notes[0].find("the first 75"), std::string::npos) << r.notes[0];
   }
   EXPECT_EQ(plain.dim(1), 77);
+  // A hostile 1 MB one-word prompt: the count stops at 225 tokens, so the work stays bounded.
+  g.prompt.assign(1 << 20, 'a');
+  for (size_t i = 0; i < g.prompt.size(); ++i) g.prompt[i] = static_cast<char>('a' + (i * 7919 + i / 13) % 26);
+  const auto hostile = pipe->generate(g);
+  ASSERT_EQ(hostile.notes.size(), 1u);
+  EXPECT_NE(hostile.notes[0].find("more than 225 tokens"), std::string::npos) << hostile.notes[0];
   g.prompt_syntax = "weird";
   EXPECT_NE(test::error_message([&] { pipe->generate(g); }).find("prompt_syntax must be plain or a1111"), std::string::npos);
 }
