@@ -71,6 +71,32 @@ TEST(PromptAttention, BreakSplitsChunks) {
   EXPECT_EQ(std::count_if(g.begin(), g.end(), [](const PromptFragment& x) { return x.is_break; }), 3);
 }
 
+// 400 random prompts of brackets, colons, weights and backslashes, with what A1111's Python function returns
+// (tests/data, made by tools/make_prompt_attention_cases.py): the same fragments and the same weights to
+// the bit, and an error where Python's float() fails.
+TEST(PromptAttention, MatchesA1111OnRandomPrompts) {
+  const auto cases = test::read_json(test::source_dir() + "/tests/data/prompt_attention_cases.json");
+  ASSERT_EQ(cases.size(), 400u);
+  int errors = 0;
+  for (const auto& c : cases) {
+    const std::string prompt = c.at("prompt");
+    SCOPED_TRACE(prompt);
+    if (c.contains("error")) {
+      ++errors;
+      EXPECT_NE(test::error_message([&] { parse_prompt_attention(prompt); }).find("is not a number"), std::string::npos);
+      continue;
+    }
+    const auto got = parse_prompt_attention(prompt);
+    const auto& expected = c.at("fragments");
+    ASSERT_EQ(got.size(), expected.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].text, expected[i][0].get<std::string>()) << i;
+      EXPECT_EQ(got[i].weight, expected[i][1].get<double>()) << i;
+    }
+  }
+  EXPECT_GT(errors, 10);
+}
+
 TEST(PromptAttention, BadWeightIsAnError) {
   EXPECT_NE(test::error_message([] { parse_prompt_attention("(x:1.2.3)"); }).find("'1.2.3' is not a number"),
             std::string::npos);
