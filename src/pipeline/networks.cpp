@@ -150,14 +150,15 @@ Tensor Networks::encode_prompts(const std::vector<std::string>& prompts, const s
                                 std::vector<std::string>* notes) {
   if (syntax != "plain" && syntax != "a1111")
     throw Error("prompt_syntax must be plain or a1111 (got '" + syntax + "')");
-  models::CLIPTextModel& encoder = text_encoder();
-  const AddedVocabulary added = added_vocabulary(embeddings, 0, 1, tokenizer_.vocab_size(), encoder.config().hidden_size);
-  if (!added.tokens.empty() && encoder.config().vocab_size != tokenizer_.vocab_size())
+  // Everything that can fail on the inputs is checked before the text encoder is built (reduce_memory).
+  const auto config = models::CLIPTextConfig::from_json(source_.text_encoder->config);
+  const AddedVocabulary added = added_vocabulary(embeddings, 0, 1, tokenizer_.vocab_size(), config.hidden_size);
+  if (!added.tokens.empty() && config.vocab_size != tokenizer_.vocab_size())
     throw Error(source_.path + ": the tokenizer has " + std::to_string(tokenizer_.vocab_size()) + " tokens but the text encoder " +
-                std::to_string(encoder.config().vocab_size) + "; textual inversion needs them equal");
+                std::to_string(config.vocab_size) + "; textual inversion needs them equal");
   const tokenizer::ClipTokenizer tok = added.tokens.empty() ? tokenizer_ : tokenizer_.with_added_tokens(added.tokens);
   const Tensor* rows = added.tokens.empty() ? nullptr : &added.rows;
-  const auto forward = [&](const std::vector<int64_t>& ids, int64_t n) { return encoder.forward(ids, n, rows).last_hidden_state; };
+  const auto forward = [&](const std::vector<int64_t>& ids, int64_t n) { return text_encoder().forward(ids, n, rows).last_hidden_state; };
   const std::vector<std::string> negatives(prompts.size(), negative);
   Tensor positive, negative_embeds;
   if (syntax == "a1111") {
