@@ -72,7 +72,7 @@ def main():
             cases.append({"prompt": prompt, "fragments": [[t, w] for t, w in parse_prompt_attention(prompt)]})
         except ValueError:
             cases.append({"prompt": prompt, "error": True})
-    print(json.dumps(cases, indent=0))
+    print("[\n" + ",\n".join(json.dumps(c) for c in cases) + "\n]")  # one case per line
 
 
 main()

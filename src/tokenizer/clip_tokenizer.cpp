@@ -203,6 +203,8 @@ ClipTokenizer ClipTokenizer::with_added_tokens(const std::vector<AddedToken>& to
     for (const auto& [text, index] : added->texts)
       if (text == decoded) throw Error(what + " is added twice");
     for (size_t i = 0; i < t.ids.size(); ++i) {
+      if (state_->vocab.find(t.names[i]))
+        throw Error(what + ": name '" + t.names[i] + "' is already in the vocabulary; choose another token");
       if (t.ids[i] < vocab_size())
         throw Error(what + ": id " + std::to_string(t.ids[i]) + " is inside the vocabulary of " + std::to_string(vocab_size()));
       const auto [it, fresh] = added->id_of_name.emplace(t.names[i], t.ids[i]);
