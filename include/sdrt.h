@@ -70,6 +70,7 @@ typedef struct {
   int count;
   sdrt_image* images;
   uint32_t seed;
+  char* notes;                 /* NULL, or one line per note (e.g. "prompt truncated: ..."); freed with the result */
 } sdrt_result;
 
 /* Called after each denoising step; return 0 to cancel generation. */

@@ -85,6 +85,25 @@ TEST(CApiPromptSyntax, WeightsAndEmbeddingsGiveTheDiffusersImages) {
   }
 }
 
+TEST(CApiPromptSyntax, ATruncatedPlainPromptIsNoted) {
+  Loaded l;
+  ASSERT_EQ(sdrt_pipeline_load(reference_path("models/sd1-tiny").c_str(), nullptr, &l.pipe), 0) << sdrt_last_error();
+  std::string long_prompt;
+  for (int i = 0; i < 80; ++i) long_prompt += "cat ";
+  sdrt_generation_config c = case_config(0, long_prompt.c_str());
+  c.step_count = 1;
+  {
+    Result res;
+    ASSERT_EQ(sdrt_generate(l.pipe, &c, nullptr, nullptr, &res.r), 0) << sdrt_last_error();
+    ASSERT_NE(res.r.notes, nullptr);
+    EXPECT_NE(std::string(res.r.notes).find("prompt truncated: it has 80 tokens"), std::string::npos) << res.r.notes;
+  }
+  c.prompt_syntax = "a1111";
+  Result res;
+  ASSERT_EQ(sdrt_generate(l.pipe, &c, nullptr, nullptr, &res.r), 0) << sdrt_last_error();
+  EXPECT_EQ(res.r.notes, nullptr) << "a1111 reads the whole prompt";
+}
+
 TEST(CApiPromptSyntax, ErrorsNameTheField) {
   Loaded l;
   ASSERT_EQ(sdrt_pipeline_load(reference_path("models/sd1-tiny").c_str(), nullptr, &l.pipe), 0) << sdrt_last_error();

@@ -149,13 +149,24 @@ int sdrt_generate(sdrt_pipeline* p, const sdrt_generation_config* c, sdrt_progre
       o.nsfw = r.nsfw[static_cast<size_t>(out->count)] ? 1 : 0;
       ++out->count;
     }
+    std::string notes;
+    for (const auto& n : r.notes) notes += n + "\n";
+    if (!notes.empty()) {
+      out->notes = static_cast<char*>(std::malloc(notes.size() + 1));
+      if (!out->notes) {
+        sdrt_result_free(out);
+        throw sdrt::Error("out of memory");
+      }
+      std::memcpy(out->notes, notes.c_str(), notes.size() + 1);
+    }
   });
 }
 
 void sdrt_result_free(sdrt_result* r) {
-  if (!r || !r->images) return;
-  for (int i = 0; i < r->count; ++i) std::free(r->images[i].pixels);
+  if (!r) return;
+  for (int i = 0; r->images && i < r->count; ++i) std::free(r->images[i].pixels);
   std::free(r->images);
+  std::free(r->notes);
   *r = sdrt_result{};
 }
 
