@@ -1,5 +1,5 @@
-// `sdrt serve` takes prompt_syntax on both API families: the A1111 route gives the CLI's
-// `--prompt-syntax a1111` image, and a bad value is a 400 naming the field.
+// `sdrt serve` takes prompt_syntax on both API families (the A1111 route gives the CLI's
+// `--prompt-syntax a1111` image, a bad value is a 400 naming the field) and --embeddings-dir.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
@@ -24,7 +24,10 @@ class Server {
  public:
   Server() {
     dir_ = fs::temp_directory_path() / ("sdrt-serve-prompt-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
+    fs::create_directories(dir_ / "embeddings");
+    fs::copy_file(std::string(SDRT_REFERENCE_DIR) + "/models/adapters/sd1-tiny-ti-a1111.safetensors",
+                  dir_ / "embeddings" / "mytok.safetensors", fs::copy_options::overwrite_existing);
+    const std::string embeddings = (dir_ / "embeddings").string();
     int fds[2];
     EXPECT_EQ(::pipe(fds), 0);
     pid_ = ::fork();
@@ -33,7 +36,7 @@ class Server {
       ::close(fds[0]);
       const std::string out = (dir_ / "outputs").string();
       ::execl(SDRT_CLI_PATH, "sdrt", "serve", "--resource-path", kModel.c_str(), "--port", "0", "--output-dir",
-              out.c_str(), "--disable-safety", nullptr);
+              out.c_str(), "--disable-safety", "--embeddings-dir", embeddings.c_str(), nullptr);
       ::_exit(127);
     }
     ::close(fds[1]);
@@ -113,6 +116,25 @@ TEST(ServerPromptSyntax, A1111RouteMatchesTheCli) {
   const auto served_image = sdrt::io::read_image(served.string(), 3);
   EXPECT_TRUE(served_image.pixels == image_of("a1111").pixels) << "server and CLI images differ";
   EXPECT_FALSE(served_image.pixels == image_of("plain").pixels) << "the weights must change the image";
+
+  // The server's --embeddings-dir: a prompt naming "mytok" gets the CLI's --embedding mytok=... image.
+  const json ti = {{"prompt", "a photo of mytok"}, {"seed", 42}, {"steps", 4}, {"cfg_scale", 7}, {"width", 64},
+                   {"height", 64}, {"sampler_name", "Euler a"}, {"override_settings", {{"randn_source", "CPU"}}}};
+  const auto tr = cli.Post("/sdapi/v1/txt2img", ti.dump(), "application/json");
+  ASSERT_TRUE(tr);
+  ASSERT_EQ(tr->status, 200) << tr->body.substr(0, 400);
+  sdrt::test::write_bytes((server.dir() / "ti.png").string(), b64decode(json::parse(tr->body)["images"][0]));
+  const fs::path ti_out = server.dir() / "cli-ti";
+  const auto run = sdrt::test::run_sdrt("generate 'a photo of mytok' --resource-path " + kModel +
+                                        " --seed 42 --step-count 4 --guidance-scale 7 --width 64 --height 64"
+                                        " --scheduler euler-a --rng torch --disable-safety --embedding mytok=" +
+                                        (server.dir() / "embeddings" / "mytok.safetensors").string() +
+                                        " --output-path " + ti_out.string());
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const auto ti_files = sdrt::test::folder_entries(ti_out.string());
+  ASSERT_EQ(ti_files.size(), 1u);
+  EXPECT_TRUE(sdrt::io::read_image((server.dir() / "ti.png").string(), 3).pixels ==
+              sdrt::io::read_image((ti_out / ti_files[0]).string(), 3).pixels);
 
   for (const char* route : {"/sdapi/v1/txt2img", "/v1/images/generations"}) {
     const json bad = {{"prompt", "x"}, {"steps", 1}, {"prompt_syntax", "compel"}};

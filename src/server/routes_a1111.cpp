@@ -102,6 +102,7 @@ JobRequest a1111_job(const json& j, ServerContext& ctx) {
   c.rng = rng_for(overrides);
   job.model = ctx.model_name(get_string(overrides, "sd_model_checkpoint", "", 256), "override_settings.sd_model_checkpoint");
   c.disable_safety = ctx.options.disable_safety;
+  c.embeddings_dir = ctx.options.embeddings_dir;
   job.record.prompt = c.prompt;
   job.record.negative_prompt = c.negative_prompt;
   job.record.step_count = c.step_count;

@@ -47,6 +47,7 @@ JobRequest openai_job(const json& j, ServerContext& ctx) {
   if (j.contains("lora") && !j["lora"].is_null())
     throw ApiError(400, "field 'lora' is not supported by this server yet", "lora");
   c.disable_safety = ctx.options.disable_safety;
+  c.embeddings_dir = ctx.options.embeddings_dir;
   for (const char* f : {"response_format", "quality", "style", "user", "background", "output_format", "moderation"})
     opt_string(j, f, 256);  // accepted (type-checked) and otherwise ignored
   const std::string format = get_string(j, "response_format", "url", 32);

@@ -21,6 +21,9 @@ Command add_serve(CLI::App& app) {
   app.add_option("--keep-outputs", o->keep_outputs, "Images kept in --output-dir (oldest removed)")->capture_default_str();
   app.add_option("--public-url", o->public_url, "Base of image URLs (e.g. https://host/sd behind a proxy)");
   app.add_flag("--disable-safety", o->disable_safety, "Do not run the safety checker");
+  app.add_option("--embeddings-dir", o->embeddings_dir,
+                 "Folder of textual-inversion files whose names (without extension) are tokens prompts may use")
+      ->check(CLI::ExistingDirectory);
   app.add_option("--max-body-bytes", o->limits.max_body_bytes, "Largest request body")->capture_default_str();
   app.add_option("--max-pixels", o->limits.max_pixels, "Largest width*height of an output image")->capture_default_str();
   app.add_option("--max-side", o->limits.max_side, "Largest width or height")->capture_default_str();

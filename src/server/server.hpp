@@ -42,6 +42,7 @@ struct ServeOptions {
   int keep_outputs = 256;   // PNGs kept in output_dir for response_format=url (oldest removed)
   int read_timeout_s = 30, write_timeout_s = 60;
   bool disable_safety = false;
+  std::string embeddings_dir;  // textual-inversion files named by token, used when a prompt names them
   PipelineOptions pipeline;
   Limits limits;
 };
