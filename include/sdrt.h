@@ -56,6 +56,13 @@ typedef struct {
   int lora_count;
   const char* const* lora_paths;
   const float* lora_scales;    /* NULL = 1.0 each */
+  /* Prompt syntax: "plain" (default; 77 tokens as diffusers) or "a1111" ((x:1.3), [x], BREAK, any length). */
+  const char* prompt_syntax;
+  /* Textual-inversion embeddings (optional): embedding_count tokens and the files they stand for. */
+  int embedding_count;
+  const char* const* embedding_tokens;
+  const char* const* embedding_paths;
+  const char* embeddings_dir;  /* NULL = none; files named <token>.safetensors/.pt/.bin, used when a prompt names them */
 } sdrt_generation_config;
 
 typedef struct {
@@ -68,6 +75,7 @@ typedef struct {
   int count;
   sdrt_image* images;
   uint32_t seed;
+  char* notes;                 /* NULL, or one line per note (e.g. "prompt truncated: ..."); freed with the result */
 } sdrt_result;
 
 /* Called after each denoising step; return 0 to cancel generation. */

@@ -73,6 +73,14 @@ sdrt::GenerationConfig to_config(const sdrt_generation_config& c) {
     if (!c.lora_paths[i]) throw sdrt::Error("lora_paths[" + std::to_string(i) + "] is NULL");
     g.loras.push_back({c.lora_paths[i], c.lora_scales ? c.lora_scales[i] : 1.0f});
   }
+  if (c.prompt_syntax) g.prompt_syntax = c.prompt_syntax;
+  if (c.embedding_count < 0) throw sdrt::Error("embedding_count must not be negative");
+  for (int i = 0; i < c.embedding_count; ++i) {
+    if (!c.embedding_tokens || !c.embedding_paths || !c.embedding_tokens[i] || !c.embedding_paths[i])
+      throw sdrt::Error("embedding_count > 0 but embedding_tokens or embedding_paths is NULL");
+    g.embeddings.push_back({c.embedding_tokens[i], c.embedding_paths[i]});
+  }
+  if (c.embeddings_dir) g.embeddings_dir = c.embeddings_dir;
   return g;
 }
 
@@ -99,6 +107,7 @@ void sdrt_generation_config_init(sdrt_generation_config* c) {
   c->step_count = 50;
   c->guidance_scale = 7.5f;
   c->strength = 1.0f;
+  c->prompt_syntax = "plain";
 }
 
 void sdrt_load_options_init(sdrt_load_options* o) {
@@ -164,13 +173,24 @@ int sdrt_generate(sdrt_pipeline* p, const sdrt_generation_config* c, sdrt_progre
       o.nsfw = r.nsfw[static_cast<size_t>(out->count)] ? 1 : 0;
       ++out->count;
     }
+    std::string notes;
+    for (const auto& n : r.notes) notes += n + "\n";
+    if (!notes.empty()) {
+      out->notes = static_cast<char*>(std::malloc(notes.size() + 1));
+      if (!out->notes) {
+        sdrt_result_free(out);
+        throw sdrt::Error("out of memory");
+      }
+      std::memcpy(out->notes, notes.c_str(), notes.size() + 1);
+    }
   });
 }
 
 void sdrt_result_free(sdrt_result* r) {
-  if (!r || !r->images) return;
-  for (int i = 0; i < r->count; ++i) std::free(r->images[i].pixels);
+  if (!r) return;
+  for (int i = 0; r->images && i < r->count; ++i) std::free(r->images[i].pixels);
   std::free(r->images);
+  std::free(r->notes);
   *r = sdrt_result{};
 }
 

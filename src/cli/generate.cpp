@@ -12,6 +12,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/lora_flags.hpp"
+#include "cli/embedding_flags.hpp"
 #include "cli/parameters_text.hpp"
 #include "cli/progress.hpp"
 #include "cli/source_flags.hpp"
@@ -41,6 +42,8 @@ struct GenerateArgs {
   bool xl = false;  // Apple's --xl: accepted, the family comes from the model
   int64_t text_encoder_heads = 0;
   std::vector<std::string> controlnets, controlnet_inputs, more_prompts;
+  std::string prompt_syntax = "plain", embeddings_dir;
+  std::vector<std::string> embeddings;  // TOKEN=PATH
   std::vector<float> controlnet_scales;
   std::vector<std::string> loras;  // --lora PATH[:SCALE]
   std::string lora_dir;
@@ -98,7 +101,9 @@ std::string with_flag_names(const std::string& message) {
       {"guidance_scale", "--guidance-scale"}, {"strength", "--strength"}, {"mask", "--mask"},
       {"controls[", "--controlnet/--controlnet-scale"}, {"timestep_spacing", "--timestep-spacing"},
       {"aesthetic_score", "--aesthetic-score"}, {"refiner_start", "--refiner-start"},
-      {"original_height", "--original-size"}, {"target_height", "--target-size"}, {"crop_top", "--crop-coords-top-left"}, {"negative_aesthetic_score", "--negative-aesthetic-score"}};
+      {"original_height", "--original-size"}, {"target_height", "--target-size"},
+      {"crop_top", "--crop-coords-top-left"}, {"negative_aesthetic_score", "--negative-aesthetic-score"},
+      {"prompt_syntax", "--prompt-syntax"}, {"embeddings[", "--embedding"}, {"embeddings_dir", "--embeddings-dir"}};
   for (const auto& [field, flag] : kFlags)
     if (message.rfind(field, 0) == 0) return message + " (set by " + flag + ")";
   return message;
@@ -141,6 +146,9 @@ GenerationConfig to_config(const GenerateArgs& a) {
   c.width = a.width;
   c.height = a.height;
   c.disable_safety = a.disable_safety;
+  c.prompt_syntax = a.prompt_syntax;
+  c.embeddings_dir = a.embeddings_dir;
+  for (const auto& e : a.embeddings) c.embeddings.push_back(parse_embedding_flag(e));
   if (!a.image.empty()) {
     c.starting_image = io::read_image(a.image, 3);
     c.strength = a.strength;
@@ -309,6 +317,11 @@ Command add_generate(CLI::App& app) {
   app.add_option("--lora-dir", a->lora_dir,
                  "Folder for the prompt's <lora:NAME:SCALE> tags (A1111): NAME.safetensors there; tags are removed "
                  "from the prompt");
+  app.add_option("--prompt-syntax", a->prompt_syntax,
+                 "plain (diffusers: 77 tokens) | a1111 ((word:1.3), (word), [word], BREAK, any length)")
+      ->check(CLI::IsMember({"plain", "a1111"}))
+      ->capture_default_str();
+  add_embedding_flags(app, a->embeddings, a->embeddings_dir);
   return [a] {
     if (a->scheduler.empty()) return run_generate(*a);
     const auto& names = schedulers::scheduler_names();

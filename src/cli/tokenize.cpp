@@ -3,6 +3,9 @@
 #include <filesystem>
 
 #include "cli/commands.hpp"
+#include "cli/embedding_flags.hpp"
+#include "sdrt/pipeline/prompt_weighting.hpp"
+#include "sdrt/pipeline/textual_inversion.hpp"
 #include "sdrt/pipeline/model_source.hpp"
 #include "sdrt/tokenizer/clip_tokenizer.hpp"
 
@@ -28,16 +31,43 @@ Command add_tokenize(CLI::App& app) {
   auto path = std::make_shared<std::string>("./");
   auto prompt = std::make_shared<std::string>();
   auto verbose = std::make_shared<bool>(false);
+  auto syntax = std::make_shared<std::string>("plain");
+  auto embeddings = std::make_shared<std::vector<std::string>>();
+  auto embeddings_dir = std::make_shared<std::string>();
   app.add_option("prompt", *prompt, "Text prompt")->required();
   app.add_option("--resource-path", *path, "sdrt bundle or diffusers folder")->capture_default_str();
   app.add_flag("--verbose", *verbose, "Also show the BPE tokens");
+  app.add_option("--prompt-syntax", *syntax, "plain | a1111 (ids of every 77-token chunk; --verbose shows weights)")
+      ->check(CLI::IsMember({"plain", "a1111"}))
+      ->capture_default_str();
+  add_embedding_flags(app, *embeddings, *embeddings_dir);
   return [=] {
-    const auto tok = open_tokenizer(*path);
-    const auto ids = tok.encode(*prompt);
+    auto tok = open_tokenizer(*path);
+    std::vector<EmbeddingInput> inputs;
+    for (const auto& e : *embeddings) inputs.push_back(parse_embedding_flag(e));
+    // The tokenizer alone knows no hidden size: dimensions are checked by generate.
+    const auto added = pipeline::added_vocabulary(pipeline::load_embeddings(inputs, *embeddings_dir, {*prompt}), 0, 1,
+                                                  tok.vocab_size(), 0);
+    if (!added.tokens.empty()) tok = tok.with_added_tokens(added.tokens);
+    std::vector<int64_t> ids;
+    std::vector<float> weights;
+    if (*syntax == "a1111") {
+      const std::vector<pipeline::WeightedTokens> one{pipeline::weighted_tokens(tok, *prompt)};
+      const auto chunks = pipeline::chunk_prompts(one, pipeline::chunk_count(one), tok.bos_id(), tok.eos_id(), tok.pad_id());
+      ids = chunks.ids;
+      weights = chunks.weights;
+    } else {
+      ids = tok.encode(*prompt);
+    }
     std::string line = "[";
     for (size_t i = 0; i < ids.size(); ++i) line += (i ? ", " : "") + std::to_string(ids[i]);
     std::printf("%s]\n", line.c_str());
-    if (*verbose) {
+    if (*verbose && !weights.empty()) {
+      std::fprintf(stderr, "%zu chunks of 77:\n", ids.size() / 77);
+      for (size_t i = 0; i < ids.size(); ++i)
+        std::fprintf(stderr, "  %4zu %6lld %-24s x%g\n", i, static_cast<long long>(ids[i]), tok.token_of(ids[i]).c_str(),
+                     static_cast<double>(weights[i]));
+    } else if (*verbose) {
       const auto tokens = tok.tokenize(*prompt);
       std::fprintf(stderr, "%zu tokens%s:\n", tokens.size(), tokens.size() > 75 ? " (truncated to 75)" : "");
       for (size_t i = 0; i < tokens.size(); ++i) std::fprintf(stderr, "  %3zu %s\n", i + 1, tokens[i].c_str());

@@ -59,25 +59,33 @@ static int64_t pooled_position(const int64_t* ids, int64_t seq, int64_t eos_toke
   return eos == ids + seq ? 0 : eos - ids;
 }
 
-CLIPTextOutput CLIPTextModel::forward(const std::vector<int64_t>& input_ids, int64_t batch) const {
+CLIPTextOutput CLIPTextModel::forward(const std::vector<int64_t>& input_ids, int64_t batch, const Tensor* added_rows) const {
   const int64_t n = static_cast<int64_t>(input_ids.size());
   if (batch <= 0 || n == 0 || n % batch != 0)
     throw Error("CLIPTextModel: " + std::to_string(n) + " input_ids do not form a batch of " + std::to_string(batch));
-  const int64_t seq = n / batch, d = config_.hidden_size;
+  const int64_t seq = n / batch;
   if (seq > config_.max_position_embeddings)
     throw Error("CLIPTextModel: sequence length " + std::to_string(seq) + " exceeds max_position_embeddings " +
                 std::to_string(config_.max_position_embeddings));
+  const int64_t d = config_.hidden_size;
+  if (added_rows && (added_rows->dtype() != DType::F32 || added_rows->ndim() != 2 || added_rows->dim(1) != d))
+    throw Error("CLIPTextModel: added token embeddings must be float32 [n, " + std::to_string(d) + "]");
+  const int64_t vocab = config_.vocab_size + (added_rows ? added_rows->dim(0) : 0);
   for (int64_t i = 0; i < n; ++i)
-    if (input_ids[i] < 0 || input_ids[i] >= config_.vocab_size)
+    if (input_ids[i] < 0 || input_ids[i] >= vocab)
       throw Error("CLIPTextModel: input_ids[" + std::to_string(i) + "] = " + std::to_string(input_ids[i]) +
-                  " is outside the vocabulary of " + std::to_string(config_.vocab_size));
+                  " is outside the vocabulary of " + std::to_string(vocab));
 
   kernels::Backend& be = *backend_;
   std::vector<int64_t> positions(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) positions[i] = i % seq;
   Tensor embeddings = Tensor::empty({batch, seq, d});
-  for (int64_t i = 0; i < n; ++i)  // ids were checked against the vocabulary above
-    impl_->token_embedding.decode_rows(input_ids[i], input_ids[i] + 1, DType::F32, embeddings.f32() + i * d);
+  for (int64_t i = 0; i < n; ++i) {  // ids were checked against the vocabulary above
+    if (input_ids[i] >= config_.vocab_size)
+      std::copy_n(added_rows->f32() + (input_ids[i] - config_.vocab_size) * d, d, embeddings.f32() + i * d);
+    else
+      impl_->token_embedding.decode_rows(input_ids[i], input_ids[i] + 1, DType::F32, embeddings.f32() + i * d);
+  }
   be.add_(embeddings, be.embedding(impl_->position_embedding, positions).reshape({batch, seq, d}));
 
   CLIPTextOutput out;

@@ -67,6 +67,10 @@ void check_generation_config(const GenerationConfig& c, int width, int height, i
   if (!c.timestep_spacing.empty() && c.timestep_spacing != "leading" && c.timestep_spacing != "trailing" &&
       c.timestep_spacing != "linspace")
     throw Error("timestep_spacing must be leading, trailing or linspace (got '" + c.timestep_spacing + "')");
+  if (c.prompt_syntax != "plain" && c.prompt_syntax != "a1111")
+    throw Error("prompt_syntax must be plain or a1111 (got '" + c.prompt_syntax + "')");
+  for (size_t i = 0; i < c.embeddings.size(); ++i)
+    if (c.embeddings[i].token.empty()) throw Error("embeddings[" + std::to_string(i) + "].token is empty");
   for (size_t i = 0; i < c.controls.size(); ++i) {
     check_control_name(c.controls[i].name, i);
     if (!std::isfinite(c.controls[i].scale))

@@ -8,6 +8,7 @@
 #include "sdrt/pipeline/generation_trace.hpp"
 #include "sdrt/pipeline/image_processing.hpp"
 #include "sdrt/pipeline/pipeline.hpp"
+#include "sdrt/pipeline/prompt_weighting.hpp"
 
 namespace sdrt::pipeline {
 namespace {
@@ -51,6 +52,20 @@ template <class T>
 void release(std::unique_ptr<T>& network) {
   network.reset();
   release_cached_memory_unless_shared();
+}
+
+// diffusers keeps the first 75 tokens of a plain prompt (and logs what it drops); say so too.
+void note_truncation(const tokenizer::ClipTokenizer& tok, const std::string& text, const char* what,
+                     std::vector<std::string>& notes) {
+  // Counting stops at 225 tokens: BPE work grows with the square of a word's length, and the tokenizer
+  // cuts words only past what the count needs (hostile one-word prompts stay fast).
+  constexpr size_t kKept = 75, kCounted = 225;
+  if (tok.ids(text, kKept + 1).size() <= kKept) return;
+  const size_t n = tok.ids(text, kCounted + 1).size();
+  notes.push_back(std::string(what) + " truncated: it has " +
+                  (n > kCounted ? "more than " + std::to_string(kCounted) : std::to_string(n)) +
+                  " tokens and CLIP reads the first 75; the rest is ignored (prompt_syntax a1111 reads long prompts "
+                  "in chunks of 75)");
 }
 
 }  // namespace
@@ -135,23 +150,60 @@ models::AutoencoderKL& Networks::vae() {
 }
 
 Tensor Networks::encode_prompts(const std::vector<std::string>& prompts, const std::string& negative, int per_prompt,
-                                bool guided) {
-  auto encode = [&](const std::vector<std::string>& texts, const char* what) {
-    std::vector<int64_t> ids;
-    for (const auto& t : texts) {
+                                bool guided, const std::string& syntax, const std::vector<TextualInversion>& embeddings,
+                                std::vector<std::string>* notes) {
+  if (syntax != "plain" && syntax != "a1111")
+    throw Error("prompt_syntax must be plain or a1111 (got '" + syntax + "')");
+  // Everything that can fail on the inputs is checked before the text encoder is built (reduce_memory).
+  const auto config = models::CLIPTextConfig::from_json(source_.text_encoder->config);
+  const AddedVocabulary added = added_vocabulary(embeddings, 0, 1, tokenizer_.vocab_size(), config.hidden_size);
+  if (!added.tokens.empty() && config.vocab_size != tokenizer_.vocab_size())
+    throw Error(source_.path + ": the tokenizer has " + std::to_string(tokenizer_.vocab_size()) + " tokens but the text encoder " +
+                std::to_string(config.vocab_size) + "; textual inversion needs them equal");
+  const tokenizer::ClipTokenizer tok = added.tokens.empty() ? tokenizer_ : tokenizer_.with_added_tokens(added.tokens);
+  const Tensor* rows = added.tokens.empty() ? nullptr : &added.rows;
+  const auto forward = [&](const std::vector<int64_t>& ids, int64_t n) { return text_encoder().forward(ids, n, rows).last_hidden_state; };
+  const std::vector<std::string> negatives(prompts.size(), negative);
+  Tensor positive, negative_embeds;
+  if (syntax == "a1111") {
+    // One chunk count for the whole batch, negative prompt included, as the lpw pipeline pads them.
+    std::vector<WeightedTokens> pos, neg;
+    const auto weighted = [&](const std::string& text, const char* what) {
       try {
-        const auto one = tokenizer_.encode(t);
-        ids.insert(ids.end(), one.begin(), one.end());
+        return weighted_tokens(tok, text);
       } catch (const Error& e) {
         throw Error(std::string(what) + ": " + e.what());
       }
+    };
+    for (const auto& p : prompts) pos.push_back(weighted(p, "prompt"));
+    if (guided) neg.assign(prompts.size(), weighted(negative, "negative_prompt"));
+    std::vector<WeightedTokens> all = pos;
+    all.insert(all.end(), neg.begin(), neg.end());
+    const int64_t chunks = chunk_count(all);
+    positive = encode_weighted(chunk_prompts(pos, chunks, tok.bos_id(), tok.eos_id(), tok.pad_id()), forward);
+    if (guided) negative_embeds = encode_weighted(chunk_prompts(neg, chunks, tok.bos_id(), tok.eos_id(), tok.pad_id()), forward);
+  } else {
+    auto encode = [&](const std::vector<std::string>& texts, const char* what) {
+      std::vector<int64_t> ids;
+      for (const auto& t : texts) {
+        try {
+          const auto one = tok.encode(t);
+          ids.insert(ids.end(), one.begin(), one.end());
+        } catch (const Error& e) {
+          throw Error(std::string(what) + ": " + e.what());
+        }
+      }
+      return forward(ids, static_cast<int64_t>(texts.size()));
+    };
+    positive = encode(prompts, "prompt");
+    if (guided) negative_embeds = encode(negatives, "negative prompt");
+    if (notes) {
+      for (const auto& p : prompts) note_truncation(tok, p, "prompt", *notes);
+      if (guided) note_truncation(tok, negative, "negative_prompt", *notes);
     }
-    return repeat_rows(text_encoder().forward(ids, static_cast<int64_t>(texts.size())).last_hidden_state, per_prompt);
-  };
-  Tensor positive = encode(prompts, "prompt");
-  Tensor result =
-      guided ? backend_.concat({encode(std::vector<std::string>(prompts.size(), negative), "negative prompt"), positive}, 0)
-             : positive;
+  }
+  positive = repeat_rows(positive, per_prompt);
+  Tensor result = guided ? backend_.concat({repeat_rows(negative_embeds, per_prompt), positive}, 0) : positive;
   if (reduce_memory_) release(text_encoder_);
   return result;
 }
@@ -159,7 +211,7 @@ Tensor Networks::encode_prompts(const std::vector<std::string>& prompts, const s
 models::Conditioning Networks::encode_conditioning(const PromptRequest& r) {
   if (prompt_encoder_) return prompt_encoder_->encode(r);
   models::Conditioning cond;
-  cond.context = encode_prompts(r.prompts, r.negative, r.per_prompt, r.guided);
+  cond.context = encode_prompts(r.prompts, r.negative, r.per_prompt, r.guided, r.syntax, r.embeddings, r.notes);
   return cond;
 }
 

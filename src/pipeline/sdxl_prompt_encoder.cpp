@@ -142,6 +142,8 @@ std::pair<Tensor, Tensor> SdxlPromptEncoder::encode_texts(const std::vector<std:
 }
 
 models::Conditioning SdxlPromptEncoder::encode(const PromptRequest& r) {
+  if (r.syntax != "plain") throw Error("prompt_syntax " + r.syntax + " is not supported for SDXL models yet (plain only)");
+  if (!r.embeddings.empty()) throw Error("embeddings: textual inversion is not supported for SDXL models yet");
   build();
   const auto n = static_cast<int64_t>(r.prompts.size());
   auto [context, pooled] = encode_texts(r.prompts, "prompt");

@@ -13,6 +13,7 @@
 #include "sdrt/pipeline/networks.hpp"
 #include "sdrt/pipeline/pipeline_internal.hpp"
 #include "sdrt/pipeline/precision.hpp"
+#include "sdrt/pipeline/textual_inversion.hpp"
 #include "sdrt/rng/random_source.hpp"
 #include "sdrt/schedulers/scheduler.hpp"
 
@@ -87,11 +88,16 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
     const std::vector<std::string> prompts = c.prompts.empty() ? std::vector<std::string>{c.prompt} : c.prompts;
     const bool guided = c.guidance_scale > 1.0f;
     const bool original = c.original_height > 0, target = c.target_height > 0;  // else the output size
-    const pipeline::PromptRequest request{prompts, c.negative_prompt, c.image_count, guided,
-                                          original ? c.original_height : result.height,
-                                          original ? c.original_width : result.width, c.crop_top, c.crop_left,
-                                          target ? c.target_height : result.height, target ? c.target_width : result.width,
-                                          c.aesthetic_score, c.negative_aesthetic_score};
+    pipeline::PromptRequest request{prompts, c.negative_prompt, c.image_count, guided,
+                                    original ? c.original_height : result.height,
+                                    original ? c.original_width : result.width, c.crop_top, c.crop_left,
+                                    target ? c.target_height : result.height, target ? c.target_width : result.width,
+                                    c.aesthetic_score, c.negative_aesthetic_score};
+    request.syntax = c.prompt_syntax;
+    std::vector<std::string> texts = prompts;
+    texts.push_back(c.negative_prompt);
+    request.embeddings = pipeline::load_embeddings(c.embeddings, c.embeddings_dir, texts);
+    request.notes = &result.notes;
     const models::Conditioning cond = networks_.encode_conditioning(request);
     trace_conditioning(cond, "");
 

@@ -79,6 +79,9 @@ JobRequest a1111_job(const json& j, ServerContext& ctx) {
   GenerationConfig& c = job.config;
   c.prompt = get_string(j, "prompt", "", l.max_prompt_bytes);
   c.negative_prompt = get_string(j, "negative_prompt", "", l.max_prompt_bytes);
+  c.prompt_syntax = get_string(j, "prompt_syntax", "plain", 16);  // sdrt's field: plain | a1111
+  if (c.prompt_syntax != "plain" && c.prompt_syntax != "a1111")
+    throw ApiError(400, "field 'prompt_syntax' must be plain or a1111", "prompt_syntax");
   const int64_t seed = get_int(j, "seed", -1, -1, UINT32_MAX);
   c.seed = seed < 0 ? std::random_device{}() : static_cast<uint32_t>(seed);
   c.scheduler = scheduler_for(j);
@@ -101,6 +104,7 @@ JobRequest a1111_job(const json& j, ServerContext& ctx) {
   c.rng = rng_for(overrides);
   job.model = ctx.model_name(get_string(overrides, "sd_model_checkpoint", "", 256), "override_settings.sd_model_checkpoint");
   c.disable_safety = ctx.options.disable_safety;
+  c.embeddings_dir = ctx.options.embeddings_dir;
   job.record.prompt = c.prompt;  // with any <lora:...> tags, as A1111 records them
   c.loras = request_loras(c.prompt, "prompt", json(), ctx.options.lora_dir);
   job.record.negative_prompt = c.negative_prompt;

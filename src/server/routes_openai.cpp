@@ -24,6 +24,9 @@ JobRequest openai_job(const json& j, ServerContext& ctx) {
   GenerationConfig& c = job.config;
   c.prompt = required_string(j, "prompt", l.max_prompt_bytes);
   c.negative_prompt = get_string(j, "negative_prompt", "", l.max_prompt_bytes);
+  c.prompt_syntax = get_string(j, "prompt_syntax", "plain", 16);  // sdrt's field: plain | a1111
+  if (c.prompt_syntax != "plain" && c.prompt_syntax != "a1111")
+    throw ApiError(400, "field 'prompt_syntax' must be plain or a1111", "prompt_syntax");
   // OpenAI's own model names (clients often send one by default) mean the server's current model.
   const std::string model = get_string(j, "model", "", 256);
   const bool openai_name = model.rfind("dall-e", 0) == 0 || model.rfind("gpt-image", 0) == 0;
@@ -45,6 +48,7 @@ JobRequest openai_job(const json& j, ServerContext& ctx) {
   job.record.prompt = c.prompt;  // with any <lora:...> tags, as A1111 records them
   c.loras = request_loras(c.prompt, "prompt", j.contains("lora") ? j["lora"] : json(), ctx.options.lora_dir);
   c.disable_safety = ctx.options.disable_safety;
+  c.embeddings_dir = ctx.options.embeddings_dir;
   for (const char* f : {"response_format", "quality", "style", "user", "background", "output_format", "moderation"})
     opt_string(j, f, 256);  // accepted (type-checked) and otherwise ignored
   const std::string format = get_string(j, "response_format", "url", 32);

@@ -26,6 +26,9 @@ Command add_serve(CLI::App& app) {
                  "Live preview in /sdapi/v1/progress every N steps (a VAE decode each; 0: none)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_option("--embeddings-dir", o->embeddings_dir,
+                 "Folder of textual-inversion files whose names (without extension) are tokens prompts may use")
+      ->check(CLI::ExistingDirectory);
   app.add_option("--max-body-bytes", o->limits.max_body_bytes, "Largest request body")->capture_default_str();
   app.add_option("--max-pixels", o->limits.max_pixels, "Largest width*height of an output image")->capture_default_str();
   app.add_option("--max-side", o->limits.max_side, "Largest width or height")->capture_default_str();

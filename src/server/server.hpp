@@ -45,6 +45,7 @@ struct ServeOptions {
   int read_timeout_s = 30, write_timeout_s = 60;
   bool disable_safety = false;
   int preview_every = 0;    // live preview period in steps for /sdapi/v1/progress (0: none)
+  std::string embeddings_dir;  // textual-inversion files named by token, used when a prompt names them
   PipelineOptions pipeline;
   Limits limits;
 };

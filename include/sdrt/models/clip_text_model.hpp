@@ -50,7 +50,8 @@ class CLIPTextModel {
 
   // input_ids: row-major [batch, seq] with 1 <= seq <= max_position_embeddings; throws on an id
   // outside the vocabulary. Causal attention, no padding mask (as the SD pipelines call it).
-  CLIPTextOutput forward(const std::vector<int64_t>& input_ids, int64_t batch) const;
+  // added_rows [n, hidden] (textual inversion): ids vocab_size .. vocab_size + n - 1 embed as its rows.
+  CLIPTextOutput forward(const std::vector<int64_t>& input_ids, int64_t batch, const Tensor* added_rows = nullptr) const;
   // final_layer_norm applied to any hidden state (clip skip uses hidden_states[-1 - skip]).
   Tensor final_layer_norm(const Tensor& hidden) const;
   const CLIPTextConfig& config() const { return config_; }

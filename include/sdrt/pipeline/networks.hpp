@@ -19,6 +19,7 @@
 #include "sdrt/pipeline/lora_layers.hpp"
 #include "sdrt/pipeline/model_source.hpp"
 #include "sdrt/pipeline/prompt_encoder.hpp"
+#include "sdrt/pipeline/textual_inversion.hpp"
 #include "sdrt/tokenizer/clip_tokenizer.hpp"
 
 namespace sdrt {
@@ -44,9 +45,12 @@ class Networks {
   int64_t latent_channels() const;
   int64_t unet_in_channels() const;
 
-  // [negative x n ; positive x n] (or positives only when !guided): [B, 77, D] as diffusers builds them.
+  // [negative x n ; positive x n] (or positives only when !guided): [B, 77, D] as diffusers builds them;
+  // syntax "a1111" (prompt_weighting.hpp): [B, 77 * chunks, D]. `embeddings` add their tokens for this call.
+  // A truncated plain prompt adds a note to `notes`.
   Tensor encode_prompts(const std::vector<std::string>& prompts, const std::string& negative, int per_prompt,
-                        bool guided);
+                        bool guided, const std::string& syntax = "plain",
+                        const std::vector<TextualInversion>& embeddings = {}, std::vector<std::string>* notes = nullptr);
   // The UNet's conditioning for a generation, from the text encoder(s) the model has.
   models::Conditioning encode_conditioning(const PromptRequest& request);
   const models::UNet2DConditionModel& unet();

@@ -49,6 +49,12 @@ struct LoraInput {
   float scale = 1.0f;  // multiplies the LoRA's UNet and text-encoder deltas alike (diffusers' `scale`)
 };
 
+// A textual-inversion embedding: `token` in a prompt stands for the vectors in the file at `path`.
+struct EmbeddingInput {
+  std::string token;
+  std::string path;
+};
+
 struct GenerationConfig {
   std::string prompt;
   std::vector<std::string> prompts;  // several prompts in one batch; `prompt` is used when empty
@@ -79,6 +85,12 @@ struct GenerationConfig {
   std::optional<io::Image> mask;     // white = repaint
   std::vector<ControlInput> controls;
   std::vector<LoraInput> loras;      // applied for this generation only
+  // plain: diffusers' reading (77 tokens, longer prompts truncated with a note); a1111: (x:1.3), (x), [x],
+  // \( escapes, BREAK and prompts of any length in chunks of 75, as diffusers' long-prompt-weighting pipeline.
+  std::string prompt_syntax = "plain";
+  std::vector<EmbeddingInput> embeddings;
+  // Embedding files (.safetensors, .pt, .bin) named by their token, used when a prompt contains it.
+  std::string embeddings_dir;
 };
 
 struct StepProgress {

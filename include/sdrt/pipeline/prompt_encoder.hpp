@@ -8,6 +8,7 @@
 #include "sdrt/kernels/backend.hpp"
 #include "sdrt/models/unet_inputs.hpp"
 #include "sdrt/pipeline/model_source.hpp"
+#include "sdrt/pipeline/textual_inversion.hpp"
 
 namespace sdrt::pipeline {
 
@@ -21,6 +22,9 @@ struct PromptRequest {
   int original_height = 0, original_width = 0, crop_top = 0, crop_left = 0, target_height = 0, target_width = 0;
   // SDXL refiner time ids (requires_aesthetics_score), positive and negative.
   float aesthetic_score = 6.0f, negative_aesthetic_score = 2.5f;
+  std::string syntax = "plain";              // plain | a1111 (prompt_weighting.hpp)
+  std::vector<TextualInversion> embeddings;  // tokens added for this request
+  std::vector<std::string>* notes = nullptr;  // receives e.g. "prompt truncated" notes
 };
 
 class PromptEncoder {
