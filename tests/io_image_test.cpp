@@ -357,6 +357,18 @@ TEST(Image, RejectsDecompressionBombs) {
   const std::string path = write_bytes(dir + "/big.png", header);
   const std::string err = test::error_message([&] { io::read_image(path, 1); });
   EXPECT_NE(err.find("pixel limit"), std::string::npos) << err;
+  // Under the limit but far larger than its 57 bytes could hold (deflate expands at most 1032:1): refused
+  // before the 350 MB RGBA buffer is allocated (fuzz_image timed out on such an input).
+  const std::string small = std::string("\x89PNG\r\n\x1a\n") +
+                            png_chunk("IHDR", be32(9500) + be32(9500) + std::string("\x08\x06\0\0\0", 5)) +
+                            png_chunk("IEND", "");
+  const std::string small_path = write_bytes(dir + "/claims.png", small);
+  const std::string truncated = test::error_message([&] { io::read_image(small_path, 3); });
+  EXPECT_NE(truncated.find("truncated PNG: a 9500x9500 image needs at least"), std::string::npos) << truncated;
+  // A real, highly compressible image stays readable: 1024x1024 of one grey compresses ~500:1.
+  const Image flat{1024, 1024, 1, std::vector<uint8_t>(1024 * 1024, 77)};
+  io::write_png(dir + "/flat.png", flat);
+  EXPECT_EQ(io::read_image(dir + "/flat.png", 1).pixels, flat.pixels);
 }
 
 }  // namespace

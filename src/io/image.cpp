@@ -133,12 +133,30 @@ int png_orientation(spng_ctx* ctx) {
   return exif_orientation(reinterpret_cast<const uint8_t*>(exif.data), exif.length);
 }
 
+// Deflate expands at most 1032:1, so a PNG smaller than its image data / 1032 cannot hold the image it
+// declares: refused before any pixel buffer is allocated (else 30 bytes could make us zero 700 MB).
+void check_png_can_hold(const MappedFile& file, const spng_ihdr& ihdr) {
+  constexpr uint64_t kMaxDeflateRatio = 1032;
+  uint64_t samples = 1;  // gray, palette
+  if (ihdr.color_type == SPNG_COLOR_TYPE_TRUECOLOR) samples = 3;
+  if (ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE_ALPHA) samples = 2;
+  if (ihdr.color_type == SPNG_COLOR_TYPE_TRUECOLOR_ALPHA) samples = 4;
+  // Non-interlaced size: a lower bound for interlaced images, which add filter bytes per pass.
+  const uint64_t row = (static_cast<uint64_t>(ihdr.width) * samples * ihdr.bit_depth + 7) / 8 + 1;
+  const uint64_t raw = row * ihdr.height;
+  if (raw / kMaxDeflateRatio > file.size())
+    throw Error(file.path() + ": truncated PNG: a " + std::to_string(ihdr.width) + "x" + std::to_string(ihdr.height) +
+                " image needs at least " + std::to_string(raw / kMaxDeflateRatio) + " bytes of compressed data, the file has " +
+                std::to_string(file.size()));
+}
+
 Image read_png(const MappedFile& file, int channels) {
   const std::string& path = file.path();
   SpngPtr ctx = open_png_decoder(file);
   spng_ihdr ihdr{};
   check_spng(spng_get_ihdr(ctx.get(), &ihdr), path, "cannot read PNG header");
   Image im = make_image(path, ihdr.width, ihdr.height, channels);
+  check_png_can_hold(file, ihdr);
   decode_png_pixels(ctx.get(), path, ihdr, im);
   apply_exif_orientation(im, png_orientation(ctx.get()));
   return im;

@@ -88,11 +88,19 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
     const std::vector<std::string> prompts = c.prompts.empty() ? std::vector<std::string>{c.prompt} : c.prompts;
     const bool guided = c.guidance_scale > 1.0f;
     const bool original = c.original_height > 0, target = c.target_height > 0;  // else the output size
-    pipeline::PromptRequest request{prompts, c.negative_prompt, c.image_count, guided,
-                                    original ? c.original_height : result.height,
-                                    original ? c.original_width : result.width, c.crop_top, c.crop_left,
-                                    target ? c.target_height : result.height, target ? c.target_width : result.width,
-                                    c.aesthetic_score, c.negative_aesthetic_score};
+    pipeline::PromptRequest request;
+    request.prompts = prompts;
+    request.negative = c.negative_prompt;
+    request.per_prompt = c.image_count;
+    request.guided = guided;
+    request.original_height = original ? c.original_height : result.height;
+    request.original_width = original ? c.original_width : result.width;
+    request.crop_top = c.crop_top;
+    request.crop_left = c.crop_left;
+    request.target_height = target ? c.target_height : result.height;
+    request.target_width = target ? c.target_width : result.width;
+    request.aesthetic_score = c.aesthetic_score;
+    request.negative_aesthetic_score = c.negative_aesthetic_score;
     request.syntax = c.prompt_syntax;
     std::vector<std::string> texts = prompts;
     texts.push_back(c.negative_prompt);
