@@ -2,7 +2,9 @@
 
 // GCC 12's AVX-512 intrinsics fill unused lanes from a self-initialised "undefined" vector, which
 // -Wmaybe-uninitialized reports at every use (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <algorithm>

@@ -18,20 +18,6 @@ const ComponentData& require(const std::optional<ComponentData>& c, const ModelS
   return *c;
 }
 
-// Repeats each of the B rows of x [B, ...] `n` times: [x0 x n, x1 x n, ...] (torch repeat + view).
-Tensor repeat_rows(const Tensor& x, int n) {
-  Shape shape = x.shape();
-  const int64_t rows = shape[0];
-  shape[0] = rows * n;
-  Tensor out = Tensor::empty(shape);
-  const size_t row_bytes = x.nbytes() / static_cast<size_t>(rows);
-  auto* dst = static_cast<uint8_t*>(out.raw());
-  const auto* src = static_cast<const uint8_t*>(x.raw());
-  for (int64_t r = 0; r < rows; ++r)
-    for (int k = 0; k < n; ++k, dst += row_bytes) std::memcpy(dst, src + r * static_cast<int64_t>(row_bytes), row_bytes);
-  return out;
-}
-
 io::Image to_image(const float* chw, int64_t h, int64_t w) {
   io::Image img;
   img.width = static_cast<int>(w);
@@ -184,16 +170,7 @@ Tensor Networks::encode_prompts(const std::vector<std::string>& prompts, const s
     if (guided) negative_embeds = encode_weighted(chunk_prompts(neg, chunks, tok.bos_id(), tok.eos_id(), tok.pad_id()), forward);
   } else {
     auto encode = [&](const std::vector<std::string>& texts, const char* what) {
-      std::vector<int64_t> ids;
-      for (const auto& t : texts) {
-        try {
-          const auto one = tok.encode(t);
-          ids.insert(ids.end(), one.begin(), one.end());
-        } catch (const Error& e) {
-          throw Error(std::string(what) + ": " + e.what());
-        }
-      }
-      return forward(ids, static_cast<int64_t>(texts.size()));
+      return forward(token_ids(tok, texts, what), static_cast<int64_t>(texts.size()));
     };
     positive = encode(prompts, "prompt");
     if (guided) negative_embeds = encode(negatives, "negative prompt");
@@ -202,8 +179,8 @@ Tensor Networks::encode_prompts(const std::vector<std::string>& prompts, const s
       if (guided) note_truncation(tok, negative, "negative_prompt", *notes);
     }
   }
-  positive = repeat_rows(positive, per_prompt);
-  Tensor result = guided ? backend_.concat({repeat_rows(negative_embeds, per_prompt), positive}, 0) : positive;
+  positive = repeat_each_row(positive, per_prompt);
+  Tensor result = guided ? backend_.concat({repeat_each_row(negative_embeds, per_prompt), positive}, 0) : positive;
   if (reduce_memory_) release(text_encoder_);
   return result;
 }

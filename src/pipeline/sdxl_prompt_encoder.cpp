@@ -18,20 +18,6 @@
 namespace sdrt::pipeline {
 namespace {
 
-// [x0 x n, x1 x n, ...] (torch repeat + view, as diffusers builds num_images_per_prompt copies).
-Tensor repeat_each_row(const Tensor& x, int n) {
-  Shape shape = x.shape();
-  const int64_t rows = shape[0];
-  shape[0] = rows * n;
-  Tensor out = Tensor::empty(shape);
-  const size_t row_bytes = x.nbytes() / static_cast<size_t>(rows);
-  auto* dst = static_cast<uint8_t*>(out.raw());
-  const auto* src = static_cast<const uint8_t*>(x.raw());
-  for (int64_t r = 0; r < rows; ++r)
-    for (int k = 0; k < n; ++k, dst += row_bytes) std::memcpy(dst, src + r * static_cast<int64_t>(row_bytes), row_bytes);
-  return out;
-}
-
 // The whole block repeated n times: torch's add_time_ids.repeat(batch * num_images_per_prompt, 1).
 Tensor tile_block(const Tensor& x, int64_t n) {
   Shape shape = x.shape();
@@ -39,20 +25,6 @@ Tensor tile_block(const Tensor& x, int64_t n) {
   Tensor out = Tensor::empty(shape);
   for (int64_t k = 0; k < n; ++k) std::memcpy(out.f32() + k * x.numel(), x.f32(), x.nbytes());
   return out;
-}
-
-std::vector<int64_t> token_ids(const tokenizer::ClipTokenizer& tok, const std::vector<std::string>& texts,
-                               const char* what) {
-  std::vector<int64_t> ids;
-  for (const auto& t : texts) {
-    try {
-      const auto one = tok.encode(t);
-      ids.insert(ids.end(), one.begin(), one.end());
-    } catch (const Error& e) {
-      throw Error(std::string(what) + ": " + e.what());
-    }
-  }
-  return ids;
 }
 
 // hidden_states[-2]: the output of the second-to-last layer, without the final layer norm.

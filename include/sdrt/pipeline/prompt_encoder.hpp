@@ -9,6 +9,7 @@
 #include "sdrt/models/unet_inputs.hpp"
 #include "sdrt/pipeline/model_source.hpp"
 #include "sdrt/pipeline/textual_inversion.hpp"
+#include "sdrt/tokenizer/clip_tokenizer.hpp"
 
 namespace sdrt::pipeline {
 
@@ -26,6 +27,12 @@ struct PromptRequest {
   std::vector<TextualInversion> embeddings;  // tokens added for this request
   std::vector<std::string>* notes = nullptr;  // receives e.g. "prompt truncated" notes
 };
+
+// [x0 x n, x1 x n, ...] (torch repeat + view): diffusers' num_images_per_prompt copies of each row.
+Tensor repeat_each_row(const Tensor& x, int n);
+// The token ids of `texts`, one row after another; a tokenizer error is prefixed with `what`.
+std::vector<int64_t> token_ids(const tokenizer::ClipTokenizer& tok, const std::vector<std::string>& texts,
+                               const char* what);
 
 class PromptEncoder {
  public:

@@ -3,7 +3,9 @@
 #pragma once
 // GCC 12 flags the intrinsics' own deliberately-undefined temporaries (_mm512_undefined_ps).
 #pragma GCC diagnostic push
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
