@@ -10,21 +10,14 @@
 #include <vector>
 
 #include "sdrt/io/image.hpp"
+#include "support/capi_support.hpp"
 #include "support/test_support.hpp"
 
 namespace {
 
 using sdrt::test::reference_path;
 
-struct Loaded {
-  sdrt_pipeline* pipe = nullptr;
-  ~Loaded() { sdrt_pipeline_free(pipe); }
-};
-
-struct Result {
-  sdrt_result r{};
-  ~Result() { sdrt_result_free(&r); }
-};
+using namespace sdrt::test::capi;
 
 // cases/pipelines_v2/sd1_lora_kohya_scale0.7_s10_10steps without its LoRA fields.
 sdrt_generation_config case_config() {
@@ -40,11 +33,6 @@ sdrt_generation_config case_config() {
   return c;
 }
 
-double psnr_u8(const uint8_t* a, const std::vector<uint8_t>& b) {
-  double se = 0;
-  for (size_t i = 0; i < b.size(); ++i) se += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-  return se == 0 ? INFINITY : 10 * std::log10(255.0 * 255.0 / (se / double(b.size())));
-}
 
 TEST(CApiLora, InitLeavesNoLoras) {
   sdrt_generation_config c;

@@ -9,21 +9,14 @@
 #include <vector>
 
 #include "sdrt/io/image.hpp"
+#include "support/capi_support.hpp"
 #include "support/test_support.hpp"
 
 namespace {
 
 using sdrt::test::reference_path;
 
-struct Loaded {
-  sdrt_pipeline* pipe = nullptr;
-  ~Loaded() { sdrt_pipeline_free(pipe); }
-};
-
-struct Result {
-  sdrt_result r{};
-  ~Result() { sdrt_result_free(&r); }
-};
+using namespace sdrt::test::capi;
 
 // The reference case txt2img_pndm_torch_s0_10steps_g7.5 (cases/pipelines), through the C structs.
 sdrt_generation_config reference_config() {
@@ -39,11 +32,6 @@ sdrt_generation_config reference_config() {
   return c;
 }
 
-double psnr_u8(const uint8_t* a, const std::vector<uint8_t>& b) {
-  double se = 0;
-  for (size_t i = 0; i < b.size(); ++i) se += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-  return se == 0 ? INFINITY : 10 * std::log10(255.0 * 255.0 / (se / double(b.size())));
-}
 
 TEST(CApi, InitFillsTheDocumentedDefaults) {
   sdrt_load_options o;
