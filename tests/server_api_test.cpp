@@ -35,16 +35,19 @@ class Server {
     std::error_code ec;
     fs::create_symlink(adapters + "sd1-tiny-lora-kohya.safetensors", dir_ / "loras" / "kohya.safetensors", ec);
     fs::create_directory_symlink(adapters + "sd1-tiny-lora-diffusers", dir_ / "loras" / "peft", ec);
+    fs::create_directories(dir_ / "embeddings");
+    fs::create_symlink(adapters + "sd1-tiny-ti-a1111.safetensors", dir_ / "embeddings" / "mytok.safetensors", ec);
     int fds[2];
     EXPECT_EQ(::pipe(fds), 0);
     pid_ = ::fork();
     if (pid_ == 0) {
       ::dup2(fds[1], 1);
       ::close(fds[0]);
-      const std::string out = (dir_ / "outputs").string(), loras = (dir_ / "loras").string();
+      const std::string out = (dir_ / "outputs").string(), loras = (dir_ / "loras").string(),
+                        embeddings = (dir_ / "embeddings").string();
       ::execl(SDRT_CLI_PATH, "sdrt", "serve", "--resource-path", kModel.c_str(), "--port", "0", "--output-dir",
               out.c_str(), "--disable-safety", "--api-key", kKey.c_str(), "--queue-size", "2", "--max-body-bytes",
-              "1000000", "--lora-dir", loras.c_str(), nullptr);
+              "1000000", "--lora-dir", loras.c_str(), "--embeddings-dir", embeddings.c_str(), nullptr);
       ::_exit(127);
     }
     ::close(fds[1]);
@@ -317,6 +320,66 @@ TEST(ServerApi, LorasByNameMatchTheCli) {
   expect_json_error(cli.Post("/sdapi/v1/txt2img", R"({"prompt":"x <lora:/etc/passwd:1>"})", "application/json"), 400,
                     "prompt");
   EXPECT_EQ(body_of(cli.Get("/health"))["status"], "ok");
+}
+
+const char* const kPrompt = "a (red:1.3) car, [fog], ((mountain road))";
+
+// prompt_syntax on both API families (the A1111 route gives the CLI's --prompt-syntax a1111 image, a bad
+// value is a 400 naming the field) and --embeddings-dir.
+TEST(ServerPromptSyntax, A1111RouteMatchesTheCli) {
+  Server& server = ::server();
+  auto cli = server.client();
+  const json request = {{"prompt", kPrompt}, {"seed", 42}, {"steps", 4}, {"cfg_scale", 7}, {"width", 64}, {"height", 64},
+                        {"sampler_name", "Euler a"}, {"prompt_syntax", "a1111"},
+                        {"override_settings", {{"randn_source", "CPU"}}}};
+  const auto r = cli.Post("/sdapi/v1/txt2img", request.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body.substr(0, 400);
+  const json j = json::parse(r->body);
+  ASSERT_EQ(j["images"].size(), 1u);
+  const fs::path served = server.dir() / "served.png";
+  sdrt::test::write_bytes(served.string(), b64decode(j["images"][0]));
+  const auto image_of = [&](const std::string& syntax) {
+    const fs::path out = server.dir() / ("cli-" + syntax);
+    const auto run = sdrt::test::run_sdrt("generate " + sdrt::test::shell_quote(kPrompt) + " --resource-path " + kModel +
+                                          " --seed 42 --step-count 4 --guidance-scale 7 --width 64 --height 64"
+                                          " --scheduler euler-a --rng torch --disable-safety --prompt-syntax " +
+                                          syntax + " --output-path " + out.string());
+    EXPECT_EQ(run.exit_code, 0) << run.output;
+    const auto files = sdrt::test::folder_entries(out.string());
+    EXPECT_EQ(files.size(), 1u);
+    return sdrt::io::read_image((out / files.at(0)).string(), 3);
+  };
+  const auto served_image = sdrt::io::read_image(served.string(), 3);
+  EXPECT_TRUE(served_image.pixels == image_of("a1111").pixels) << "server and CLI images differ";
+  EXPECT_FALSE(served_image.pixels == image_of("plain").pixels) << "the weights must change the image";
+
+  // The server's --embeddings-dir: a prompt naming "mytok" gets the CLI's --embedding mytok=... image.
+  const json ti = {{"prompt", "a photo of mytok"}, {"seed", 42}, {"steps", 4}, {"cfg_scale", 7}, {"width", 64},
+                   {"height", 64}, {"sampler_name", "Euler a"}, {"override_settings", {{"randn_source", "CPU"}}}};
+  const auto tr = cli.Post("/sdapi/v1/txt2img", ti.dump(), "application/json");
+  ASSERT_TRUE(tr);
+  ASSERT_EQ(tr->status, 200) << tr->body.substr(0, 400);
+  sdrt::test::write_bytes((server.dir() / "ti.png").string(), b64decode(json::parse(tr->body)["images"][0]));
+  const fs::path ti_out = server.dir() / "cli-ti";
+  const auto run = sdrt::test::run_sdrt("generate 'a photo of mytok' --resource-path " + kModel +
+                                        " --seed 42 --step-count 4 --guidance-scale 7 --width 64 --height 64"
+                                        " --scheduler euler-a --rng torch --disable-safety --embedding mytok=" +
+                                        (server.dir() / "embeddings" / "mytok.safetensors").string() +
+                                        " --output-path " + ti_out.string());
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const auto ti_files = sdrt::test::folder_entries(ti_out.string());
+  ASSERT_EQ(ti_files.size(), 1u);
+  EXPECT_TRUE(sdrt::io::read_image((server.dir() / "ti.png").string(), 3).pixels ==
+              sdrt::io::read_image((ti_out / ti_files[0]).string(), 3).pixels);
+
+  for (const char* route : {"/sdapi/v1/txt2img", "/v1/images/generations"}) {
+    const json bad = {{"prompt", "x"}, {"steps", 1}, {"prompt_syntax", "compel"}};
+    const auto e = cli.Post(route, bad.dump(), "application/json");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->status, 400) << route << ": " << e->body;
+    EXPECT_NE(e->body.find("prompt_syntax"), std::string::npos) << e->body;
+  }
 }
 
 TEST(ServerApi, HostileRequestsGetJsonErrorsAndTheServerStaysUp) {
