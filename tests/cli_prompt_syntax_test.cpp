@@ -137,6 +137,12 @@ TEST(CliTokenize, ShowsEmbeddingExpansionAndChunks) {
   EXPECT_EQ(std::count(chunks.out.begin(), chunks.out.end(), ','), 2 * 77 - 1);  // 2 chunks of 77 ids
   EXPECT_NE(chunks.err.find("2 chunks of 77"), std::string::npos) << chunks.err;
   EXPECT_NE(chunks.err.find("x1.2"), std::string::npos) << "(intricate details:1.2)";
+  // SDXL's refiner has tokenizer_2 alone: an SDXL embedding's clip_g tokens, pads ("!" = 0) after the EOS.
+  const auto xl = run_sdrt_streams("tokenize '(a photo) of <tok>' --prompt-syntax a1111 --resource-path " +
+                                   shell_quote(test::reference_path("models/sdxl-tiny-refiner")) + " --embedding " +
+                                   shell_quote("<tok>=" + adapter("sdxl-tiny-ti-sdxl.safetensors")));
+  ASSERT_EQ(xl.exit_code, 0) << xl.err;
+  EXPECT_EQ(xl.out.substr(0, 51), "[49406, 320, 1125, 539, 49408, 49409, 49407, 0, 0, ") << xl.out;
 }
 
 }  // namespace

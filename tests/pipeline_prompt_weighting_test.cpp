@@ -115,7 +115,7 @@ TEST(PromptChunks, LayoutAsTheLpwPipeline) {
   // BREAK pads the chunk to 75 tokens; the empty negative still gets the same number of chunks.
   const auto b = pipeline::weighted_tokens(tok, "a BREAK b");
   ASSERT_EQ(b.ids.size(), 76u);
-  EXPECT_EQ(b.ids[1], tok.pad_id());
+  EXPECT_EQ(b.ids[1], tok.eos_id());  // chunk_prompts turns what follows the chunk's first EOS into pads
   const auto empty = pipeline::weighted_tokens(tok, "");
   EXPECT_EQ(pipeline::chunk_count({empty}), 1);
   EXPECT_EQ(pipeline::chunk_count({b, empty}), 2);
@@ -136,6 +136,22 @@ TEST(PromptChunks, LayoutAsTheLpwPipeline) {
   for (size_t i = 0; i < word.size(); ++i) word[i] = static_cast<char>('a' + (i * 7919 + i / 13) % 26);
   EXPECT_NE(test::error_message([&] { pipeline::weighted_tokens(tok, word); }).find("more than 7500 tokens"),
             std::string::npos);
+}
+
+// SD 2.x's tokenizer (and SDXL's tokenizer_2) pads with "!" (id 0), not EOS: a chunk is [BOS] tokens [EOS]
+// pads, as A1111 and the tokenizer itself lay it out, so a short prompt gets plain mode's ids.
+TEST(PromptChunks, PadsFollowTheEosWhereThePadIsNotEos) {
+  const auto tok = tokenizer::ClipTokenizer::from_folder(test::reference_path("models/sd2-tiny-v/tokenizer"));
+  ASSERT_NE(tok.pad_id(), tok.eos_id());
+  const auto a = pipeline::weighted_tokens(tok, "a red car");
+  const auto chunks = pipeline::chunk_prompts({a}, 1, tok.bos_id(), tok.eos_id(), tok.pad_id());
+  EXPECT_EQ(chunks.ids, tok.encode("a red car"));
+  // BREAK: each chunk ends its tokens with EOS and pads after it; the second chunk holds "b".
+  const auto b = pipeline::weighted_tokens(tok, "a BREAK b");
+  const auto two = pipeline::chunk_prompts({b}, 2, tok.bos_id(), tok.eos_id(), tok.pad_id());
+  const auto expect_a = tok.encode("a"), expect_b = tok.encode("b");
+  EXPECT_EQ(std::vector<int64_t>(two.ids.begin(), two.ids.begin() + 77), expect_a);
+  EXPECT_EQ(std::vector<int64_t>(two.ids.begin() + 77, two.ids.end()), expect_b);
 }
 
 TEST(PromptChunks, WeightsRescaleToTheMean) {

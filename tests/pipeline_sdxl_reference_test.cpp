@@ -18,14 +18,14 @@
 namespace sdrt {
 namespace {
 
-// Every "sdxl" txt2img case of the pack without adapters, and the refiner's img2img case. The LoRA and
-// textual-inversion SDXL cases (sdxl_lora_*, sdxl_ti_*) need adapter loading; the ensemble case needs
-// base + refiner in one generation.
+// Every "sdxl" txt2img case of the pack, the textual-inversion one included, and the refiner's img2img
+// case. The LoRA case is in pipeline_lora_test.cpp; the ensemble case needs base + refiner in one generation.
 const std::vector<std::string> kCases = {
     "sdxl_euler_numpy_s0_10steps_g5",      "sdxl_euler_torch_s0_10steps_g5",
     "sdxl_euler_torch_s1_10steps_96x64",   "sdxl_euler_torch_s2_10steps_neg",
     "sdxl_euler_torch_s3_10steps_g1.0",    "sdxl_dpmpp2m_karras_torch_s4_12steps",
-    "sdxl_turbo_eulera_trailing_torch_s5_1step_g0", "sdxlrefiner_img2img_torch_s6_10steps_strength0.3"};
+    "sdxl_turbo_eulera_trailing_torch_s5_1step_g0", "sdxlrefiner_img2img_torch_s6_10steps_strength0.3",
+    "sdxl_ti_s16_10steps"};
 
 std::string case_path(const std::string& name, const std::string& suffix) {
   return test::reference_path("cases/pipelines_v2/" + name + suffix);
@@ -57,6 +57,8 @@ GenerationConfig case_config(const std::string& name, const nlohmann::json& c) {
   g.timestep_spacing = c.at("scheduler_config").at("timestep_spacing");
   g.width = c.at("width");
   g.height = c.at("height");
+  for (const auto& ti : c.value("ti", nlohmann::json::array()))
+    g.embeddings.push_back({ti.at("token"), test::reference_path("models/adapters/" + ti.at("file").get<std::string>())});
   return g;
 }
 
@@ -70,7 +72,7 @@ Tensor image_tensor(const std::vector<io::Image>& images) {
 }
 
 // Tolerances as the SD 1.x reference test's (pipeline_reference_cases_test.cpp); observed values on this
-// x86-64 machine, fp32, OMP_NUM_THREADS=1, worst over the 8 cases, printed by the test:
+// x86-64 machine, fp32, OMP_NUM_THREADS=1, worst over the 9 cases, printed by the test:
 constexpr double kEmbedsTol = 1e-5;      // abs, prompt embeddings / pooled; observed 8.3e-7
 constexpr double kTimeIdsTol = 0.0;      // exact integers; observed 0
 constexpr double kXtRelTol = 1e-6;       // of max |x_T|; observed 0 (txt2img), 8.5e-8 (refiner img2img)
@@ -278,7 +280,7 @@ TEST(SdxlReferenceBf16, CloseToFp32) {
 
 // A new SDXL case in the pack must be added above (or to the list of ones that need other features).
 TEST(SdxlReferenceIndex, CoversEveryBaseCase) {
-  const std::vector<std::string> elsewhere = {"sdxl_lora_kohya_scale0.7_s13_10steps", "sdxl_ti_s16_10steps",
+  const std::vector<std::string> elsewhere = {"sdxl_lora_kohya_scale0.7_s13_10steps",
                                               "sdxl_ensemble_base0.8_refiner_torch_s7_10steps"};
   for (const auto& c : test::read_json(test::reference_path("cases/pipelines_v2/index.json"))) {
     if (c.at("kind").get<std::string>().rfind("sdxl", 0) != 0) continue;

@@ -12,17 +12,31 @@
 namespace sdrt::cli {
 namespace {
 
-// The tokenizer files of a bundle, a diffusers folder (tokenizer/) or a plain folder of BPE files.
-tokenizer::ClipTokenizer open_tokenizer(const std::string& path) {
+// The tokenizer to show, and which of the model's text encoders it belongs to (an SDXL embedding file holds
+// vectors for each encoder).
+struct ShownTokenizer {
+  tokenizer::ClipTokenizer tok;
+  size_t encoder = 0, encoder_count = 1;
+};
+
+// The tokenizer files of a bundle, a diffusers folder (tokenizer/; SDXL: tokenizer/ of two, the refiner's
+// tokenizer_2/) or a plain folder of BPE files.
+ShownTokenizer open_tokenizer(const std::string& path) {
   namespace fs = std::filesystem;
-  if (fs::exists(fs::path(path) / "model_index.json")) return tokenizer::ClipTokenizer::from_folder(path + "/tokenizer");
-  if (fs::exists(fs::path(path) / "manifest.json")) {
+  const fs::path root(path);
+  if (fs::exists(root / "model_index.json")) {
+    const bool second = fs::exists(root / "tokenizer_2");
+    if (!fs::exists(root / "tokenizer") && second)
+      return {tokenizer::ClipTokenizer::from_folder(path + "/tokenizer_2"), 1, 2};
+    return {tokenizer::ClipTokenizer::from_folder(path + "/tokenizer"), 0, second ? 2u : 1u};
+  }
+  if (fs::exists(root / "manifest.json")) {
     pipeline::SourceOptions so;
     so.verify_checksums = false;
     const auto t = pipeline::open_model_source(path, so).tokenizer;
-    return tokenizer::ClipTokenizer::from_files(t.vocab_json, t.merges_txt, t.pad_token);
+    return {tokenizer::ClipTokenizer::from_files(t.vocab_json, t.merges_txt, t.pad_token)};
   }
-  return tokenizer::ClipTokenizer::from_folder(path);
+  return {tokenizer::ClipTokenizer::from_folder(path)};
 }
 
 }  // namespace
@@ -42,12 +56,12 @@ Command add_tokenize(CLI::App& app) {
       ->capture_default_str();
   add_embedding_flags(app, *embeddings, *embeddings_dir);
   return [=] {
-    auto tok = open_tokenizer(*path);
+    auto [tok, encoder, encoder_count] = open_tokenizer(*path);
     std::vector<EmbeddingInput> inputs;
     for (const auto& e : *embeddings) inputs.push_back(parse_embedding_flag(e));
     // The tokenizer alone knows no hidden size: dimensions are checked by generate.
-    const auto added = pipeline::added_vocabulary(pipeline::load_embeddings(inputs, *embeddings_dir, {*prompt}), 0, 1,
-                                                  tok.vocab_size(), 0);
+    const auto added = pipeline::added_vocabulary(pipeline::load_embeddings(inputs, *embeddings_dir, {*prompt}), encoder,
+                                                  encoder_count, tok.vocab_size(), 0);
     if (!added.tokens.empty()) tok = tok.with_added_tokens(added.tokens);
     std::vector<int64_t> ids;
     std::vector<float> weights;

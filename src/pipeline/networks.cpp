@@ -40,20 +40,6 @@ void release(std::unique_ptr<T>& network) {
   release_cached_memory_unless_shared();
 }
 
-// diffusers keeps the first 75 tokens of a plain prompt (and logs what it drops); say so too.
-void note_truncation(const tokenizer::ClipTokenizer& tok, const std::string& text, const char* what,
-                     std::vector<std::string>& notes) {
-  // Counting stops at 225 tokens: BPE work grows with the square of a word's length, and the tokenizer
-  // cuts words only past what the count needs (hostile one-word prompts stay fast).
-  constexpr size_t kKept = 75, kCounted = 225;
-  if (tok.ids(text, kKept + 1).size() <= kKept) return;
-  const size_t n = tok.ids(text, kCounted + 1).size();
-  notes.push_back(std::string(what) + " truncated: it has " +
-                  (n > kCounted ? "more than " + std::to_string(kCounted) : std::to_string(n)) +
-                  " tokens and CLIP reads the first 75; the rest is ignored (prompt_syntax a1111 reads long prompts "
-                  "in chunks of 75)");
-}
-
 }  // namespace
 
 Networks::Networks(ModelSource source, bool reduce_memory, kernels::Backend& backend, int vae_tile_size)
@@ -143,10 +129,7 @@ Tensor Networks::encode_prompts(const std::vector<std::string>& prompts, const s
   // Everything that can fail on the inputs is checked before the text encoder is built (reduce_memory).
   const auto config = models::CLIPTextConfig::from_json(source_.text_encoder->config);
   const AddedVocabulary added = added_vocabulary(embeddings, 0, 1, tokenizer_.vocab_size(), config.hidden_size);
-  if (!added.tokens.empty() && config.vocab_size != tokenizer_.vocab_size())
-    throw Error(source_.path + ": the tokenizer has " + std::to_string(tokenizer_.vocab_size()) + " tokens but the text encoder " +
-                std::to_string(config.vocab_size) + "; textual inversion needs them equal");
-  const tokenizer::ClipTokenizer tok = added.tokens.empty() ? tokenizer_ : tokenizer_.with_added_tokens(added.tokens);
+  const tokenizer::ClipTokenizer tok = tokenizer_with(tokenizer_, added, config.vocab_size, source_.path + ": text_encoder");
   const Tensor* rows = added.tokens.empty() ? nullptr : &added.rows;
   const auto forward = [&](const std::vector<int64_t>& ids, int64_t n) { return text_encoder().forward(ids, n, rows).last_hidden_state; };
   const std::vector<std::string> negatives(prompts.size(), negative);

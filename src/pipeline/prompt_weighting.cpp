@@ -135,7 +135,7 @@ WeightedTokens weighted_tokens(const tokenizer::ClipTokenizer& tokenizer, std::s
   for (const PromptFragment& f : parse_prompt_attention(prompt)) {
     if (f.is_break) {
       const int64_t pads = kChunkTokens - in_chunk;
-      out.ids.insert(out.ids.end(), static_cast<size_t>(pads), tokenizer.pad_id());
+      out.ids.insert(out.ids.end(), static_cast<size_t>(pads), tokenizer.eos_id());  // chunk_prompts pads after it
       out.weights.insert(out.weights.end(), static_cast<size_t>(pads), 1.0f);
       in_chunk = 0;
     } else {
@@ -165,15 +165,19 @@ PromptChunks chunk_prompts(const std::vector<WeightedTokens>& texts, int64_t chu
     if (static_cast<int64_t>(t.ids.size()) > chunks * kChunkTokens)
       throw Error(std::to_string(t.ids.size()) + " tokens do not fit " + std::to_string(chunks) + " chunks");
     for (int64_t c = 0; c < chunks; ++c) {
+      const size_t start = out.ids.size();
       out.ids.push_back(bos);
       out.weights.push_back(1.0f);
       for (int64_t j = 0; j < kChunkTokens; ++j) {
         const auto i = static_cast<size_t>(c * kChunkTokens + j);
-        out.ids.push_back(i < t.ids.size() ? t.ids[i] : pad);
+        out.ids.push_back(i < t.ids.size() ? t.ids[i] : eos);
         out.weights.push_back(i < t.ids.size() ? t.weights[i] : 1.0f);
       }
       out.ids.push_back(eos);
       out.weights.push_back(1.0f);
+      // Everything after the chunk's first EOS is padding (A1111's process_tokens).
+      const auto first_eos = std::find(out.ids.begin() + static_cast<std::ptrdiff_t>(start) + 1, out.ids.end(), eos);
+      std::fill(first_eos + 1, out.ids.end(), pad);
     }
   }
   return out;

@@ -4,6 +4,12 @@
 // The time ids are original size + crop top-left + target size, (H, W, 0, 0, H, W) by default, or for the
 // refiner (requires_aesthetics_score, text_encoder_2 only) original size + crop + aesthetic score; the
 // negative ids equal the positive ones (refiner: crop (0, 0) and the negative aesthetic score).
+// Textual inversion: an SDXL file's clip_l vectors join text_encoder's vocabulary and its clip_g vectors
+// text_encoder_2's, under one token (diffusers loads such a file twice). A1111 syntax: each encoder's
+// penultimate states are chunked, weighted and mean-rescaled as for SD 1.x (prompt_weighting.hpp), then
+// concatenated, as A1111 treats each SDXL embedder; the pooled embedding is text_encoder_2's for the first
+// chunk, unweighted (A1111's and the lpw SDXL pipeline's choice).
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <tuple>
@@ -13,6 +19,7 @@
 #include "sdrt/models/clip_text_model.hpp"
 #include "sdrt/models/nn_layers.hpp"
 #include "sdrt/pipeline/prompt_encoder.hpp"
+#include "sdrt/pipeline/prompt_weighting.hpp"
 #include "sdrt/tokenizer/clip_tokenizer.hpp"
 
 namespace sdrt::pipeline {
@@ -57,6 +64,25 @@ struct Tower {
   }
 };
 
+// One tower's reading of a request, made before any encoder is built: its tokenizer with the request's
+// embeddings, and the texts as token ids (plain) or weighted tokens (a1111).
+struct TowerInput {
+  Tower* tower = nullptr;
+  const char* name = "";
+  std::optional<tokenizer::ClipTokenizer> tokenizer;
+  AddedVocabulary added;
+  std::vector<int64_t> prompt_ids, negative_ids;
+  std::vector<WeightedTokens> prompts, negatives;
+
+  const Tensor* added_rows() const { return added.tokens.empty() ? nullptr : &added.rows; }
+};
+
+// One tower's output for one side (prompts or negatives): penultimate states [n, L, D] and, from
+// text_encoder_2, the projected pooled output [n, projection_dim].
+struct TowerOutput {
+  Tensor hidden, pooled;
+};
+
 tokenizer::ClipTokenizer open_tokenizer(const TokenizerFiles& t) {
   return tokenizer::ClipTokenizer::from_files(t.vocab_json, t.merges_txt, t.pad_token);
 }
@@ -88,9 +114,11 @@ class SdxlPromptEncoder final : public PromptEncoder {
     second_.build(second_backend_, true);
     if (first_.data) first_.build(first_backend_, false);
   }
-  // Per text: the encoders' penultimate hidden states side by side [n, 77, D1 + D2] (text_encoder_2's alone
-  // in the refiner) and the projected pooled output of text_encoder_2 [n, projection_dim].
-  std::pair<Tensor, Tensor> encode_texts(const std::vector<std::string>& texts, const char* what);
+  std::vector<TowerInput> read_request(const PromptRequest& r, bool encode_negative);
+  TowerOutput run_tower(const TowerInput& in, bool negative, int64_t chunks, int64_t n) const;
+  // Per text: the encoders' penultimate hidden states side by side [n, L, D1 + D2] (text_encoder_2's alone
+  // in the refiner; L = 77 per chunk) and the projected pooled output of text_encoder_2 [n, projection_dim].
+  std::pair<Tensor, Tensor> encode_side(const std::vector<TowerInput>& inputs, bool negative, int64_t chunks, int64_t n);
 
   const ModelSource& source_;
   kernels::Backend& backend_;
@@ -99,26 +127,91 @@ class SdxlPromptEncoder final : public PromptEncoder {
   Tower first_, second_;
 };
 
-std::pair<Tensor, Tensor> SdxlPromptEncoder::encode_texts(const std::vector<std::string>& texts, const char* what) {
-  const auto n = static_cast<int64_t>(texts.size());
-  const auto out_2 = second_.model->forward(token_ids(*second_.tokenizer, texts, what), n);
-  const Tensor& h2 = penultimate(out_2, "text_encoder_2");
-  Tensor pooled = (*second_.projection)(out_2.pooler_output);
-  if (!first_.data) return {h2, pooled};  // the refiner: text_encoder_2 alone
-  const auto out_1 = first_.model->forward(token_ids(*first_.tokenizer, texts, what), n);
-  const Tensor& h1 = penultimate(out_1, "text_encoder");
+std::vector<TowerInput> SdxlPromptEncoder::read_request(const PromptRequest& r, bool encode_negative) {
+  std::vector<TowerInput> inputs;
+  // The refiner has text_encoder_2 alone; an SDXL embedding's clip_g vectors (index 1 of 2) go to it.
+  if (first_.data) inputs.push_back({&first_, "text_encoder", {}, {}, {}, {}, {}, {}});
+  inputs.push_back({&second_, "text_encoder_2", {}, {}, {}, {}, {}, {}});
+  for (auto& in : inputs) {
+    const size_t index = in.tower == &first_ ? 0 : 1;
+    const auto cfg = models::CLIPTextConfig::from_json(in.tower->data->config);
+    in.added = added_vocabulary(r.embeddings, index, 2, in.tower->tokenizer->vocab_size(), cfg.hidden_size);
+    in.tokenizer = tokenizer_with(*in.tower->tokenizer, in.added, cfg.vocab_size, source_.path + ": " + in.name);
+    const auto weighted = [&](const std::string& text, const char* what) {
+      try {
+        return weighted_tokens(*in.tokenizer, text);
+      } catch (const Error& e) {
+        throw Error(std::string(what) + ": " + e.what());
+      }
+    };
+    const std::vector<std::string> negatives(r.prompts.size(), r.negative);
+    if (r.syntax == "a1111") {
+      for (const auto& p : r.prompts) in.prompts.push_back(weighted(p, "prompt"));
+      if (encode_negative) in.negatives.assign(r.prompts.size(), weighted(r.negative, "negative_prompt"));
+    } else {
+      in.prompt_ids = token_ids(*in.tokenizer, r.prompts, "prompt");
+      if (encode_negative) in.negative_ids = token_ids(*in.tokenizer, negatives, "negative prompt");
+    }
+  }
+  return inputs;
+}
+
+TowerOutput SdxlPromptEncoder::run_tower(const TowerInput& in, bool negative, int64_t chunks, int64_t n) const {
+  const Tower& t = *in.tower;
+  TowerOutput out;
+  bool pooled_taken = false;
+  const auto forward = [&](const std::vector<int64_t>& ids, int64_t rows) {
+    auto result = t.model->forward(ids, rows, in.added_rows());
+    // Plain: the only call; a1111: the first chunk's.
+    if (t.projection && !pooled_taken) out.pooled = (*t.projection)(result.pooler_output);
+    pooled_taken = true;
+    return penultimate(result, in.name);
+  };
+  if (chunks == 0) {
+    out.hidden = forward(negative ? in.negative_ids : in.prompt_ids, n);
+  } else {
+    const auto& texts = negative ? in.negatives : in.prompts;
+    const auto& tok = *in.tokenizer;
+    out.hidden = encode_weighted(chunk_prompts(texts, chunks, tok.bos_id(), tok.eos_id(), tok.pad_id()), forward);
+  }
+  return out;
+}
+
+std::pair<Tensor, Tensor> SdxlPromptEncoder::encode_side(const std::vector<TowerInput>& inputs, bool negative,
+                                                         int64_t chunks, int64_t n) {
+  std::vector<TowerOutput> outs;
+  for (const auto& in : inputs) outs.push_back(run_tower(in, negative, chunks, n));
+  if (outs.size() == 1) return {outs[0].hidden, outs[0].pooled};  // the refiner: text_encoder_2 alone
+  const Tensor &h1 = outs[0].hidden, &h2 = outs[1].hidden;
   if (h1.dim(1) != h2.dim(1))
     throw Error(source_.path + ": text_encoder and text_encoder_2 give " + std::to_string(h1.dim(1)) + " and " +
                 std::to_string(h2.dim(1)) + " positions");
-  return {backend_.concat({h1, h2}, 2), pooled};
+  return {backend_.concat({h1, h2}, 2), outs[1].pooled};
 }
 
 models::Conditioning SdxlPromptEncoder::encode(const PromptRequest& r) {
-  if (r.syntax != "plain") throw Error("prompt_syntax " + r.syntax + " is not supported for SDXL models yet (plain only)");
-  if (!r.embeddings.empty()) throw Error("embeddings: textual inversion is not supported for SDXL models yet");
+  if (r.syntax != "plain" && r.syntax != "a1111")
+    throw Error("prompt_syntax must be plain or a1111 (got '" + r.syntax + "')");
+  const bool zero_negative = r.negative.empty() && source_.force_zeros_for_empty_prompt;
+  const bool encode_negative = r.guided && !zero_negative;
+  // Everything that can fail on the inputs is read before the encoders are built (reduce_memory).
+  const std::vector<TowerInput> inputs = read_request(r, encode_negative);
+  int64_t chunks = 0;  // plain
+  if (r.syntax == "a1111") {
+    // One chunk count for the batch, negative included (padded to the same length), and both towers.
+    for (const auto& in : inputs) {
+      std::vector<WeightedTokens> all = in.prompts;
+      all.insert(all.end(), in.negatives.begin(), in.negatives.end());
+      chunks = std::max(chunks, chunk_count(all));
+    }
+  } else if (r.notes) {
+    const auto& tok = *inputs.back().tokenizer;
+    for (const auto& p : r.prompts) note_truncation(tok, p, "prompt", *r.notes);
+    if (encode_negative) note_truncation(tok, r.negative, "negative_prompt", *r.notes);
+  }
   build();
   const auto n = static_cast<int64_t>(r.prompts.size());
-  auto [context, pooled] = encode_texts(r.prompts, "prompt");
+  auto [context, pooled] = encode_side(inputs, false, chunks, n);
   context = repeat_each_row(context, r.per_prompt);
   pooled = repeat_each_row(pooled, r.per_prompt);
   // (original_size, crops_coords_top_left, target_size) as floats, or (original_size, crops, aesthetic score)
@@ -137,12 +230,11 @@ models::Conditioning SdxlPromptEncoder::encode(const PromptRequest& r) {
     cond = {context, pooled, tile_block(time_ids, images)};
   } else {
     Tensor neg_context, neg_pooled;
-    if (r.negative.empty() && source_.force_zeros_for_empty_prompt) {
+    if (zero_negative) {
       neg_context = Tensor::zeros(context.shape());
       neg_pooled = Tensor::zeros(pooled.shape());
     } else {
-      std::tie(neg_context, neg_pooled) =
-          encode_texts(std::vector<std::string>(r.prompts.size(), r.negative), "negative prompt");
+      std::tie(neg_context, neg_pooled) = encode_side(inputs, true, chunks, n);
       neg_context = repeat_each_row(neg_context, r.per_prompt);
       neg_pooled = repeat_each_row(neg_pooled, r.per_prompt);
     }

@@ -34,6 +34,14 @@ Tensor repeat_each_row(const Tensor& x, int n);
 std::vector<int64_t> token_ids(const tokenizer::ClipTokenizer& tok, const std::vector<std::string>& texts,
                                const char* what);
 
+// diffusers keeps the first 75 tokens of a plain prompt (and logs what it drops); adds a note saying so.
+void note_truncation(const tokenizer::ClipTokenizer& tok, const std::string& text, const char* what,
+                     std::vector<std::string>& notes);
+// The tokenizer that reads `added`'s tokens (`base` when nothing is added). Throws, prefixed with `what`,
+// when the text encoder's embedding table (`encoder_vocab` rows) does not end where the vocabulary does.
+tokenizer::ClipTokenizer tokenizer_with(const tokenizer::ClipTokenizer& base, const AddedVocabulary& added,
+                                        int64_t encoder_vocab, const std::string& what);
+
 class PromptEncoder {
  public:
   virtual ~PromptEncoder() = default;

@@ -28,7 +28,7 @@ struct PromptFragment {
 std::vector<PromptFragment> parse_prompt_attention(std::string_view text);
 
 // Token ids (no BOS/EOS) and their weights; each fragment is tokenized on its own, as the lpw pipeline
-// does; BREAK pads with `pad` to the next multiple of 75. Throws past kMaxPromptChunks chunks.
+// does; BREAK fills the chunk to the next multiple of 75 with EOS. Throws past kMaxPromptChunks chunks.
 struct WeightedTokens {
   std::vector<int64_t> ids;
   std::vector<float> weights;
@@ -38,7 +38,10 @@ WeightedTokens weighted_tokens(const tokenizer::ClipTokenizer& tokenizer, std::s
 // Chunks needed for the longest of `texts` (at least 1).
 int64_t chunk_count(const std::vector<WeightedTokens>& texts);
 
-// Per text, `chunks` x 77 ids: each chunk [BOS] 75 tokens or pads [EOS]; weights 1 outside the tokens.
+// Per text, `chunks` x 77 ids: each chunk [BOS] tokens [EOS] then `pad` up to 77 positions, as A1111 lays
+// chunks out (a full chunk: [BOS] 75 tokens [EOS]). Where pad = EOS (SD 1.x) this is also the lpw pipeline's
+// [BOS] tokens pads [EOS]; where they differ (SD 2.x, SDXL's text_encoder_2) a short unweighted prompt gets
+// exactly plain mode's ids. Weights are 1 outside the tokens.
 struct PromptChunks {
   int64_t chunks = 1;
   std::vector<int64_t> ids;     // [texts, chunks * 77]
