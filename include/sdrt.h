@@ -26,6 +26,9 @@ typedef struct {
   int text_encoder_heads;        /* 0 = hidden size / 64; no tensor shape shows the head count */
   /* Bundles only: */
   int skip_checksums;            /* 1: do not verify the files' checksums while loading */
+  /* Single-file checkpoints: NULL, or a diffusers folder whose configs and tokenizers describe the model
+     (diffusers' from_single_file(config=...)), for what no tensor shape shows: norm groups, head counts */
+  const char* config_dir;
 } sdrt_load_options;
 
 typedef struct {

@@ -11,6 +11,9 @@ struct SourceOptions {
   std::optional<std::string> tokenizer_dir;    // single files: where vocab.json/merges.txt live
   // single files: the text encoder's head count, which no tensor shape shows (default hidden size / 64)
   std::optional<int64_t> text_encoder_heads;
+  // single files: a diffusers folder whose configs (and tokenizers) describe the model, as diffusers'
+  // from_single_file(config=...) takes them: for what no tensor shape shows (norm groups, head counts)
+  std::optional<std::string> config_dir;
   bool verify_checksums = true;                // bundles
 };
 
