@@ -29,6 +29,9 @@ typedef struct {
   /* Single-file checkpoints: NULL, or a diffusers folder whose configs and tokenizers describe the model
      (diffusers' from_single_file(config=...)), for what no tensor shape shows: norm groups, head counts */
   const char* config_dir;
+  /* Any model: NULL, or a VAE replacing the model's: a diffusers AutoencoderKL folder, or one weights file with
+     diffusers or LDM names (e.g. the fp16-fix SDXL VAE) */
+  const char* vae;
 } sdrt_load_options;
 
 typedef struct {

@@ -46,6 +46,7 @@ TEST(CApi, InitFillsTheDocumentedDefaults) {
   EXPECT_EQ(o.text_encoder_heads, 0);
   EXPECT_EQ(o.skip_checksums, 0);
   EXPECT_EQ(o.config_dir, nullptr);
+  EXPECT_EQ(o.vae, nullptr);
   sdrt_generation_config c;
   std::memset(&c, 0xAB, sizeof c);
   sdrt_generation_config_init(&c);

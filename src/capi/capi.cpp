@@ -134,6 +134,7 @@ int sdrt_pipeline_load(const char* path, const sdrt_load_options* options, sdrt_
       if (options->text_encoder_heads > 0) o.source.text_encoder_heads = options->text_encoder_heads;
       o.source.verify_checksums = options->skip_checksums == 0;
       if (options->config_dir) o.source.config_dir = options->config_dir;
+      if (options->vae) o.source.vae = options->vae;
     }
     *out = new sdrt_pipeline{sdrt::Pipeline::load(path, o)};
   });

@@ -35,7 +35,7 @@ struct GenerateArgs {
   float guidance_scale = 7.5f, strength = 0.5f, aesthetic_score = 6.0f, negative_aesthetic_score = 2.5f;
   bool disable_safety = false;
   int vae_tile_size = 0;
-  std::string prediction_type, tokenizer_dir, config_dir;  // single files
+  std::string prediction_type, tokenizer_dir, config_dir, vae;  // single files
   std::string timestep_spacing, refiner;
   double refiner_start = 0.8;
   std::vector<int> original_size, crop_top_left, target_size;  // SDXL time ids
@@ -187,6 +187,7 @@ int run_generate(GenerateArgs& a) {
   if (!a.tokenizer_dir.empty()) options.source.tokenizer_dir = a.tokenizer_dir;
   if (a.text_encoder_heads > 0) options.source.text_encoder_heads = a.text_encoder_heads;
   if (!a.config_dir.empty()) options.source.config_dir = a.config_dir;
+  if (!a.vae.empty()) options.source.vae = a.vae;
   std::unique_ptr<Pipeline> pipe;
   with_source_flag_names([&] { pipe = Pipeline::load(a.resource_path, options); });
 
@@ -301,6 +302,9 @@ Command add_generate(CLI::App& app) {
   app.add_option("--config-dir", a->config_dir,
                  "Single files: diffusers folder whose configs and tokenizers describe the model (as diffusers' "
                  "from_single_file(config=...)), e.g. for SDXL fine-tunes with unusual sizes");
+  app.add_option("--vae", a->vae,
+                 "A VAE replacing the model's: diffusers AutoencoderKL folder, or a weights file with diffusers or "
+                 "LDM names (e.g. the fp16-fix SDXL VAE)");
   // Apple's flag and values, accepted so that its command lines run unchanged; sdrt computes on the CPU only today.
   app.add_option("--compute-units", a->compute_units, "accepted for Apple compatibility; CPU only today")
       ->check(CLI::IsMember({"all", "cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine", "cpu"}))

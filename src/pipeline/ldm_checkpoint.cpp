@@ -328,7 +328,6 @@ ConvertedCheckpoint convert_sgm(const TensorTable& table, const LdmConfig& confi
   const int64_t latent_size = config.image_size.value_or(128);
   out.unet_config = ldm::unet_config_json(unet, attention_heads(config, unet, true, config_source), latent_size);
   out.vae_config = ldm::vae_config_json(vae, latent_size * vae_scale, config.scale_factor.value_or(0.13025));
-  out.vae_config["force_upcast"] = true;  // the SDXL 1.0 VAE overflows in fp16
   BetaSchedule schedule = schedule_from_buffer(table).value_or(BetaSchedule{});
   if (config.linear_start) schedule.start = *config.linear_start;
   if (config.linear_end) schedule.end = *config.linear_end;

@@ -224,16 +224,23 @@ std::string stored_precision(const ModelSource& src) {
 ModelSource open_model_source(const std::string& path, const SourceOptions& options) {
   const fs::path p(path);
   if (!fs::exists(p)) throw Error(path + ": no such file or folder");
-  if (fs::is_directory(p)) {
-    if (fs::exists(p / "manifest.json")) return read_bundle(path, options.verify_checksums);
+  ModelSource src;
+  if (fs::is_directory(p) && fs::exists(p / "manifest.json")) {
+    src = read_bundle(path, options.verify_checksums);
+  } else if (fs::is_directory(p)) {
     if (!fs::exists(p / "model_index.json"))
       throw Error(path + ": neither an sdrt bundle (manifest.json) nor a diffusers folder (model_index.json)");
-    ModelSource src = open_diffusers_folder(p);
+    src = open_diffusers_folder(p);
     src.precision = stored_precision(src);
-    return src;
+  } else {
+    src = open_single_file(p, options);
+    src.precision = stored_precision(src);
   }
-  ModelSource src = open_single_file(p, options);
-  src.precision = stored_precision(src);
+  if (options.vae) {
+    if (!src.vae) throw Error(path + ": the model has no VAE to replace");
+    src.vae = open_vae_override(*options.vae, src.vae->config);
+    src.has_vae_encoder = src.has_vae_decoder = true;
+  }
   return src;
 }
 

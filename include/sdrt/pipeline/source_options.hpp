@@ -15,6 +15,9 @@ struct SourceOptions {
   // from_single_file(config=...) takes them: for what no tensor shape shows (norm groups, head counts)
   std::optional<std::string> config_dir;
   bool verify_checksums = true;                // bundles
+  // Any source: a VAE that replaces the model's (a diffusers AutoencoderKL folder, or one weights file with
+  // diffusers or LDM names), e.g. the fp16-fix SDXL VAE
+  std::optional<std::string> vae;
 };
 
 }  // namespace sdrt::pipeline
