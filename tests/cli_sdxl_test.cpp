@@ -217,6 +217,20 @@ TEST(CliSdxlFlags, TakesTimeIdSizes) {
   EXPECT_NE(r.output.find("--original-size"), std::string::npos) << r.output;
 }
 
+// --negative-prompt "" is encoded (diffusers' negative_prompt=""), no flag means zeros: different images.
+TEST(CliSdxlFlags, AnExplicitEmptyNegativePromptIsEncoded) {
+  const std::string base = "generate cat --seed 1 --step-count 2 --guidance-scale 5 --resource-path " +
+                           shell_quote(test::reference_path("models/sdxl-tiny")) + " --output-path ";
+  const std::string a = test::make_temp_dir("cli-sdxl-neg-a"), b = test::make_temp_dir("cli-sdxl-neg-b");
+  ASSERT_EQ(run_sdrt(base + shell_quote(a)).exit_code, 0);
+  const auto r = run_sdrt(base + shell_quote(b) + " --negative-prompt ''");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto fa = test::folder_entries(a), fb = test::folder_entries(b);
+  ASSERT_EQ(fa.size(), 1u);
+  ASSERT_EQ(fb.size(), 1u);
+  EXPECT_NE(io::read_image(a + "/" + fa[0], 3).pixels, io::read_image(b + "/" + fb[0], 3).pixels);
+}
+
 TEST(CliSdxlFlags, RejectsAnUnknownTimestepSpacing) {
   const auto r = run_sdrt("generate cat --timestep-spacing middle --resource-path " +
                           shell_quote(test::reference_path("models/sdxl-tiny")) + " --output-path " +

@@ -28,7 +28,8 @@ namespace sdrt::cli {
 namespace {
 
 struct GenerateArgs {
-  std::string prompt, negative_prompt, resource_path = "./", output_path = "./", scheduler, rng = "numpy";
+  std::string prompt, resource_path = "./", output_path = "./", scheduler, rng = "numpy";
+  std::optional<std::string> negative_prompt;  // given, even "": encoded (SDXL: not zeros)
   std::string compute_units = "all", image, mask, compute_precision = "auto", attention = "flash", reduce_memory;
   int image_count = 1, step_count = 50, save_every = 0, width = 0, height = 0;
   std::optional<std::string> seed;
@@ -76,7 +77,7 @@ std::string output_name(const GenerateArgs& a, size_t image, uint32_t seed, cons
 ParametersRecord parameters_record(const GenerateArgs& a, size_t image) {
   ParametersRecord r;
   r.prompt = a.prompt_of(image);
-  r.negative_prompt = a.negative_prompt;
+  r.negative_prompt = a.negative_prompt.value_or("");
   r.step_count = a.step_count;
   r.guidance_scale = a.guidance_scale;
   r.model_name = fs::path(a.resource_path).filename().string();
@@ -130,7 +131,8 @@ GenerationConfig to_config(const GenerateArgs& a) {
     c.prompts = {a.prompt};
     c.prompts.insert(c.prompts.end(), a.more_prompts.begin(), a.more_prompts.end());
   }
-  c.negative_prompt = a.negative_prompt;
+  c.negative_prompt = a.negative_prompt.value_or("");
+  c.encode_empty_negative_prompt = a.negative_prompt.has_value();
   c.image_count = a.image_count;
   c.step_count = a.step_count;
   c.guidance_scale = a.guidance_scale;
@@ -247,7 +249,9 @@ Command add_generate(CLI::App& app) {
   app.add_option("--batch-prompt", a->more_prompts,
                  "Further prompts generated in the same batch as the first (one noise draw for the batch, as "
                  "diffusers with a list of prompts); repeatable");
-  app.add_option("--negative-prompt", a->negative_prompt, "What the image should not show");
+  app.add_option("--negative-prompt", a->negative_prompt,
+                 "What the image should not show (SDXL: without it the negative conditioning is zeros, as "
+                 "diffusers' default; an explicit \"\" is encoded)");
   app.add_option("--resource-path", a->resource_path, "sdrt bundle, diffusers folder or single-file checkpoint")->capture_default_str();
   app.add_option("--image-count", a->image_count, "Images to generate")->capture_default_str();
   app.add_option("--step-count", a->step_count, "Denoising steps")->capture_default_str();
