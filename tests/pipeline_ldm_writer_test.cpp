@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <set>
 
 #include "sdrt/io/safetensors.hpp"
+#include "sdrt/pipeline/ldm_checkpoint.hpp"
 #include "support/model_writers.hpp"
 #include "support/test_support.hpp"
 
@@ -96,6 +98,42 @@ TEST(LdmWriter, UnetAndVaeLayoutsOfAnotherShape) {
     EXPECT_TRUE(by_name.count(name)) << name;
   EXPECT_EQ(by_name.at(v + "encoder.mid.attn_1.q.weight").shape, (std::vector<int64_t>{64, 64, 1, 1}));
   EXPECT_FALSE(by_name.count(u + "output_blocks.1.2.conv.weight"));
+}
+
+// The SD 2.x file with the yaml the writer derives gives sd2-tiny-v back, configs included, once the norm
+// groups (16; LDM hard-codes 32) and the tiny tower's 4 text heads are given.
+TEST(LdmWriter, Sd2FileAndYamlGiveTheDiffusersFolderWithTheNormGroupsOption) {
+  const std::string model = test::reference_path("models/sd2-tiny-v"), dir = test::make_temp_dir("ldm-writer-sd2");
+  test::write_ldm_safetensors(model, test::LdmText::OpenClip, dir + "/sd2.safetensors");
+  std::ofstream(dir + "/sd2.yaml") << test::ldm_yaml(model, test::LdmText::OpenClip);
+  pipeline::LdmOptions options;
+  options.overrides = pipeline::LdmConfig{};
+  options.overrides->text_num_attention_heads = 4;
+  options.overrides->norm_num_groups = 16;
+  const auto c = pipeline::load_ldm_checkpoint(dir + "/sd2.safetensors", options);
+  EXPECT_EQ(c.family, "sd2");
+  for (const auto& [component, weights, config] :
+       {std::tuple{"unet", &c.unet, &c.unet_config}, {"vae", &c.vae, &c.vae_config}, {"text_encoder", &c.text_encoder, &c.text_encoder_config}}) {
+    const std::string file = std::string(component) == "text_encoder" ? "/model.safetensors" : "/diffusion_pytorch_model.safetensors";
+    const Weights expected = test::read_case(model + "/" + component + file);
+    EXPECT_EQ(weights->names().size(), expected.names().size()) << component;
+    for (const auto& [name, e] : expected.all()) {
+      ASSERT_TRUE(weights->has(name)) << component << " " << name;
+      const Tensor& a = weights->stored(name);
+      EXPECT_TRUE(a.shape() == e.shape() && std::memcmp(a.raw(), e.raw(), e.nbytes()) == 0) << component << " " << name;
+    }
+    nlohmann::json want = test::read_json(model + "/" + component + "/config.json"), got = *config;
+    for (const char* k : {"_name_or_path", "transformers_version", "_diffusers_version"}) want.erase(k), got.erase(k);
+    EXPECT_EQ(got, want) << component << ": " << nlohmann::json::diff(want, got).dump();
+  }
+  EXPECT_EQ(c.scheduler_config["prediction_type"], "v_prediction");  // from the yaml's parameterization
+
+  options.overrides->norm_num_groups = 24;  // does not divide 32 channels
+  const std::string error = test::error_message([&] { pipeline::load_ldm_checkpoint(dir + "/sd2.safetensors", options); });
+  EXPECT_NE(error.find("not divisible by 24 norm groups"), std::string::npos) << error;
+  // Without the option: LDM's 32 groups, which divide these channels too.
+  options.overrides->norm_num_groups.reset();
+  EXPECT_EQ(pipeline::load_ldm_checkpoint(dir + "/sd2.safetensors", options).unet_config["norm_num_groups"], 32);
 }
 
 }  // namespace

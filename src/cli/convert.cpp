@@ -19,7 +19,7 @@ namespace {
 struct ConvertArgs {
   std::string source, output, precision = "float16", prediction_type, tokenizer_dir;
   bool chunk_unet = false, force = false, check = false;
-  int64_t text_encoder_heads = 0;
+  int64_t text_encoder_heads = 0, norm_groups = 0;
   bool unet = false, text_encoder = false, vae_decoder = false, vae_encoder = false, safety_checker = false;
   std::vector<std::string> controlnets;
   pipeline::CompressionOptions compression;
@@ -44,6 +44,7 @@ int run_convert(const ConvertArgs& a) {
   if (!a.prediction_type.empty()) so.prediction_type = a.prediction_type;
   if (!a.tokenizer_dir.empty()) so.tokenizer_dir = a.tokenizer_dir;
   if (a.text_encoder_heads > 0) so.text_encoder_heads = a.text_encoder_heads;
+  if (a.norm_groups > 0) so.norm_num_groups = a.norm_groups;
   pipeline::CompressionOptions compression = a.compression;
   if (!a.weight_quantization.empty() && a.weight_quantization != "int8")
     throw Error("--weight-quantization: unknown value '" + a.weight_quantization + "' (int8)");
@@ -111,6 +112,8 @@ Command add_convert(CLI::App& app) {
   app.add_option("--tokenizer", a->tokenizer_dir, "Single files: folder with vocab.json and merges.txt");
   app.add_option("--text-encoder-heads", a->text_encoder_heads,
                  "Single files: attention heads of the text encoder (default: hidden size / 64)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--norm-groups", a->norm_groups, "Single files: GroupNorm groups of the UNet and VAE (default: 32)")
       ->check(CLI::PositiveNumber);
   app.add_flag("--force", a->force, "Replace an existing bundle");
   app.add_option("--quantize-nbits", a->compression.bits,

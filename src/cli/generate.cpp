@@ -40,7 +40,7 @@ struct GenerateArgs {
   double refiner_start = 0.8;
   std::vector<int> original_size, crop_top_left, target_size;  // SDXL time ids
   bool xl = false;  // Apple's --xl: accepted, the family comes from the model
-  int64_t text_encoder_heads = 0;
+  int64_t text_encoder_heads = 0, norm_groups = 0;
   std::vector<std::string> controlnets, controlnet_inputs, more_prompts;
   std::string prompt_syntax = "plain", embeddings_dir;
   std::vector<std::string> embeddings;  // TOKEN=PATH
@@ -186,6 +186,7 @@ int run_generate(GenerateArgs& a) {
   if (!a.prediction_type.empty()) options.source.prediction_type = a.prediction_type;
   if (!a.tokenizer_dir.empty()) options.source.tokenizer_dir = a.tokenizer_dir;
   if (a.text_encoder_heads > 0) options.source.text_encoder_heads = a.text_encoder_heads;
+  if (a.norm_groups > 0) options.source.norm_num_groups = a.norm_groups;
   std::unique_ptr<Pipeline> pipe;
   with_source_flag_names([&] { pipe = Pipeline::load(a.resource_path, options); });
 
@@ -296,6 +297,8 @@ Command add_generate(CLI::App& app) {
   app.add_option("--tokenizer", a->tokenizer_dir, "Single files: folder with vocab.json and merges.txt");
   app.add_option("--text-encoder-heads", a->text_encoder_heads,
                  "Single files: attention heads of the text encoder (default: hidden size / 64)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--norm-groups", a->norm_groups, "Single files: GroupNorm groups of the UNet and VAE (default: 32)")
       ->check(CLI::PositiveNumber);
   // Apple's flag and values, accepted so that its command lines run unchanged; sdrt computes on the CPU only today.
   app.add_option("--compute-units", a->compute_units, "accepted for Apple compatibility; CPU only today")

@@ -15,6 +15,7 @@ void with_source_flag_names(const std::function<void()>& f) {
         {"text_encoder_heads", "--text-encoder-heads"},
         {"prediction_type", "--prediction-type"},
         {"tokenizer_dir", "--tokenizer"},
+        {"norm_num_groups", "--norm-groups"},
     };
     const std::string message = e.what();
     for (const auto& [field, flag] : flags)

@@ -93,6 +93,7 @@ void check_settings(const LdmConfig& c, const std::string& source) {
   within(c.num_heads, kMaxInferredDim, "unet_config.params.num_heads");
   within(c.num_head_channels, kMaxInferredDim, "unet_config.params.num_head_channels");
   within(c.text_num_attention_heads, kMaxInferredDim, "text_num_attention_heads");
+  within(c.norm_num_groups, kMaxInferredDim, "norm_num_groups");
 }
 
 void check_unet_config(const LdmConfig& c, const ldm::UnetLayout& u, const ConfigCheck& check) {
@@ -192,6 +193,19 @@ std::string prediction_type(const LdmOptions& o, const LdmConfig& c, bool sd2, i
   return sd2 && latent_size != 64 ? "v_prediction" : "epsilon";
 }
 
+// LDM's 32 groups unless the option says otherwise; GroupNorm needs channels divisible by the groups.
+int64_t norm_groups(const LdmConfig& c, const ldm::UnetLayout& u, const ldm::VaeLayout& v, const std::string& source) {
+  const int64_t groups = c.norm_num_groups.value_or(32);
+  std::vector<int64_t> channels = u.channels;
+  channels.insert(channels.end(), v.channels.begin(), v.channels.end());
+  for (int64_t ch : channels)
+    if (ch % groups != 0)
+      throw Error(source + ": UNet/VAE block channels " + std::to_string(ch) + " are not divisible by " +
+                  std::to_string(groups) + " norm groups" +
+                  (c.norm_num_groups ? "" : " (LDM's GroupNorm(32)); set the source option norm_num_groups"));
+  return groups;
+}
+
 struct BetaSchedule {
   double start = 0.00085, end = 0.012;  // diffusers' defaults (v1-inference.yaml)
   int64_t steps = 1000;
@@ -287,6 +301,7 @@ ConvertedCheckpoint convert_ldm_checkpoint(const std::vector<io::NamedTensor>& t
   const int64_t latent_size = config.image_size.value_or(sd2 ? 96 : 64);
   out.unet_config = ldm::unet_config_json(unet, attention_heads(config, unet, sd2, config_source), latent_size);
   out.vae_config = ldm::vae_config_json(vae, latent_size * vae_scale, config.scale_factor.value_or(0.18215));
+  out.unet_config["norm_num_groups"] = out.vae_config["norm_num_groups"] = norm_groups(config, unet, vae, config_source);
   out.text_encoder_config = ldm::text_encoder_config_json(text, text_heads(config, text, config_source));
   out.tokenizer_config = ldm::tokenizer_config_json(sd2, text.positions);
 

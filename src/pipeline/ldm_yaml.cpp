@@ -295,6 +295,7 @@ void LdmConfig::overlay(const LdmConfig& o) {
   take(vae_z_channels, o.vae_z_channels);
   take(vae_ch_mult, o.vae_ch_mult);
   take(text_num_attention_heads, o.text_num_attention_heads);
+  take(norm_num_groups, o.norm_num_groups);
 }
 
 LdmConfig parse_ldm_yaml(const std::string& text, const std::string& source) {

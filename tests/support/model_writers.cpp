@@ -264,6 +264,63 @@ std::vector<io::NamedTensor> ldm_tensors(const std::string& folder, LdmText text
   return out;
 }
 
+std::string ldm_yaml(const std::string& folder, LdmText text) {
+  const auto unet = read_json(folder + "/unet/config.json"), vae = read_json(folder + "/vae/config.json");
+  const auto scheduler = read_json(folder + "/scheduler/scheduler_config.json");
+  const auto channels = unet.at("block_out_channels").get<std::vector<int64_t>>();
+  const auto list = [](const std::vector<int64_t>& v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : " ") + num(v[i]);
+    return s + " ]";
+  };
+  const auto mult = [&](const std::vector<int64_t>& ch) {
+    std::vector<int64_t> m;
+    for (int64_t c : ch) m.push_back(c / ch.at(0));
+    return list(m);
+  };
+  std::vector<int64_t> rates;  // LDM lists the downsampling rates 2^level of the levels with attention
+  const auto down = unet.at("down_block_types");
+  for (size_t i = 0; i < down.size(); ++i)
+    if (down[i].get<std::string>().rfind("CrossAttn", 0) == 0) rates.push_back(int64_t{1} << i);
+  // diffusers' attention_head_dim: SD 1.x's is the head count, SD 2.x's a per-block list of head counts
+  // (LDM: num_head_channels, the same width in every block).
+  std::string heads;
+  const auto& head_dim = unet.at("attention_head_dim");
+  if (head_dim.is_array())
+    heads = "num_head_channels: " + num(channels.at(0) / head_dim.at(0).get<int64_t>());
+  else
+    heads = "num_heads: " + num(head_dim.get<int64_t>());
+  const std::string prediction = scheduler.value("prediction_type", "epsilon");
+  const auto vae_channels = vae.at("block_out_channels").get<std::vector<int64_t>>();
+  std::string y = "model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n  params:\n";
+  y += "    linear_start: " + scheduler.at("beta_start").dump() + "\n";
+  y += "    linear_end: " + scheduler.at("beta_end").dump() + "\n";
+  y += "    timesteps: " + scheduler.at("num_train_timesteps").dump() + "\n";
+  y += "    parameterization: " + std::string(prediction == "v_prediction" ? "\"v\"" : "\"eps\"") + "\n";
+  y += "    image_size: " + unet.at("sample_size").dump() + "\n";
+  y += "    scale_factor: " + vae.at("scaling_factor").dump() + "\n";
+  y += "    unet_config:\n      target: ldm.modules.diffusionmodules.openaimodel.UNetModel\n      params:\n";
+  y += "        in_channels: " + unet.at("in_channels").dump() + "\n";
+  y += "        out_channels: " + unet.at("out_channels").dump() + "\n";
+  y += "        model_channels: " + num(channels.at(0)) + "\n";
+  y += "        attention_resolutions: " + list(rates) + "\n";
+  y += "        num_res_blocks: " + unet.at("layers_per_block").dump() + "\n";
+  y += "        channel_mult: " + mult(channels) + "\n";
+  y += "        " + heads + "\n";
+  y += "        use_linear_in_transformer: " + std::string(unet.value("use_linear_projection", false) ? "True" : "False") + "\n";
+  y += "        transformer_depth: " + num(unet.value("transformer_layers_per_block", int64_t{1})) + "\n";
+  y += "        context_dim: " + unet.at("cross_attention_dim").dump() + "\n";
+  y += "    first_stage_config:\n      target: ldm.models.autoencoder.AutoencoderKL\n      params:\n";
+  y += "        embed_dim: " + vae.at("latent_channels").dump() + "\n        ddconfig:\n";
+  y += "          z_channels: " + vae.at("latent_channels").dump() + "\n";
+  y += "          ch: " + num(vae_channels.at(0)) + "\n";
+  y += "          ch_mult: " + mult(vae_channels) + "\n";
+  y += "          num_res_blocks: " + vae.at("layers_per_block").dump() + "\n";
+  y += "    cond_stage_config:\n      target: ldm.modules.encoders.modules.";
+  y += text == LdmText::Clip ? "FrozenCLIPEmbedder\n" : "FrozenOpenCLIPEmbedder\n      params:\n        layer: \"penultimate\"\n";
+  return y;
+}
+
 void write_ldm_safetensors(const std::string& folder, LdmText text, const std::string& path) {
   io::write_safetensors(path, ldm_tensors(folder, text));
 }

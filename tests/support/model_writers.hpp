@@ -33,6 +33,10 @@ std::vector<io::NamedTensor> open_clip_tensors(const std::vector<io::NamedTensor
 // the penultimate-layer output; filled with -3 x block 0 so that using it would show), text_projection
 // and logit_scale.
 std::vector<io::NamedTensor> ldm_tensors(const std::string& diffusers_folder, LdmText text);
+// An LDM yaml (v1-inference.yaml / v2-inference-v.yaml structure) describing the folder's UNet, VAE and
+// scheduler: what shapes cannot tell (heads, latent size, parameterization, schedule) comes from here.
+std::string ldm_yaml(const std::string& diffusers_folder, LdmText text);
+
 // ldm_tensors() written as a .safetensors single file.
 void write_ldm_safetensors(const std::string& diffusers_folder, LdmText text, const std::string& path);
 

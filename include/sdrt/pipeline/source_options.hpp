@@ -11,6 +11,8 @@ struct SourceOptions {
   std::optional<std::string> tokenizer_dir;    // single files: where vocab.json/merges.txt live
   // single files: the text encoder's head count, which no tensor shape shows (default hidden size / 64)
   std::optional<int64_t> text_encoder_heads;
+  // single files: the UNet's and VAE's GroupNorm groups (default 32, which LDM hard-codes)
+  std::optional<int64_t> norm_num_groups;
   bool verify_checksums = true;                // bundles
 };
 
