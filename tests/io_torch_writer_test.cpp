@@ -52,7 +52,8 @@ TEST(TorchWriter, RoundTripsNamesDtypesShapesAndBytes) {
                                    raw("half", DType::F16, {3, 5}, random_bytes(30, 2)),
                                    raw("ids", DType::I64, {1, 7}, random_bytes(56, 3))};
   for (int i = 0; i < 12; ++i)
-    tensors.push_back(raw("block." + std::to_string(i) + ".weight", DType::F32, {2, 3, 1, 1}, random_bytes(24, 10 + i)));
+    tensors.push_back(
+        raw("block." + std::to_string(i) + ".weight", DType::F32, {2, 3, 1, 1}, random_bytes(24, 10 + i)));
   const std::string path = test::make_temp_dir("torch-writer") + "/model.bin";
   test::write_torch_checkpoint(path, tensors);
   expect_same(io::read_torch_checkpoint(path), tensors);
@@ -80,7 +81,8 @@ TEST(TorchWriter, RoundTripsNamesDtypesShapesAndBytes) {
 // A real model: the writer's copy of a reference .safetensors reads back as the same tensors, under
 // torch 1.13's folder name (the file stem) as well as newer torch's "archive".
 TEST(TorchWriter, CopiesAReferenceModel) {
-  const auto st = io::SafetensorsFile::open(test::reference_path("models/sd1-tiny/vae/diffusion_pytorch_model.safetensors"));
+  const auto st =
+      io::SafetensorsFile::open(test::reference_path("models/sd1-tiny/vae/diffusion_pytorch_model.safetensors"));
   std::vector<NamedTensor> tensors;
   for (const auto& name : st.names()) tensors.emplace_back(name, st.get(name));
   const std::string dir = test::make_temp_dir("torch-writer-vae");

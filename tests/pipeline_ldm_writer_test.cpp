@@ -42,10 +42,18 @@ TEST(LdmWriter, Sd1GivesTheReferenceSingleFile) {
   EXPECT_EQ(ours.size(), written.size()) << "duplicate names";
   // What the pack added to the script's output, as real SD 1.x checkpoints have it (reference README).
   const std::set<std::string> added{"cond_stage_model.transformer.text_model.embeddings.position_ids",
-                                    "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
-                                    "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod",
-                                    "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_variance",
-                                    "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2"};
+                                    "betas",
+                                    "alphas_cumprod",
+                                    "alphas_cumprod_prev",
+                                    "sqrt_alphas_cumprod",
+                                    "sqrt_one_minus_alphas_cumprod",
+                                    "log_one_minus_alphas_cumprod",
+                                    "sqrt_recip_alphas_cumprod",
+                                    "sqrt_recipm1_alphas_cumprod",
+                                    "posterior_variance",
+                                    "posterior_log_variance_clipped",
+                                    "posterior_mean_coef1",
+                                    "posterior_mean_coef2"};
   std::set<std::string> missing;
   for (const auto& [name, t] : expected)
     if (!ours.count(name)) missing.insert(name);
@@ -56,7 +64,8 @@ TEST(LdmWriter, Sd1GivesTheReferenceSingleFile) {
 // sdxl-tiny-ldm.safetensors holds text_encoder_2 (3 layers) in OpenCLIP names under conditioner.embedders.1.model.
 // (SGM's names, written by diffusers' functions); SD 2.x files use the same names under cond_stage_model.model.
 TEST(LdmWriter, OpenClipNamesMatchDiffusersOutput) {
-  const auto clip = test::read_safetensors_tensors(test::reference_path("models/sdxl-tiny/text_encoder_2/model.safetensors"));
+  const auto clip =
+      test::read_safetensors_tensors(test::reference_path("models/sdxl-tiny/text_encoder_2/model.safetensors"));
   const auto written = test::open_clip_tensors(clip, 3);
   const std::string prefix = "conditioner.embedders.1.model.";
   std::map<std::string, io::RawTensor> expected;
@@ -88,13 +97,14 @@ TEST(LdmWriter, UnetAndVaeLayoutsOfAnotherShape) {
   std::map<std::string, io::RawTensor> by_name(written.begin(), written.end());
   EXPECT_EQ(by_name.size(), written.size());
   const std::string u = "model.diffusion_model.", v = "first_stage_model.";
-  for (const std::string& name : std::vector<std::string>
-       {u + "input_blocks.1.0.in_layers.0.weight", u + "input_blocks.1.1.proj_in.weight", u + "input_blocks.2.0.op.weight",
-        u + "input_blocks.3.0.skip_connection.weight", u + "middle_block.2.out_layers.3.weight",
-        u + "output_blocks.1.1.conv.weight", u + "output_blocks.3.1.transformer_blocks.0.attn2.to_k.weight",
-        v + "decoder.up.1.block.1.conv1.weight", v + "decoder.up.1.upsample.conv.weight",
-        v + "decoder.up.0.block.0.nin_shortcut.weight", v + "encoder.down.0.downsample.conv.weight",
-        v + "encoder.mid.attn_1.q.weight", "cond_stage_model.model.transformer.resblocks.2.ln_1.weight"})
+  for (const std::string& name : std::vector<std::string>{
+           u + "input_blocks.1.0.in_layers.0.weight", u + "input_blocks.1.1.proj_in.weight",
+           u + "input_blocks.2.0.op.weight", u + "input_blocks.3.0.skip_connection.weight",
+           u + "middle_block.2.out_layers.3.weight", u + "output_blocks.1.1.conv.weight",
+           u + "output_blocks.3.1.transformer_blocks.0.attn2.to_k.weight", v + "decoder.up.1.block.1.conv1.weight",
+           v + "decoder.up.1.upsample.conv.weight", v + "decoder.up.0.block.0.nin_shortcut.weight",
+           v + "encoder.down.0.downsample.conv.weight", v + "encoder.mid.attn_1.q.weight",
+           "cond_stage_model.model.transformer.resblocks.2.ln_1.weight"})
     EXPECT_TRUE(by_name.count(name)) << name;
   EXPECT_EQ(by_name.at(v + "encoder.mid.attn_1.q.weight").shape, (std::vector<int64_t>{64, 64, 1, 1}));
   EXPECT_FALSE(by_name.count(u + "output_blocks.1.2.conv.weight"));
@@ -112,9 +122,11 @@ TEST(LdmWriter, Sd2FileAndYamlGiveTheDiffusersFolderWithTheNormGroupsOption) {
   options.overrides->norm_num_groups = 16;
   const auto c = pipeline::load_ldm_checkpoint(dir + "/sd2.safetensors", options);
   EXPECT_EQ(c.family, "sd2");
-  for (const auto& [component, weights, config] :
-       {std::tuple{"unet", &c.unet, &c.unet_config}, {"vae", &c.vae, &c.vae_config}, {"text_encoder", &c.text_encoder, &c.text_encoder_config}}) {
-    const std::string file = std::string(component) == "text_encoder" ? "/model.safetensors" : "/diffusion_pytorch_model.safetensors";
+  for (const auto& [component, weights, config] : {std::tuple{"unet", &c.unet, &c.unet_config},
+                                                   {"vae", &c.vae, &c.vae_config},
+                                                   {"text_encoder", &c.text_encoder, &c.text_encoder_config}}) {
+    const std::string file =
+        std::string(component) == "text_encoder" ? "/model.safetensors" : "/diffusion_pytorch_model.safetensors";
     const Weights expected = test::read_case(model + "/" + component + file);
     EXPECT_EQ(weights->names().size(), expected.names().size()) << component;
     for (const auto& [name, e] : expected.all()) {
@@ -129,8 +141,9 @@ TEST(LdmWriter, Sd2FileAndYamlGiveTheDiffusersFolderWithTheNormGroupsOption) {
   EXPECT_EQ(c.scheduler_config["prediction_type"], "v_prediction");  // from the yaml's parameterization
 
   options.overrides->norm_num_groups = 24;  // does not divide 32 channels
-  const std::string error = test::error_message([&] { pipeline::load_ldm_checkpoint(dir + "/sd2.safetensors", options); });
-  EXPECT_NE(error.find("not divisible by 24 norm groups"), std::string::npos) << error;
+  const std::string error =
+      test::error_message([&] { pipeline::load_ldm_checkpoint(dir + "/sd2.safetensors", options); });
+  EXPECT_NE(error.find("not divisible by norm_num_groups 24"), std::string::npos) << error;
   // Without the option: LDM's 32 groups, which divide these channels too.
   options.overrides->norm_num_groups.reset();
   EXPECT_EQ(pipeline::load_ldm_checkpoint(dir + "/sd2.safetensors", options).unet_config["norm_num_groups"], 32);

@@ -201,8 +201,8 @@ int64_t norm_groups(const LdmConfig& c, const ldm::UnetLayout& u, const ldm::Vae
   for (int64_t ch : channels)
     if (ch % groups != 0)
       throw Error(source + ": UNet/VAE block channels " + std::to_string(ch) + " are not divisible by " +
-                  std::to_string(groups) + " norm groups" +
-                  (c.norm_num_groups ? "" : " (LDM's GroupNorm(32)); set the source option norm_num_groups"));
+                  (c.norm_num_groups ? "norm_num_groups " + std::to_string(groups)
+                                     : "LDM's 32 norm groups; set the source option norm_num_groups"));
   return groups;
 }
 

@@ -8,9 +8,11 @@
 namespace sdrt::test {
 
 std::string scheduler_name(const nlohmann::json& c) {
-  static const std::map<std::string, std::string> names{
-      {"PNDMScheduler", "pndm"}, {"DDIMScheduler", "ddim"}, {"EulerDiscreteScheduler", "euler"},
-      {"EulerAncestralDiscreteScheduler", "euler-a"}, {"LMSDiscreteScheduler", "lms"}};
+  static const std::map<std::string, std::string> names{{"PNDMScheduler", "pndm"},
+                                                        {"DDIMScheduler", "ddim"},
+                                                        {"EulerDiscreteScheduler", "euler"},
+                                                        {"EulerAncestralDiscreteScheduler", "euler-a"},
+                                                        {"LMSDiscreteScheduler", "lms"}};
   const std::string cls = c.at("scheduler_class");
   if (cls == "DPMSolverMultistepScheduler")
     return c.at("scheduler_config").value("use_karras_sigmas", false) ? "dpmpp-karras" : "dpmpp";

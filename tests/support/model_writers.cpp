@@ -50,8 +50,12 @@ std::string rename(std::string_view rest, std::initializer_list<std::pair<std::s
 // UNet ResBlock: in_layers = (norm, act, conv), out_layers = (norm, act, dropout, conv), emb_layers = (act, linear).
 std::string unet_resnet(std::string_view rest, std::string_view key) {
   return rename(rest,
-                {{"norm1.", "in_layers.0."}, {"conv1.", "in_layers.2."}, {"norm2.", "out_layers.0."},
-                 {"conv2.", "out_layers.3."}, {"time_emb_proj.", "emb_layers.1."}, {"conv_shortcut.", "skip_connection."}},
+                {{"norm1.", "in_layers.0."},
+                 {"conv1.", "in_layers.2."},
+                 {"norm2.", "out_layers.0."},
+                 {"conv2.", "out_layers.3."},
+                 {"time_emb_proj.", "emb_layers.1."},
+                 {"conv_shortcut.", "skip_connection."}},
                 key);
 }
 
@@ -69,7 +73,8 @@ std::string unet_name(std::string_view k, int64_t L, const std::set<int64_t>& up
     const int64_t i = eat_index(k, key);
     if (eat(k, "downsamplers.0.conv.")) return cat({"input_blocks.", num((L + 1) * (i + 1)), ".0.op.", k});
     const bool resnet = eat(k, "resnets.");
-    if (!resnet && !eat(k, "attentions.")) throw std::runtime_error("ldm writer: unexpected tensor " + std::string(key));
+    if (!resnet && !eat(k, "attentions."))
+      throw std::runtime_error("ldm writer: unexpected tensor " + std::string(key));
     const std::string block = "input_blocks." + num((L + 1) * i + eat_index(k, key) + 1);
     return resnet ? cat({block, ".0.", unet_resnet(k, key)}) : cat({block, ".1.", k});
   }
@@ -82,7 +87,8 @@ std::string unet_name(std::string_view k, int64_t L, const std::set<int64_t>& up
     if (eat(k, "upsamplers.0.conv."))
       return cat({"output_blocks.", num((L + 1) * i + L), up_with_attention.count(i) ? ".2.conv." : ".1.conv.", k});
     const bool resnet = eat(k, "resnets.");
-    if (!resnet && !eat(k, "attentions.")) throw std::runtime_error("ldm writer: unexpected tensor " + std::string(key));
+    if (!resnet && !eat(k, "attentions."))
+      throw std::runtime_error("ldm writer: unexpected tensor " + std::string(key));
     const std::string block = "output_blocks." + num((L + 1) * i + eat_index(k, key));
     return resnet ? cat({block, ".0.", unet_resnet(k, key)}) : cat({block, ".1.", k});
   }
@@ -90,8 +96,12 @@ std::string unet_name(std::string_view k, int64_t L, const std::set<int64_t>& up
 }
 
 std::string vae_resnet(std::string_view rest, std::string_view key) {
-  return rename(rest, {{"norm1.", "norm1."}, {"conv1.", "conv1."}, {"norm2.", "norm2."}, {"conv2.", "conv2."},
-                       {"conv_shortcut.", "nin_shortcut."}},
+  return rename(rest,
+                {{"norm1.", "norm1."},
+                 {"conv1.", "conv1."},
+                 {"norm2.", "norm2."},
+                 {"conv2.", "conv2."},
+                 {"conv_shortcut.", "nin_shortcut."}},
                 key);
 }
 
@@ -113,10 +123,12 @@ VaeName vae_name(std::string_view k, int64_t levels) {
     return {std::string(k)};  // quant_conv, post_quant_conv
   if (eat(k, "conv_norm_out.")) return {cat({coder, "norm_out.", k})};
   if (eat(k, "conv_in.") || eat(k, "conv_out.")) return {cat({coder, key.substr(coder.size())})};
-  if (eat(k, "mid_block.resnets.")) return {cat({coder, "mid.block_", num(eat_index(k, key) + 1), ".", vae_resnet(k, key)})};
+  if (eat(k, "mid_block.resnets."))
+    return {cat({coder, "mid.block_", num(eat_index(k, key) + 1), ".", vae_resnet(k, key)})};
   if (eat(k, "mid_block.attentions.0.")) {
-    const std::string rest = rename(k, {{"group_norm.", "norm."}, {"to_q.", "q."}, {"to_k.", "k."}, {"to_v.", "v."},
-                                        {"to_out.0.", "proj_out."}}, key);
+    const std::string rest = rename(
+        k, {{"group_norm.", "norm."}, {"to_q.", "q."}, {"to_k.", "k."}, {"to_v.", "v."}, {"to_out.0.", "proj_out."}},
+        key);
     const bool weight = rest.size() > 7 && rest.compare(rest.size() - 7, 7, ".weight") == 0;
     return {coder + "mid.attn_1." + rest, weight && rest.rfind("norm.", 0) != 0};
   }
@@ -173,20 +185,24 @@ std::vector<io::NamedTensor> open_clip_tensors(const std::vector<io::NamedTensor
   out.emplace_back(p + "positional_embedding", get("text_model.embeddings.position_embedding.weight"));
   std::vector<io::NamedTensor> block0;
   for (int64_t n = 0; n < layers; ++n) {
-    const std::string dif = "text_model.encoder.layers." + num(n) + ".", ldm = p + "transformer.resblocks." + num(n) + ".";
+    const std::string dif = "text_model.encoder.layers." + num(n) + ".",
+                      ldm = p + "transformer.resblocks." + num(n) + ".";
     std::vector<io::NamedTensor> block;
     for (const char* part : {"weight", "bias"}) {
       const io::RawTensor& q = get(dif + "self_attn.q_proj." + part);
       std::vector<int64_t> shape = q.shape;
       shape[0] *= 3;
       std::string joined;
-      for (const char* proj : {"q_proj.", "k_proj.", "v_proj."}) joined += bytes_of(get(dif + "self_attn." + proj + part));
+      for (const char* proj : {"q_proj.", "k_proj.", "v_proj."})
+        joined += bytes_of(get(dif + "self_attn." + proj + part));
       block.emplace_back(ldm + "attn.in_proj_" + part, owned(q.dtype, shape, std::move(joined)));
     }
-    for (const auto& [d, l] : {std::pair{"self_attn.out_proj.", "attn.out_proj."}, {"layer_norm1.", "ln_1."},
-                               {"layer_norm2.", "ln_2."}, {"mlp.fc1.", "mlp.c_fc."}, {"mlp.fc2.", "mlp.c_proj."}})
-      for (const char* part : {"weight", "bias"})
-        block.emplace_back(ldm + l + part, get(dif + d + part));
+    for (const auto& [d, l] : {std::pair{"self_attn.out_proj.", "attn.out_proj."},
+                               {"layer_norm1.", "ln_1."},
+                               {"layer_norm2.", "ln_2."},
+                               {"mlp.fc1.", "mlp.c_fc."},
+                               {"mlp.fc2.", "mlp.c_proj."}})
+      for (const char* part : {"weight", "bias"}) block.emplace_back(ldm + l + part, get(dif + d + part));
     if (n == 0) block0 = block;
     out.insert(out.end(), block.begin(), block.end());
   }
@@ -204,7 +220,8 @@ std::vector<io::NamedTensor> open_clip_tensors(const std::vector<io::NamedTensor
   }
   out.emplace_back(p + "text_projection", owned(DType::F32, {h, h}, std::move(proj)));
   const float logit_scale = 4.6052f;  // log(100), as trained OpenCLIP models end up
-  out.emplace_back(p + "logit_scale", owned(DType::F32, {}, std::string(reinterpret_cast<const char*>(&logit_scale), 4)));
+  out.emplace_back(p + "logit_scale",
+                   owned(DType::F32, {}, std::string(reinterpret_cast<const char*>(&logit_scale), 4)));
   return out;
 }
 
@@ -244,7 +261,8 @@ std::vector<io::NamedTensor> ldm_tensors(const std::string& folder, LdmText text
       if (eat(k, "attentions.")) up_with_attention.insert(i);
     }
   }
-  for (const auto& [name, t] : unet) out.emplace_back("model.diffusion_model." + unet_name(name, L, up_with_attention), t);
+  for (const auto& [name, t] : unet)
+    out.emplace_back("model.diffusion_model." + unet_name(name, L, up_with_attention), t);
 
   const int64_t levels = static_cast<int64_t>(read_json(folder + "/vae/config.json").at("block_out_channels").size());
   for (const auto& [name, t] : read_safetensors_tensors(folder + "/vae/diffusion_pytorch_model.safetensors")) {
@@ -307,7 +325,8 @@ std::string ldm_yaml(const std::string& folder, LdmText text) {
   y += "        num_res_blocks: " + unet.at("layers_per_block").dump() + "\n";
   y += "        channel_mult: " + mult(channels) + "\n";
   y += "        " + heads + "\n";
-  y += "        use_linear_in_transformer: " + std::string(unet.value("use_linear_projection", false) ? "True" : "False") + "\n";
+  y += "        use_linear_in_transformer: " +
+       std::string(unet.value("use_linear_projection", false) ? "True" : "False") + "\n";
   y += "        transformer_depth: " + num(unet.value("transformer_layers_per_block", int64_t{1})) + "\n";
   y += "        context_dim: " + unet.at("cross_attention_dim").dump() + "\n";
   y += "    first_stage_config:\n      target: ldm.models.autoencoder.AutoencoderKL\n      params:\n";
@@ -317,7 +336,8 @@ std::string ldm_yaml(const std::string& folder, LdmText text) {
   y += "          ch_mult: " + mult(vae_channels) + "\n";
   y += "          num_res_blocks: " + vae.at("layers_per_block").dump() + "\n";
   y += "    cond_stage_config:\n      target: ldm.modules.encoders.modules.";
-  y += text == LdmText::Clip ? "FrozenCLIPEmbedder\n" : "FrozenOpenCLIPEmbedder\n      params:\n        layer: \"penultimate\"\n";
+  y += text == LdmText::Clip ? "FrozenCLIPEmbedder\n"
+                             : "FrozenOpenCLIPEmbedder\n      params:\n        layer: \"penultimate\"\n";
   return y;
 }
 

@@ -14,12 +14,18 @@ void le(std::string& out, uint64_t v, int bytes) {
 
 const char* storage_type(DType d) {
   switch (d) {
-    case DType::F32: return "FloatStorage";
-    case DType::F16: return "HalfStorage";
-    case DType::BF16: return "BFloat16Storage";
-    case DType::F64: return "DoubleStorage";
-    case DType::I64: return "LongStorage";
-    default: throw std::runtime_error("torch writer: unsupported dtype");
+    case DType::F32:
+      return "FloatStorage";
+    case DType::F16:
+      return "HalfStorage";
+    case DType::BF16:
+      return "BFloat16Storage";
+    case DType::F64:
+      return "DoubleStorage";
+    case DType::I64:
+      return "LongStorage";
+    default:
+      throw std::runtime_error("torch writer: unsupported dtype");
   }
 }
 
