@@ -19,7 +19,7 @@ namespace {
 struct ConvertArgs {
   std::string source, output, precision = "float16", prediction_type, tokenizer_dir, config_dir, vae;
   bool chunk_unet = false, force = false, check = false;
-  int64_t text_encoder_heads = 0;
+  int64_t text_encoder_heads = 0, norm_groups = 0;
   bool unet = false, text_encoder = false, vae_decoder = false, vae_encoder = false, safety_checker = false;
   std::vector<std::string> controlnets;
   pipeline::CompressionOptions compression;
@@ -46,6 +46,7 @@ int run_convert(const ConvertArgs& a) {
   if (a.text_encoder_heads > 0) so.text_encoder_heads = a.text_encoder_heads;
   if (!a.config_dir.empty()) so.config_dir = a.config_dir;
   if (!a.vae.empty()) so.vae = a.vae;
+  if (a.norm_groups > 0) so.norm_num_groups = a.norm_groups;
   pipeline::CompressionOptions compression = a.compression;
   if (!a.weight_quantization.empty() && a.weight_quantization != "int8")
     throw Error("--weight-quantization: unknown value '" + a.weight_quantization + "' (int8)");
@@ -120,6 +121,8 @@ Command add_convert(CLI::App& app) {
   app.add_option("--vae", a->vae,
                  "A VAE replacing the model's: diffusers AutoencoderKL folder, or a weights file with diffusers or "
                  "LDM names (e.g. the fp16-fix SDXL VAE)");
+  app.add_option("--norm-groups", a->norm_groups, "Single files: GroupNorm groups of the UNet and VAE (default: 32)")
+      ->check(CLI::PositiveNumber);
   app.add_flag("--force", a->force, "Replace an existing bundle");
   app.add_option("--quantize-nbits", a->compression.bits,
                  "Palettize the UNet, text encoder and ControlNets with k-means to 1, 2, 4, 6 or 8 bits");

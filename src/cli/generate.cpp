@@ -41,7 +41,7 @@ struct GenerateArgs {
   double refiner_start = 0.8;
   std::vector<int> original_size, crop_top_left, target_size;  // SDXL time ids
   bool xl = false;  // Apple's --xl: accepted, the family comes from the model
-  int64_t text_encoder_heads = 0;
+  int64_t text_encoder_heads = 0, norm_groups = 0;
   std::vector<std::string> controlnets, controlnet_inputs, more_prompts;
   std::string prompt_syntax = "plain", embeddings_dir;
   std::vector<std::string> embeddings;  // TOKEN=PATH
@@ -190,6 +190,7 @@ int run_generate(GenerateArgs& a) {
   if (a.text_encoder_heads > 0) options.source.text_encoder_heads = a.text_encoder_heads;
   if (!a.config_dir.empty()) options.source.config_dir = a.config_dir;
   if (!a.vae.empty()) options.source.vae = a.vae;
+  if (a.norm_groups > 0) options.source.norm_num_groups = a.norm_groups;
   std::unique_ptr<Pipeline> pipe;
   with_source_flag_names([&] { pipe = Pipeline::load(a.resource_path, options); });
 
@@ -309,6 +310,8 @@ Command add_generate(CLI::App& app) {
   app.add_option("--vae", a->vae,
                  "A VAE replacing the model's: diffusers AutoencoderKL folder, or a weights file with diffusers or "
                  "LDM names (e.g. the fp16-fix SDXL VAE)");
+  app.add_option("--norm-groups", a->norm_groups, "Single files: GroupNorm groups of the UNet and VAE (default: 32)")
+      ->check(CLI::PositiveNumber);
   // Apple's flag and values, accepted so that its command lines run unchanged; sdrt computes on the CPU only today.
   app.add_option("--compute-units", a->compute_units, "accepted for Apple compatibility; CPU only today")
       ->check(CLI::IsMember({"all", "cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine", "cpu"}))

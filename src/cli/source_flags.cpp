@@ -16,6 +16,7 @@ void with_source_flag_names(const std::function<void()>& f) {
         {"prediction_type", "--prediction-type"},
         {"tokenizer_dir", "--tokenizer"},
         {"config_dir", "--config-dir"},
+        {"norm_num_groups", "--norm-groups"},
     };
     const std::string message = e.what();
     for (const auto& [field, flag] : flags)

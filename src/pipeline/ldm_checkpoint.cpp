@@ -89,6 +89,7 @@ void check_settings(const LdmConfig& c, const std::string& source) {
   within(c.num_heads, kMaxInferredDim, "unet_config.params.num_heads");
   within(c.num_head_channels, kMaxInferredDim, "unet_config.params.num_head_channels");
   within(c.text_num_attention_heads, kMaxInferredDim, "text_num_attention_heads");
+  within(c.norm_num_groups, kMaxInferredDim, "norm_num_groups");
 }
 
 void check_unet_config(const LdmConfig& c, const ldm::UnetLayout& u, const ConfigCheck& check) {
@@ -190,6 +191,19 @@ std::string prediction_type(const LdmOptions& o, const LdmConfig& c, bool sd2, i
     throw Error(source + ": unknown model.params.parameterization '" + p + "' (eps, v or x0)");
   }
   return sd2 && latent_size != 64 ? "v_prediction" : "epsilon";
+}
+
+// LDM's 32 groups unless the option says otherwise; GroupNorm needs channels divisible by the groups.
+int64_t norm_groups(const LdmConfig& c, const ldm::UnetLayout& u, const ldm::VaeLayout& v, const std::string& source) {
+  const int64_t groups = c.norm_num_groups.value_or(32);
+  std::vector<int64_t> channels = u.channels;
+  channels.insert(channels.end(), v.channels.begin(), v.channels.end());
+  for (int64_t ch : channels)
+    if (ch % groups != 0)
+      throw Error(source + ": UNet/VAE block channels " + std::to_string(ch) + " are not divisible by " +
+                  (c.norm_num_groups ? "norm_num_groups " + std::to_string(groups)
+                                     : "LDM's 32 norm groups; set the source option norm_num_groups"));
+  return groups;
 }
 
 struct BetaSchedule {
@@ -328,6 +342,9 @@ ConvertedCheckpoint convert_sgm(const TensorTable& table, const LdmConfig& confi
   const int64_t latent_size = config.image_size.value_or(128);
   out.unet_config = ldm::unet_config_json(unet, attention_heads(config, unet, true, config_source), latent_size);
   out.vae_config = ldm::vae_config_json(vae, latent_size * vae_scale, config.scale_factor.value_or(0.13025));
+  if (!options.configs_given)  // else config_dir's configs replace these
+    out.unet_config["norm_num_groups"] = out.vae_config["norm_num_groups"] =
+        norm_groups(config, unet, vae, config_source);
   BetaSchedule schedule = schedule_from_buffer(table).value_or(BetaSchedule{});
   if (config.linear_start) schedule.start = *config.linear_start;
   if (config.linear_end) schedule.end = *config.linear_end;
@@ -375,6 +392,9 @@ ConvertedCheckpoint convert_ldm_checkpoint(const std::vector<io::NamedTensor>& t
   const int64_t latent_size = config.image_size.value_or(sd2 ? 96 : 64);
   out.unet_config = ldm::unet_config_json(unet, attention_heads(config, unet, sd2, config_source), latent_size);
   out.vae_config = ldm::vae_config_json(vae, latent_size * vae_scale, config.scale_factor.value_or(0.18215));
+  if (!options.configs_given)  // else config_dir's configs replace these
+    out.unet_config["norm_num_groups"] = out.vae_config["norm_num_groups"] =
+        norm_groups(config, unet, vae, config_source);
   out.text_encoder_config =
       ldm::text_encoder_config_json(text, text_heads(config, text, config_source, options, false));
   out.tokenizer_config = ldm::tokenizer_config_json(sd2, text.positions);

@@ -305,6 +305,7 @@ void LdmConfig::overlay(const LdmConfig& o) {
   take(text_num_attention_heads, o.text_num_attention_heads);
   take(transformer_depths, o.transformer_depths);
   take(adm_in_channels, o.adm_in_channels);
+  take(norm_num_groups, o.norm_num_groups);
 }
 
 LdmConfig parse_ldm_yaml(const std::string& text, const std::string& source) {

@@ -142,9 +142,10 @@ ModelSource open_single_file(const fs::path& file, const SourceOptions& options)
   LdmOptions ldm;
   ldm.prediction_type = options.prediction_type;
   ldm.configs_given = options.config_dir.has_value();
-  if (options.text_encoder_heads) {
+  if (options.text_encoder_heads || options.norm_num_groups) {
     LdmConfig overrides;
     overrides.text_num_attention_heads = options.text_encoder_heads;
+    overrides.norm_num_groups = options.norm_num_groups;
     ldm.overrides = overrides;
   }
   ConvertedCheckpoint ckpt = load_ldm_checkpoint(file.string(), ldm);

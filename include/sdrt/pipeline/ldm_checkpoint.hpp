@@ -35,6 +35,9 @@ struct LdmConfig {
   std::optional<std::vector<int64_t>> vae_ch_mult;
   // Not in LDM yamls: the text encoder's head count (hidden_size / 64 for the real CLIP/OpenCLIP towers).
   std::optional<int64_t> text_num_attention_heads;
+  // Not in LDM yamls either (LDM hard-codes GroupNorm(32)): the UNet's and VAE's norm groups, for models
+  // trained with another count (diffusers' norm_num_groups). Every block's channels must divide by it.
+  std::optional<int64_t> norm_num_groups;
 
   // Copies every field that `over` sets.
   void overlay(const LdmConfig& over);

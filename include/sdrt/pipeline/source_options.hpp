@@ -14,6 +14,8 @@ struct SourceOptions {
   // single files: a diffusers folder whose configs (and tokenizers) describe the model, as diffusers'
   // from_single_file(config=...) takes them: for what no tensor shape shows (norm groups, head counts)
   std::optional<std::string> config_dir;
+  // single files: the UNet's and VAE's GroupNorm groups (default 32, which LDM hard-codes)
+  std::optional<int64_t> norm_num_groups;
   bool verify_checksums = true;                // bundles
   // Any source: a VAE that replaces the model's (a diffusers AutoencoderKL folder, or one weights file with
   // diffusers or LDM names), e.g. the fp16-fix SDXL VAE
