@@ -17,9 +17,9 @@ namespace sdrt::cli {
 namespace {
 
 struct ConvertArgs {
-  std::string source, output, precision = "float16", prediction_type, tokenizer_dir, config_dir, vae;
+  std::string source, output, precision = "float16";
+  pipeline::SourceOptions source_options;
   bool chunk_unet = false, force = false, check = false;
-  int64_t text_encoder_heads = 0, norm_groups = 0;
   bool unet = false, text_encoder = false, vae_decoder = false, vae_encoder = false, safety_checker = false;
   std::vector<std::string> controlnets;
   pipeline::CompressionOptions compression;
@@ -40,13 +40,7 @@ std::pair<std::string, std::optional<double>> check_rule(const nlohmann::ordered
 }
 
 int run_convert(const ConvertArgs& a) {
-  pipeline::SourceOptions so;
-  if (!a.prediction_type.empty()) so.prediction_type = a.prediction_type;
-  if (!a.tokenizer_dir.empty()) so.tokenizer_dir = a.tokenizer_dir;
-  if (a.text_encoder_heads > 0) so.text_encoder_heads = a.text_encoder_heads;
-  if (!a.config_dir.empty()) so.config_dir = a.config_dir;
-  if (!a.vae.empty()) so.vae = a.vae;
-  if (a.norm_groups > 0) so.norm_num_groups = a.norm_groups;
+  const pipeline::SourceOptions& so = a.source_options;
   pipeline::CompressionOptions compression = a.compression;
   if (!a.weight_quantization.empty() && a.weight_quantization != "int8")
     throw Error("--weight-quantization: unknown value '" + a.weight_quantization + "' (int8)");
@@ -109,20 +103,7 @@ Command add_convert(CLI::App& app) {
   app.add_flag("--convert-safety-checker", a->safety_checker, "Convert the safety checker");
   app.add_option("--convert-controlnet", a->controlnets, "diffusers ControlNet folders to add");
   app.add_flag("--check-output-correctness", a->check, "Compare each converted network with the source (PSNR)");
-  app.add_option("--prediction-type", a->prediction_type, "Single files: epsilon or v_prediction")
-      ->check(CLI::IsMember({"epsilon", "v_prediction"}));
-  app.add_option("--tokenizer", a->tokenizer_dir, "Single files: folder with vocab.json and merges.txt");
-  app.add_option("--text-encoder-heads", a->text_encoder_heads,
-                 "Single files: attention heads of the text encoder (default: hidden size / 64)")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--config-dir", a->config_dir,
-                 "Single files: diffusers folder whose configs and tokenizers describe the model (as diffusers' "
-                 "from_single_file(config=...)), e.g. for SDXL fine-tunes with unusual sizes");
-  app.add_option("--vae", a->vae,
-                 "A VAE replacing the model's: diffusers AutoencoderKL folder, or a weights file with diffusers or "
-                 "LDM names (e.g. the fp16-fix SDXL VAE)");
-  app.add_option("--norm-groups", a->norm_groups, "Single files: GroupNorm groups of the UNet and VAE (default: 32)")
-      ->check(CLI::PositiveNumber);
+  add_source_flags(app, a->source_options);
   app.add_flag("--force", a->force, "Replace an existing bundle");
   app.add_option("--quantize-nbits", a->compression.bits,
                  "Palettize the UNet, text encoder and ControlNets with k-means to 1, 2, 4, 6 or 8 bits");

@@ -36,12 +36,11 @@ struct GenerateArgs {
   float guidance_scale = 7.5f, strength = 0.5f, aesthetic_score = 6.0f, negative_aesthetic_score = 2.5f;
   bool disable_safety = false;
   int vae_tile_size = 0;
-  std::string prediction_type, tokenizer_dir, config_dir, vae;  // single files
+  pipeline::SourceOptions source_options;  // single files, --vae
   std::string timestep_spacing, refiner;
   double refiner_start = 0.8;
   std::vector<int> original_size, crop_top_left, target_size;  // SDXL time ids
   bool xl = false;  // Apple's --xl: accepted, the family comes from the model
-  int64_t text_encoder_heads = 0, norm_groups = 0;
   std::vector<std::string> controlnets, controlnet_inputs, more_prompts;
   std::string prompt_syntax = "plain", embeddings_dir;
   std::vector<std::string> embeddings;  // TOKEN=PATH
@@ -185,12 +184,7 @@ int run_generate(GenerateArgs& a) {
   options.attention = a.attention;
   options.vae_tile_size = a.vae_tile_size;
   options.refiner = a.refiner;
-  if (!a.prediction_type.empty()) options.source.prediction_type = a.prediction_type;
-  if (!a.tokenizer_dir.empty()) options.source.tokenizer_dir = a.tokenizer_dir;
-  if (a.text_encoder_heads > 0) options.source.text_encoder_heads = a.text_encoder_heads;
-  if (!a.config_dir.empty()) options.source.config_dir = a.config_dir;
-  if (!a.vae.empty()) options.source.vae = a.vae;
-  if (a.norm_groups > 0) options.source.norm_num_groups = a.norm_groups;
+  options.source = a.source_options;
   std::unique_ptr<Pipeline> pipe;
   with_source_flag_names([&] { pipe = Pipeline::load(a.resource_path, options); });
 
@@ -298,20 +292,7 @@ Command add_generate(CLI::App& app) {
                  "Decode/encode in overlapping tiles of this many pixels (e.g. 512; 0: whole images)")
       ->capture_default_str();
   // The same single-file options as convert's.
-  app.add_option("--prediction-type", a->prediction_type, "Single files: epsilon or v_prediction")
-      ->check(CLI::IsMember({"epsilon", "v_prediction"}));
-  app.add_option("--tokenizer", a->tokenizer_dir, "Single files: folder with vocab.json and merges.txt");
-  app.add_option("--text-encoder-heads", a->text_encoder_heads,
-                 "Single files: attention heads of the text encoder (default: hidden size / 64)")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--config-dir", a->config_dir,
-                 "Single files: diffusers folder whose configs and tokenizers describe the model (as diffusers' "
-                 "from_single_file(config=...)), e.g. for SDXL fine-tunes with unusual sizes");
-  app.add_option("--vae", a->vae,
-                 "A VAE replacing the model's: diffusers AutoencoderKL folder, or a weights file with diffusers or "
-                 "LDM names (e.g. the fp16-fix SDXL VAE)");
-  app.add_option("--norm-groups", a->norm_groups, "Single files: GroupNorm groups of the UNet and VAE (default: 32)")
-      ->check(CLI::PositiveNumber);
+  add_source_flags(app, a->source_options);
   // Apple's flag and values, accepted so that its command lines run unchanged; sdrt computes on the CPU only today.
   app.add_option("--compute-units", a->compute_units, "accepted for Apple compatibility; CPU only today")
       ->check(CLI::IsMember({"all", "cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine", "cpu"}))
