@@ -34,6 +34,8 @@ typedef struct {
   const char* vae;
   /* SDXL base models: NULL, or an SDXL refiner (diffusers folder) that finishes text-to-image generations */
   const char* refiner;
+  /* Single-file checkpoints: the UNet's and VAE's GroupNorm groups; 0 = 32, which LDM hard-codes */
+  int norm_num_groups;
 } sdrt_load_options;
 
 typedef struct {

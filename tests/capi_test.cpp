@@ -47,6 +47,8 @@ TEST(CApi, InitFillsTheDocumentedDefaults) {
   EXPECT_EQ(o.skip_checksums, 0);
   EXPECT_EQ(o.config_dir, nullptr);
   EXPECT_EQ(o.vae, nullptr);
+  EXPECT_EQ(o.refiner, nullptr);
+  EXPECT_EQ(o.norm_num_groups, 0);
   sdrt_generation_config c;
   std::memset(&c, 0xAB, sizeof c);
   sdrt_generation_config_init(&c);
@@ -142,6 +144,10 @@ TEST(CApi, ErrorsNameTheFieldAndLeaveNoPipeline) {
   EXPECT_NE(sdrt_pipeline_load(reference_path("models/sd1-tiny").c_str(), &o, &pipe), 0);
   EXPECT_NE(std::string(sdrt_last_error()).find("text_encoder_heads"), std::string::npos) << sdrt_last_error();
   EXPECT_EQ(pipe, nullptr);
+  sdrt_load_options_init(&o);
+  o.norm_num_groups = -2;
+  EXPECT_NE(sdrt_pipeline_load(reference_path("models/sd1-tiny").c_str(), &o, &pipe), 0);
+  EXPECT_NE(std::string(sdrt_last_error()).find("norm_num_groups"), std::string::npos) << sdrt_last_error();
   sdrt_load_options_init(&o);
   o.vae_tile_size = -8;
   EXPECT_NE(sdrt_pipeline_load(reference_path("models/sd1-tiny").c_str(), &o, &pipe), 0);

@@ -150,6 +150,10 @@ int sdrt_pipeline_load(const char* path, const sdrt_load_options* options, sdrt_
       if (options->config_dir) o.source.config_dir = options->config_dir;
       if (options->vae) o.source.vae = options->vae;
       if (options->refiner) o.refiner = options->refiner;
+      if (options->norm_num_groups < 0)
+        throw sdrt::Error("norm_num_groups must be 0 (LDM's 32) or positive (got " +
+                          std::to_string(options->norm_num_groups) + ")");
+      if (options->norm_num_groups > 0) o.source.norm_num_groups = options->norm_num_groups;
     }
     *out = new sdrt_pipeline{sdrt::Pipeline::load(path, o)};
   });
