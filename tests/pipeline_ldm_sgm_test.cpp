@@ -2,17 +2,22 @@
 // (written by diffusers' convert_diffusers_to_original_sdxl.py functions) gives sdxl-tiny's tensors exactly,
 // its layout-derived configs agree with the folder's, and with config_dir (the folder's configs, for the tiny
 // model's 16 norm groups and head counts that no file of the SGM layout states) it generates diffusers'
-// images. Also the SGM yaml and the errors.
+// images. The refiner's SGM layout is written here from its diffusers folder (tests/support/model_writers,
+// whose SGM writer reproduces the pack's file). Also the SGM yaml and the errors.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "sdrt/io/image.hpp"
 #include "sdrt/io/json.hpp"
+#include "sdrt/io/safetensors.hpp"
 #include "sdrt/io/tensor_file.hpp"
 #include "sdrt/pipeline/ldm_checkpoint.hpp"
 #include "sdrt/pipeline/pipeline.hpp"
+#include "support/model_writers.hpp"
 #include "support/test_support.hpp"
 #include "support/weights_compare.hpp"
 
@@ -93,6 +98,63 @@ TEST(SgmCheckpoint, GeneratesDiffusersImagesWithConfigDir) {
   int off = 0;
   for (size_t i = 0; i < expected.pixels.size(); ++i) off += single.pixels[i] != expected.pixels[i];
   EXPECT_LE(off, 1);  // diffusers' PNG: one value 1 LSB off, as from the folder (pipeline_sdxl_reference_test)
+}
+
+// The test writer (written from the published SGM layout, not from sdrt's converter) gives exactly the
+// file diffusers' own script wrote, so the refiner file it writes below is a fair stand-in.
+TEST(SgmWriter, GivesThePacksSgmFile) {
+  std::map<std::string, io::RawTensor> written, pack;
+  for (auto& [name, raw] : test::sgm_tensors(test::reference_path("models/sdxl-tiny"))) written.emplace(name, raw);
+  for (auto& [name, raw] : io::read_tensor_file(test::reference_path(kFile))) pack.emplace(name, raw);
+  EXPECT_EQ(written.size(), pack.size());
+  int differing = 0;
+  for (const auto& [name, p] : pack) {
+    const auto it = written.find(name);
+    if (it == written.end()) {
+      ADD_FAILURE() << "not written: " << name;
+    } else if (it->second.shape != p.shape || it->second.nbytes != p.nbytes ||
+               std::memcmp(it->second.data, p.data, p.nbytes) != 0) {
+      ADD_FAILURE() << "differs: " << name;
+    } else {
+      continue;
+    }
+    if (++differing == 5) break;
+  }
+}
+
+TEST(SgmCheckpoint, RefinerFromItsSingleFile) {
+  const std::string folder = test::reference_path("models/sdxl-tiny-refiner");
+  const std::string file = test::make_temp_dir("sgm-refiner") + "/refiner.safetensors";
+  io::write_safetensors(file, test::sgm_tensors(folder));
+  LdmOptions options;
+  options.configs_given = true;
+  const auto ckpt = pipeline::load_ldm_checkpoint(file, options);
+  EXPECT_EQ(ckpt.family, "sdxl-refiner");
+  EXPECT_FALSE(ckpt.has_text_encoder);
+  ASSERT_TRUE(ckpt.text_encoder_2.has_value());
+  test::expect_same_weights(ckpt.unet, test::read_case(folder + "/unet/diffusion_pytorch_model.safetensors"), "unet");
+  test::expect_same_weights(*ckpt.text_encoder_2, test::read_case(folder + "/text_encoder_2/model.safetensors"),
+                            "text_encoder_2");
+  // 5 time ids (original size, crop, aesthetic score) of width 8 after the pooled 12: 52.
+  EXPECT_EQ(ckpt.unet_config.at("addition_time_embed_dim"), 8);
+  EXPECT_EQ(ckpt.unet_config.at("projection_class_embeddings_input_dim"), 52);
+
+  // The refiner's img2img case from the single file: the folder's image, bit for bit.
+  const std::string name = "sdxlrefiner_img2img_torch_s6_10steps_strength0.3";
+  const auto c = test::read_json(test::reference_path("cases/pipelines_v2/" + name + ".json"));
+  GenerationConfig g;
+  g.prompt = c.at("prompt");
+  g.step_count = c.at("steps");
+  g.guidance_scale = c.at("guidance");
+  g.seed = c.at("seed");
+  g.rng = c.at("rng");
+  g.strength = c.at("strength");
+  g.starting_image = io::read_image(test::reference_path("cases/pipelines_v2/" + name + "_input.png"), 3);
+  PipelineOptions po;
+  po.source.config_dir = folder;
+  auto single = Pipeline::load(file, po);
+  EXPECT_EQ(single->model_family(), "sdxl-refiner");
+  EXPECT_EQ(single->generate(g).images.at(0).pixels, Pipeline::load(folder)->generate(g).images.at(0).pixels);
 }
 
 TEST(SgmCheckpoint, ReadsTheSgmYaml) {

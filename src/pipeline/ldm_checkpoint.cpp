@@ -129,8 +129,14 @@ void check_vae_config(const LdmConfig& c, const ldm::VaeLayout& v, const ConfigC
 
 // diffusers' attention_head_dim, which UNet2DConditionModel uses as the number of heads: the yaml's
 // num_heads (SD 1.x: 8), else channels / num_head_channels per block (SD 2.x: 64 -> [5, 10, 20, 20]).
-nlohmann::json attention_heads(const LdmConfig& c, const ldm::UnetLayout& u, bool sd2, const std::string& source) {
+nlohmann::json attention_heads(const LdmConfig& c, const ldm::UnetLayout& u, bool sd2, const std::string& source,
+                               bool configs_given) {
   std::optional<int64_t> heads = c.num_heads, head_channels = c.num_head_channels;
+  // config_dir's configs replace what is inferred here: a placeholder where the defaults do not fit.
+  const auto fits = [&](int64_t d) {
+    return std::all_of(u.channels.begin(), u.channels.end(), [&](int64_t ch) { return ch % d == 0; });
+  };
+  if (configs_given && !heads && !head_channels && !fits(sd2 ? 64 : 8)) return 1;
   if (!heads && !head_channels) {
     if (sd2)
       head_channels = 64;
@@ -340,7 +346,7 @@ ConvertedCheckpoint convert_sgm(const TensorTable& table, const LdmConfig& confi
   // SDXL's 64-dim heads; 1024 pixels (latent 128) unless the yaml says otherwise.
   const int64_t vae_scale = int64_t{1} << (vae.channels.size() - 1);
   const int64_t latent_size = config.image_size.value_or(128);
-  out.unet_config = ldm::unet_config_json(unet, attention_heads(config, unet, true, config_source), latent_size);
+  out.unet_config = ldm::unet_config_json(unet, attention_heads(config, unet, true, config_source, options.configs_given), latent_size);
   out.vae_config = ldm::vae_config_json(vae, latent_size * vae_scale, config.scale_factor.value_or(0.13025));
   if (!options.configs_given)  // else config_dir's configs replace these
     out.unet_config["norm_num_groups"] = out.vae_config["norm_num_groups"] =
@@ -390,7 +396,7 @@ ConvertedCheckpoint convert_ldm_checkpoint(const std::vector<io::NamedTensor>& t
   // Latent size: the yaml's, else diffusers' guess of 512 (SD 1.x) or 768 (SD 2.x) pixels over the VAE's 8.
   const int64_t vae_scale = int64_t{1} << (vae.channels.size() - 1);
   const int64_t latent_size = config.image_size.value_or(sd2 ? 96 : 64);
-  out.unet_config = ldm::unet_config_json(unet, attention_heads(config, unet, sd2, config_source), latent_size);
+  out.unet_config = ldm::unet_config_json(unet, attention_heads(config, unet, sd2, config_source, options.configs_given), latent_size);
   out.vae_config = ldm::vae_config_json(vae, latent_size * vae_scale, config.scale_factor.value_or(0.18215));
   if (!options.configs_given)  // else config_dir's configs replace these
     out.unet_config["norm_num_groups"] = out.vae_config["norm_num_groups"] =

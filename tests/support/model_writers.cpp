@@ -66,6 +66,8 @@ std::string unet_name(std::string_view k, int64_t L, const std::set<int64_t>& up
   const std::string_view key = k;
   if (eat(k, "time_embedding.linear_1.")) return cat({"time_embed.0.", k});
   if (eat(k, "time_embedding.linear_2.")) return cat({"time_embed.2.", k});
+  if (eat(k, "add_embedding.linear_1.")) return cat({"label_emb.0.0.", k});  // SDXL's text_time embedding (SGM)
+  if (eat(k, "add_embedding.linear_2.")) return cat({"label_emb.0.2.", k});
   if (eat(k, "conv_in.")) return cat({"input_blocks.0.0.", k});
   if (eat(k, "conv_norm_out.")) return cat({"out.0.", k});
   if (eat(k, "conv_out.")) return cat({"out.2.", k});
@@ -172,7 +174,8 @@ io::RawTensor scaled_copy(const io::RawTensor& t) {
 
 }  // namespace
 
-std::vector<io::NamedTensor> open_clip_tensors(const std::vector<io::NamedTensor>& text, int64_t layers) {
+std::vector<io::NamedTensor> open_clip_tensors(const std::vector<io::NamedTensor>& text, int64_t layers,
+                                               bool sd2_extras) {
   const std::string p;
   std::vector<io::NamedTensor> out;
   std::map<std::string, io::RawTensor> by_name(text.begin(), text.end());
@@ -206,12 +209,13 @@ std::vector<io::NamedTensor> open_clip_tensors(const std::vector<io::NamedTensor
     if (n == 0) block0 = block;
     out.insert(out.end(), block.begin(), block.end());
   }
-  // The block diffusers drops (see the header) and the contrastive-only tensors.
-  const std::string first = p + "transformer.resblocks.0.", last = p + "transformer.resblocks." + num(layers) + ".";
-  for (const auto& [name, t] : block0) out.emplace_back(last + name.substr(first.size()), scaled_copy(t));
   const io::RawTensor& fin = get("text_model.final_layer_norm.weight");
   out.emplace_back(p + "ln_final.weight", fin);
   out.emplace_back(p + "ln_final.bias", get("text_model.final_layer_norm.bias"));
+  if (!sd2_extras) return out;
+  // The block diffusers drops (see the header) and the contrastive-only tensors.
+  const std::string first = p + "transformer.resblocks.0.", last = p + "transformer.resblocks." + num(layers) + ".";
+  for (const auto& [name, t] : block0) out.emplace_back(last + name.substr(first.size()), scaled_copy(t));
   const int64_t h = fin.shape.at(0);
   std::string proj(static_cast<size_t>(h * h) * 4, '\0');
   for (int64_t i = 0; i < h; ++i) {
@@ -248,7 +252,10 @@ void write_bin_folder(const std::string& src, const std::string& dst) {
   }
 }
 
-std::vector<io::NamedTensor> ldm_tensors(const std::string& folder, LdmText text) {
+namespace {
+
+// The UNet and VAE of a diffusers folder in LDM/SGM names (model.diffusion_model.*, first_stage_model.*).
+std::vector<io::NamedTensor> ldm_unet_vae_tensors(const std::string& folder) {
   std::vector<io::NamedTensor> out;
   const auto unet_config = read_json(folder + "/unet/config.json");
   const int64_t L = unet_config.at("layers_per_block").get<int64_t>();
@@ -271,13 +278,45 @@ std::vector<io::NamedTensor> ldm_tensors(const std::string& folder, LdmText text
     if (v.conv_1x1) mapped.shape = {t.shape.at(0), t.shape.at(1), 1, 1};
     out.emplace_back("first_stage_model." + v.name, mapped);
   }
+  return out;
+}
 
+}  // namespace
+
+std::vector<io::NamedTensor> ldm_tensors(const std::string& folder, LdmText text) {
+  std::vector<io::NamedTensor> out = ldm_unet_vae_tensors(folder);
   const auto encoder = read_safetensors_tensors(folder + "/text_encoder/model.safetensors");
   if (text == LdmText::Clip) {
     for (const auto& [name, t] : encoder) out.emplace_back("cond_stage_model.transformer." + name, t);
   } else {
     const int64_t layers = read_json(folder + "/text_encoder/config.json").at("num_hidden_layers").get<int64_t>();
     for (auto& [name, t] : open_clip_tensors(encoder, layers)) out.emplace_back("cond_stage_model.model." + name, t);
+  }
+  return out;
+}
+
+std::vector<io::NamedTensor> sgm_tensors(const std::string& folder) {
+  std::vector<io::NamedTensor> out;
+  for (auto& [name, t] : ldm_unet_vae_tensors(folder)) out.emplace_back(name, t);
+  int64_t embedder = 0;
+  if (fs::exists(folder + "/text_encoder")) {  // the base: CLIP ViT-L with its HF names
+    for (const auto& [name, t] : read_safetensors_tensors(folder + "/text_encoder/model.safetensors"))
+      out.emplace_back("conditioner.embedders.0.transformer." + name, t);
+    embedder = 1;
+  }
+  const std::string prefix = "conditioner.embedders." + num(embedder) + ".model.";
+  const auto encoder = read_safetensors_tensors(folder + "/text_encoder_2/model.safetensors");
+  const int64_t layers = read_json(folder + "/text_encoder_2/config.json").at("num_hidden_layers").get<int64_t>();
+  for (auto& [name, t] : open_clip_tensors(encoder, layers, false)) out.emplace_back(prefix + name, t);
+  // text_projection: SGM keeps the matrix that multiplies from the right (x @ P), diffusers the Linear weight P^T.
+  for (const auto& [name, t] : encoder) {
+    if (name != "text_projection.weight") continue;
+    const int64_t rows = t.shape.at(0), cols = t.shape.at(1), bytes = static_cast<int64_t>(dtype_size(t.dtype));
+    std::string transposed(static_cast<size_t>(rows * cols * bytes), '\0');
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        std::memcpy(transposed.data() + (c * rows + r) * bytes, t.data + (r * cols + c) * bytes, static_cast<size_t>(bytes));
+    out.emplace_back(prefix + "text_projection", owned(t.dtype, {cols, rows}, std::move(transposed)));
   }
   return out;
 }

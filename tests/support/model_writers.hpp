@@ -26,7 +26,9 @@ enum class LdmText {
 // transformers' CLIPTextModel tensors with `layers` layers -> OpenCLIP's text tower (open_clip names without a
 // prefix: token_embedding, positional_embedding, transformer.resblocks.N.{ln_1, attn.in_proj_*, ...},
 // ln_final), plus the tensors real SD 2.x files hold and diffusers drops (see ldm_tensors).
-std::vector<io::NamedTensor> open_clip_tensors(const std::vector<io::NamedTensor>& clip, int64_t layers);
+// sd2_extras false: the tower alone, as SGM files hold SDXL's OpenCLIP encoder (every block used).
+std::vector<io::NamedTensor> open_clip_tensors(const std::vector<io::NamedTensor>& clip, int64_t layers,
+                                               bool sd2_extras = true);
 
 // The diffusers folder's unet, vae and text_encoder in LDM names. For OpenClip the file also gets what real
 // SD 2.x files hold and diffusers drops: one more resblock after the kept ones (the 24th of ViT-H, unused by
@@ -36,6 +38,12 @@ std::vector<io::NamedTensor> ldm_tensors(const std::string& diffusers_folder, Ld
 // An LDM yaml (v1-inference.yaml / v2-inference-v.yaml structure) describing the folder's UNet, VAE and
 // scheduler: what shapes cannot tell (heads, latent size, parameterization, schedule) comes from here.
 std::string ldm_yaml(const std::string& diffusers_folder, LdmText text);
+
+// An SDXL base or refiner diffusers folder in Stability's SGM single-file names (the layout of diffusers'
+// scripts/convert_diffusers_to_original_sdxl.py): conditioner.embedders.0.transformer.* (CLIP, base only)
+// and conditioner.embedders.N.model.* (OpenCLIP with every block and text_projection as [hidden, proj]),
+// label_emb.0.{0,2} for the text_time embedding.
+std::vector<io::NamedTensor> sgm_tensors(const std::string& diffusers_folder);
 
 // ldm_tensors() written as a .safetensors single file.
 void write_ldm_safetensors(const std::string& diffusers_folder, LdmText text, const std::string& path);
