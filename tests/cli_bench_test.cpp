@@ -166,8 +166,9 @@ TEST(CliBench, BadValuesFailClearly) {
   expect_failure(tiny + " --repeat 0", "--repeat must be positive");
   expect_failure(tiny + " --scheduler unipc", "--scheduler: unknown scheduler 'unipc' (known: pndm");
   expect_failure(tiny + " --scheduler LCMScheduler", "--scheduler: unknown scheduler 'LCMScheduler'");  // as generate
-  expect_failure(tiny + " --random-lora 0", "--random-lora: the rank must be positive (got 0)");
-  expect_failure(tiny + " --random-lora -3", "--random-lora: the rank must be positive (got -3)");
+  expect_failure(tiny + " --random-lora 0", "--random-lora: the rank must be from 1 to 1024 (got 0)");
+  expect_failure(tiny + " --random-lora -3", "--random-lora: the rank must be from 1 to 1024 (got -3)");
+  expect_failure(tiny + " --random-lora 4096", "--random-lora: the rank must be from 1 to 1024 (got 4096)");
   expect_failure(tiny + " --guidance-scale nan", "--guidance-scale must be a finite number");
   expect_failure(tiny + " --width 100", "multiples of 8");
   expect_failure(tiny + " --save-bundle x", "--save-bundle applies to --architecture");

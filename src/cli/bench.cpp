@@ -96,8 +96,9 @@ void validate(const BenchArgs& a) {
   if (!a.scheduler.empty()) check_scheduler_flag(a.scheduler);
   if (!std::isfinite(a.guidance_scale))
     throw Error("--guidance-scale must be a finite number (got " + std::to_string(a.guidance_scale) + ")");
-  if (a.random_lora_rank && *a.random_lora_rank <= 0)
-    throw Error("--random-lora: the rank must be positive (got " + std::to_string(*a.random_lora_rank) + ")");
+  if (a.random_lora_rank && (*a.random_lora_rank <= 0 || *a.random_lora_rank > kMaxRandomLoraRank))
+    throw Error("--random-lora: the rank must be from 1 to " + std::to_string(kMaxRandomLoraRank) + " (got " +
+                std::to_string(*a.random_lora_rank) + ")");
   if (a.steps <= 0) throw Error("--steps must be positive (got " + std::to_string(a.steps) + ")");
   if (a.repeat <= 0) throw Error("--repeat must be positive (got " + std::to_string(a.repeat) + ")");
   if (a.vae_tile_size < 0) throw Error("--vae-tiling must be >= 0 (got " + std::to_string(a.vae_tile_size) + ")");
@@ -434,8 +435,8 @@ Command add_bench(CLI::App& app) {
   app.add_option("--lora", a->loras, "LoRA PATH[:SCALE] applied to the UNet step and the generation; repeatable")
       ->allow_extra_args(false);
   app.add_option("--random-lora", a->random_lora_rank,
-                 "Also apply a random LoRA of this rank on every UNet layer LCM-LoRA adapts (timing only; a "
-                 "temporary file)");
+                 "Also apply a random LoRA of this rank (1-1024) on every UNet layer LCM-LoRA adapts (timing "
+                 "only; a temporary file; adds to --lora)");
   app.add_option("--steps", a->steps, "Denoising steps of the whole generation")->capture_default_str();
   app.add_option("--scheduler", a->scheduler,
                  "The generation's scheduler, as generate takes it (default: the model's)");

@@ -17,9 +17,11 @@ RandomLora::~RandomLora() {
 namespace {
 
 // target_modules of latent-consistency/lcm-lora-sdv1-5's adapter_config.json.
-constexpr std::string_view kLcmLoraTargets[] = {
-    "to_q",  "to_k",  "to_v",          "to_out.0",            "proj_in",           "proj_out",     "ff.net.0.proj",
-    "ff.net.2", "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj"};
+constexpr std::string_view kLcmLoraTargets[] = {"to_q",     "to_k",          "to_v",    "to_out.0",
+                                                 "proj_in",  "proj_out",      "ff.net.0.proj",
+                                                 "ff.net.2", "conv1",         "conv2",   "conv_shortcut",
+                                                 "downsamplers.0.conv",       "upsamplers.0.conv",
+                                                 "time_emb_proj"};
 
 // PEFT's rule: the module path is the target or ends in "." + target.
 bool is_target(std::string_view module) {
@@ -48,7 +50,9 @@ Tensor random_f16(const Shape& shape, uint32_t& state) {
 }  // namespace
 
 void write_random_lora(const Weights& unet, int rank, const std::string& path, RandomLora& out) {
-  if (rank <= 0) throw Error("--random-lora: the rank must be positive (got " + std::to_string(rank) + ")");
+  if (rank <= 0 || rank > kMaxRandomLoraRank)
+    throw Error("--random-lora: the rank must be from 1 to " + std::to_string(kMaxRandomLoraRank) + " (got " +
+                std::to_string(rank) + ")");
   const int64_t r = rank;
   std::vector<Tensor> keep;  // owns the data the raw tensors point at
   std::vector<io::NamedTensor> tensors;

@@ -8,6 +8,9 @@
 
 namespace sdrt::cli {
 
+// Far above real LoRAs (LCM-LoRA: 64); keeps a typo from allocating gigabytes.
+constexpr int kMaxRandomLoraRank = 1024;
+
 // The file written; it is deleted with this object.
 struct RandomLora {
   std::string path;
