@@ -2,9 +2,12 @@
 // for bad option values.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include <nlohmann/json.hpp>
 
 #include "sdrt/core/cpu_features.hpp"
+#include "sdrt/core/weights_loader.hpp"
 #include "sdrt/kernels/backend.hpp"
 
 #include "support/cli_support.hpp"
@@ -39,6 +42,11 @@ TEST(CliBench, JsonReportOnTheTinyModel) {
   EXPECT_EQ(j["compute_precision"], "float32");
   EXPECT_EQ(j["threads"], 1);
   EXPECT_EQ(j["attention"], "flash");
+  EXPECT_EQ(j["scheduler"], "pndm");  // sd1-tiny's own (PNDMScheduler)
+  EXPECT_EQ(j["guidance_scale"], 7.5);
+  EXPECT_EQ(j["batch"], 2);  // classifier-free guidance: unconditional and conditional
+  EXPECT_EQ(j["unet_lora_layers"], 0);
+  EXPECT_FALSE(j.contains("random_lora"));
   EXPECT_EQ(j["resource_path"], model);
   EXPECT_GT(j["peak_rss_bytes"].get<int64_t>(), 0);
   EXPECT_FALSE(j["cpu_isa"].get<std::string>().empty());
@@ -71,6 +79,75 @@ TEST(CliBench, PrecisionAliasAndSizeAreHonoured) {
   EXPECT_EQ(j["height"], 64);
 }
 
+TEST(CliBench, SchedulerAndGuidanceScaleAreHonoured) {
+  const auto r = run_sdrt("bench --resource-path " + shell_quote(test::reference_path("models/sd1-tiny")) +
+                          " --steps 2 --repeat 1 --scheduler lcm --guidance-scale 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = last_json_object(r.output);
+  EXPECT_EQ(j["scheduler"], "lcm");
+  EXPECT_EQ(j["guidance_scale"], 1.0);
+  EXPECT_EQ(j["batch"], 1);  // guidance <= 1: the pipeline runs the prompt alone
+  EXPECT_GT(j["total_s"].get<double>(), 0.0);
+}
+
+// Linear / Conv2d parameters a rank-r LoRA adds on every SD1 UNet layer LCM-LoRA adapts, counted the
+// other way round: every Linear / Conv2d weight except the four it leaves alone (conv_in, conv_out and
+// the time embedding's two Linears).
+std::pair<int64_t, int64_t> lcm_lora_size(const Weights& unet, int64_t r) {
+  int64_t modules = 0, parameters = 0;
+  for (const auto& [name, t] : unet.all()) {
+    if (t.shape().size() != 2 && t.shape().size() != 4) continue;
+    if (name.rfind("conv_in.", 0) == 0 || name.rfind("conv_out.", 0) == 0 || name.rfind("time_embedding.", 0) == 0)
+      continue;
+    const int64_t in = t.numel() / t.shape()[0];  // Cin * kh * kw
+    ++modules;
+    parameters += r * (in + t.shape()[0]);
+  }
+  return {modules, parameters};
+}
+
+TEST(CliBench, RandomLoraCoversTheLcmLoraLayers) {
+  const std::string model = test::reference_path("models/sd1-tiny");
+  // The LoRA file goes to the temporary folder (TMPDIR) and must be gone afterwards.
+  const std::string tmp = test::make_temp_dir("bench-random-lora");
+  const char* old_tmp = std::getenv("TMPDIR");
+  const std::string saved = old_tmp ? old_tmp : "";
+  ::setenv("TMPDIR", tmp.c_str(), 1);
+  const auto r = run_sdrt("bench --resource-path " + shell_quote(model) +
+                          " --steps 2 --repeat 1 --scheduler lcm --guidance-scale 1 --random-lora 4 --json");
+  if (old_tmp) ::setenv("TMPDIR", saved.c_str(), 1);
+  else ::unsetenv("TMPDIR");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(test::folder_entries(tmp).empty());
+  const auto j = last_json_object(r.output);
+  ASSERT_TRUE(j.contains("random_lora")) << r.output;
+  const auto& lora = j["random_lora"];
+  EXPECT_EQ(lora["rank"], 4);
+  EXPECT_EQ(lora["alpha"], 4);
+  // sd1-tiny: 117 = down 31 + 7, mid 18, up 13 + 48 (resnets 3 each, +1 with a shortcut; transformers 12
+  // each; one down- and one upsampler).
+  const auto [modules, parameters] = lcm_lora_size(load_component(model + "/unet"), 4);
+  EXPECT_EQ(modules, 117);
+  EXPECT_EQ(lora["modules"], modules);
+  EXPECT_EQ(lora["parameters"], parameters);
+  EXPECT_EQ(j["unet_lora_layers"], modules);  // every module found its layer in the UNet step
+  EXPECT_GT(lora["file_bytes"].get<int64_t>(), 2 * parameters);  // float16 values plus header and alphas
+  EXPECT_EQ(j["loras"].size(), 0u);  // the random LoRA is not one of --lora
+}
+
+TEST(CliBench, RandomLoraAddsToLoraFlags) {
+  // Both together: the file's LoRA and the random one stack, as several --lora do.
+  const std::string lora = test::reference_path("models/adapters/sd1-tiny-lora-kohya.safetensors");
+  const auto r = run_sdrt("bench --resource-path " + shell_quote(test::reference_path("models/sd1-tiny")) +
+                          " --steps 1 --repeat 1 --guidance-scale 1 --random-lora 2 --lora " + shell_quote(lora) +
+                          ":0.5 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = last_json_object(r.output);
+  EXPECT_EQ(j["loras"].size(), 1u);
+  EXPECT_EQ(j["random_lora"]["modules"], 117);
+  EXPECT_EQ(j["unet_lora_layers"], 117);  // the file adapts a subset of the same layers
+}
+
 void expect_failure(const std::string& args, const std::string& message) {
   const auto r = run_sdrt("bench " + args);
   EXPECT_NE(r.exit_code, 0) << args;
@@ -87,6 +164,12 @@ TEST(CliBench, BadValuesFailClearly) {
   expect_failure("--steps 2", "give exactly one of --resource-path and --architecture");
   expect_failure(tiny + " --architecture sd15", "give exactly one of --resource-path and --architecture");
   expect_failure(tiny + " --repeat 0", "--repeat must be positive");
+  expect_failure(tiny + " --scheduler unipc", "--scheduler: unknown scheduler 'unipc' (known: pndm");
+  expect_failure(tiny + " --scheduler LCMScheduler", "--scheduler: unknown scheduler 'LCMScheduler'");  // as generate
+  expect_failure(tiny + " --random-lora 0", "--random-lora: the rank must be from 1 to 1024 (got 0)");
+  expect_failure(tiny + " --random-lora -3", "--random-lora: the rank must be from 1 to 1024 (got -3)");
+  expect_failure(tiny + " --random-lora 4096", "--random-lora: the rank must be from 1 to 1024 (got 4096)");
+  expect_failure(tiny + " --guidance-scale nan", "--guidance-scale must be a finite number");
   expect_failure(tiny + " --width 100", "multiples of 8");
   expect_failure(tiny + " --save-bundle x", "--save-bundle applies to --architecture");
   expect_failure("--architecture sd15 --save-bundle " + shell_quote(test::reference_path("models")),

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -15,9 +16,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/bench_lora.hpp"
 #include "cli/commands.hpp"
 #include "cli/compression_flags.hpp"
 #include "cli/lora_flags.hpp"
+#include "cli/scheduler_flag.hpp"
 #include "sdrt/base/error.hpp"
 #include "sdrt/core/cpu_features.hpp"
 #include "sdrt/kernels/backend.hpp"
@@ -50,6 +53,10 @@ struct BenchArgs {
   pipeline::CompressionOptions compression;  // --architecture: compress the random model first
   std::string weight_quantization;
   std::vector<std::string> loras;  // --lora PATH[:SCALE]: applied to the UNet step and the generation
+  std::optional<int> random_lora_rank;  // --random-lora RANK: a random LCM-LoRA-shaped LoRA, with the above
+  std::string scheduler;                // the generation's; empty: the model's own
+  float guidance_scale = 7.5f;          // <= 1: no classifier-free guidance, UNet batch 1
+  bool guided() const { return guidance_scale > 1.0f; }  // as the pipeline decides
 
   PipelineOptions pipeline_options() const {
     PipelineOptions o;
@@ -67,6 +74,8 @@ struct Timings {
   std::optional<double> vae_encode_s;  // absent when the model has no VAE encoder
   BufferStats unet_step_buffers;            // large buffers of the last UNet step, reused or fresh
   std::map<std::string, int64_t> peak_rss;  // per phase, each measured from a reset
+  std::string scheduler;                    // the generation's, by name
+  size_t unet_lora_layers = 0;              // UNet layers the LoRAs adapted in the step measurement
 };
 
 void validate(const BenchArgs& a) {
@@ -84,6 +93,12 @@ void validate(const BenchArgs& a) {
   pipeline::backend_options(a.compute_precision, a.attention, false, "float32");  // throws naming a bad value
   if (!a.reduce_memory.empty() && a.reduce_memory != "on" && a.reduce_memory != "stream")
     throw Error("--reduce-memory: unknown value '" + a.reduce_memory + "' (on or stream)");
+  if (!a.scheduler.empty()) check_scheduler_flag(a.scheduler);
+  if (!std::isfinite(a.guidance_scale))
+    throw Error("--guidance-scale must be a finite number (got " + std::to_string(a.guidance_scale) + ")");
+  if (a.random_lora_rank && (*a.random_lora_rank <= 0 || *a.random_lora_rank > kMaxRandomLoraRank))
+    throw Error("--random-lora: the rank must be from 1 to " + std::to_string(kMaxRandomLoraRank) + " (got " +
+                std::to_string(*a.random_lora_rank) + ")");
   if (a.steps <= 0) throw Error("--steps must be positive (got " + std::to_string(a.steps) + ")");
   if (a.repeat <= 0) throw Error("--repeat must be positive (got " + std::to_string(a.repeat) + ")");
   if (a.vae_tile_size < 0) throw Error("--vae-tiling must be >= 0 (got " + std::to_string(a.vae_tile_size) + ")");
@@ -216,7 +231,8 @@ int64_t peak_rss_bytes() {
 void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 // The networks one at a time (each freed before the next is built), then a whole generation.
-Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int width, int height) {
+Timings run_bench(const BenchArgs& a, const CliLoras& loras, const pipeline::ModelSource& src, int width,
+                  int height) {
   Timings t;
   const PipelineOptions options = a.pipeline_options();
   if (options.stream_weights) set_cached_memory_limit(0);  // as the pipeline does when streaming
@@ -234,16 +250,18 @@ Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int widt
     run();
     t.peak_rss[name] = peak_rss_bytes();
   };
+  // Without guidance the pipeline encodes only the prompt and runs the UNet on batch 1.
+  const int64_t batch = a.guided() ? 2 : 1;
   Tensor embeds;
   phase("text_encoder", [&] {
     const models::CLIPTextModel text(models::CLIPTextConfig::from_json(src.text_encoder->config),
                                      src.text_encoder->weights, backend);
     const auto tok = tokenizer::ClipTokenizer::from_files(src.tokenizer.vocab_json, src.tokenizer.merges_txt,
                                                           src.tokenizer.pad_token);
-    std::vector<int64_t> ids = tok.encode("");
+    std::vector<int64_t> ids = a.guided() ? tok.encode("") : std::vector<int64_t>{};
     const auto positive = tok.encode(kPrompt);
     ids.insert(ids.end(), positive.begin(), positive.end());
-    t.text_encoder_s = median_seconds(a.repeat, [&] { embeds = text.forward(ids, 2).last_hidden_state; });
+    t.text_encoder_s = median_seconds(a.repeat, [&] { embeds = text.forward(ids, batch).last_hidden_state; });
   });
   phase("unet", [&] {
     // With --lora the UNet is built as the pipeline builds it, carrying the LoRAs' UNet deltas.
@@ -251,7 +269,6 @@ Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int widt
     const pipeline::LoraTargets targets{{pipeline::LoraNetwork::UNet, &src.unet->weights},
                                         {pipeline::LoraNetwork::TextEncoder, &src.text_encoder->weights}};
     std::vector<pipeline::ResolvedLora> deltas;
-    const CliLoras loras = cli_loras(a.loras, "", {});
     for (size_t i = 0; i < loras.loras.size(); ++i) try {
         for (auto& r : pipeline::resolve_lora(pipeline::read_lora_file(loras.loras[i].path), loras.loras[i].scale, targets))
           if (r.network == pipeline::LoraNetwork::UNet) deltas.push_back(std::move(r));
@@ -259,13 +276,15 @@ Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int widt
         throw Error(loras.origins[i] + ": " + e.what());
       }
     lora_layers.activate(deltas);
+    t.unet_lora_layers = lora_layers.active_layers();
     const models::UNet2DConditionModel unet(models::UNet2DConditionConfig::from_json(src.unet->config),
-                                            src.unet->weights, a.loras.empty() ? backend : lora_layers.backend());
-    const Tensor sample = bench_input({2, unet.config().in_channels, h, w});
+                                            src.unet->weights, loras.loras.empty() ? backend : lora_layers.backend());
+    const Tensor sample = bench_input({batch, unet.config().in_channels, h, w});
+    const std::vector<float> timesteps(static_cast<size_t>(batch), 500.0f);
     BufferStats before, after;
     t.unet_step_s = median_seconds(a.repeat, [&] {
       before = buffer_stats();
-      unet.forward(sample, {500.0f, 500.0f}, embeds);
+      unet.forward(sample, timesteps, embeds);
       after = buffer_stats();
     });
     t.unet_step_buffers = {after.reused - before.reused, after.fresh - before.fresh,
@@ -294,15 +313,22 @@ Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int widt
     config.step_count = a.steps;
     config.width = width;
     config.height = height;
-    config.loras = cli_loras(a.loras, "", {}).loras;
-    t.total_s = median_seconds(a.repeat, [&] { pipe->generate(config); });
+    config.loras = loras.loras;
+    config.scheduler = a.scheduler;
+    config.guidance_scale = a.guidance_scale;
+    t.scheduler = a.scheduler.empty() ? pipe->default_scheduler() : a.scheduler;
+    try {
+      t.total_s = median_seconds(a.repeat, [&] { pipe->generate(config); });
+    } catch (const Error& e) {
+      throw Error(with_lora_flag_names(e.what(), loras));
+    }
   });
   return t;
 }
 
 
-nlohmann::json report(const BenchArgs& a, const pipeline::ModelSource& src, const ModelFacts& facts, int width,
-                      int height, const Timings& t) {
+nlohmann::json report(const BenchArgs& a, const pipeline::ModelSource& src, const ModelFacts& facts,
+                      const RandomLora* random_lora, int width, int height, const Timings& t) {
   const kernels::BackendOptions backend =
       pipeline::backend_options(a.compute_precision, a.attention, a.reduce_memory == "stream", src.precision);
   const kernels::BackendOptions granted = kernels::cpu_backend(backend).options();
@@ -313,7 +339,11 @@ nlohmann::json report(const BenchArgs& a, const pipeline::ModelSource& src, cons
                    {"total_s", t.total_s},
                    {"pipeline_load_s", t.load_s},
                    {"steps", a.steps},
+                   {"scheduler", t.scheduler},
+                   {"guidance_scale", a.guidance_scale},
+                   {"batch", a.guided() ? 2 : 1},
                    {"loras", a.loras},
+                   {"unet_lora_layers", t.unet_lora_layers},
                    {"width", width},
                    {"height", height},
                    {"repeat", a.repeat},
@@ -336,6 +366,12 @@ nlohmann::json report(const BenchArgs& a, const pipeline::ModelSource& src, cons
                                           {"fresh_bytes", t.unet_step_buffers.fresh_bytes}}},
                    {"bundle_bytes", facts.bundle_bytes},
                    {"file_bytes", facts.file_bytes}};
+  if (random_lora)
+    j["random_lora"] = {{"rank", random_lora->rank},
+                        {"alpha", random_lora->rank},
+                        {"modules", random_lora->modules},
+                        {"parameters", random_lora->parameters},
+                        {"file_bytes", random_lora->file_bytes}};
   if (!facts.compression.empty()) j["compression"] = facts.compression;
   if (!facts.psnr_db.empty()) j["psnr_db"] = facts.psnr_db;
   if (!a.architecture.empty()) j["architecture"] = a.architecture;
@@ -349,15 +385,25 @@ void print_table(const nlohmann::json& j) {
   std::printf("model            %s\n", model.c_str());
   std::printf("size             %dx%d, %d steps, median of %d after 1 warm-up\n", j["width"].get<int>(), j["height"].get<int>(),
               j["steps"].get<int>(), j["repeat"].get<int>());
+  std::printf("generation       %s scheduler, guidance %g (batch %d)\n", j["scheduler"].get<std::string>().c_str(),
+              j["guidance_scale"].get<double>(), j["batch"].get<int>());
   for (const auto& lora : j["loras"]) std::printf("LoRA             %s\n", lora.get<std::string>().c_str());
+  if (j.contains("random_lora")) {
+    const auto& r = j["random_lora"];
+    std::printf("LoRA             random, rank %d: %lld UNet modules, %lld parameters (%.1f MiB float16)\n",
+                r["rank"].get<int>(), static_cast<long long>(r["modules"].get<int64_t>()),
+                static_cast<long long>(r["parameters"].get<int64_t>()),
+                static_cast<double>(r["file_bytes"].get<int64_t>()) / (1 << 20));
+  }
   std::printf("precision        %s weights, %s compute, %d threads, %s attention, reduce-memory %s\n",
               j["precision"].get<std::string>().c_str(), j["compute_precision"].get<std::string>().c_str(),
               j["threads"].get<int>(), j["attention"].get<std::string>().c_str(),
               j["reduce_memory"].get<std::string>().c_str());
   std::printf("oneDNN ISA       %s; sdrt kernels: %s\n", j["cpu_isa"].get<std::string>().c_str(),
               j["cpu_features"].get<std::string>().c_str());
-  std::printf("text encoder     %10.4f s  (batch 2)\n", j["text_encoder_s"].get<double>());
-  std::printf("UNet step        %10.4f s  (batch 2; %lld buffers reused, %lld fresh)\n", j["unet_step_s"].get<double>(),
+  std::printf("text encoder     %10.4f s  (batch %d)\n", j["text_encoder_s"].get<double>(), j["batch"].get<int>());
+  std::printf("UNet step        %10.4f s  (batch %d, %d LoRA layers; %lld buffers reused, %lld fresh)\n",
+              j["unet_step_s"].get<double>(), j["batch"].get<int>(), j["unet_lora_layers"].get<int>(),
               static_cast<long long>(j["unet_step_buffers"]["reused"].get<int64_t>()),
               static_cast<long long>(j["unet_step_buffers"]["fresh"].get<int64_t>()));
   std::printf("VAE decode       %10.4f s  (batch 1)\n", j["vae_decode_s"].get<double>());
@@ -388,7 +434,15 @@ Command add_bench(CLI::App& app) {
   app.add_option("--height", a->height, "Image height (default: the model's native size)");
   app.add_option("--lora", a->loras, "LoRA PATH[:SCALE] applied to the UNet step and the generation; repeatable")
       ->allow_extra_args(false);
+  app.add_option("--random-lora", a->random_lora_rank,
+                 "Also apply a random LoRA of this rank (1-1024) on every UNet layer LCM-LoRA adapts (timing "
+                 "only; a temporary file; adds to --lora)");
   app.add_option("--steps", a->steps, "Denoising steps of the whole generation")->capture_default_str();
+  app.add_option("--scheduler", a->scheduler,
+                 "The generation's scheduler, as generate takes it (default: the model's)");
+  app.add_option("--guidance-scale", a->guidance_scale,
+                 "Classifier-free guidance of the generation; at <= 1 none, and the UNet step runs on batch 1")
+      ->capture_default_str();
   app.add_option("--precision", a->precision,
                  "Weight storage: float32 | bfloat16 | float16 (fp32/bf16/fp16); default: as stored (float32 for "
                  "--architecture)");
@@ -427,7 +481,17 @@ Command add_bench(CLI::App& app) {
     const int native = static_cast<int>(src.unet->config.value("sample_size", 64) *
                                         (1 << (src.vae->config.at("block_out_channels").size() - 1)));
     const int width = a->width ? a->width : native, height = a->height ? a->height : native;
-    const nlohmann::json j = report(*a, src, facts, width, height, run_bench(*a, src, width, height));
+    CliLoras loras = cli_loras(a->loras, "", {});
+    RandomLora random_lora;
+    if (a->random_lora_rank) {
+      const std::string path =
+          (fs::temp_directory_path() / ("sdrt-bench-lora-" + std::to_string(::getpid()) + ".safetensors")).string();
+      write_random_lora(src.unet->weights, *a->random_lora_rank, path, random_lora);
+      loras.loras.push_back({path, 1.0f});
+      loras.origins.push_back("--random-lora " + std::to_string(*a->random_lora_rank));
+    }
+    const Timings t = run_bench(*a, loras, src, width, height);
+    const nlohmann::json j = report(*a, src, facts, a->random_lora_rank ? &random_lora : nullptr, width, height, t);
     if (a->json) std::printf("%s\n", j.dump(2).c_str());
     else print_table(j);
     return 0;

@@ -15,12 +15,12 @@
 #include "cli/embedding_flags.hpp"
 #include "cli/parameters_text.hpp"
 #include "cli/progress.hpp"
+#include "cli/scheduler_flag.hpp"
 #include "cli/source_flags.hpp"
 #include "pipeline/config_checks.hpp"
 #include "sdrt/base/error.hpp"
 #include "sdrt/io/image.hpp"
 #include "sdrt/pipeline/pipeline.hpp"
-#include "sdrt/schedulers/scheduler.hpp"
 
 namespace fs = std::filesystem;
 
@@ -319,10 +319,7 @@ Command add_generate(CLI::App& app) {
       ->capture_default_str();
   add_embedding_flags(app, a->embeddings, a->embeddings_dir);
   return [a] {
-    if (a->scheduler.empty()) return run_generate(*a);
-    const auto& names = schedulers::scheduler_names();
-    if (std::find(names.begin(), names.end(), a->scheduler) == names.end())
-      throw Error("unknown scheduler '" + a->scheduler + "'");
+    if (!a->scheduler.empty()) check_scheduler_flag(a->scheduler);
     return run_generate(*a);
   };
 }
