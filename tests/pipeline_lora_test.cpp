@@ -143,6 +143,39 @@ TEST(LoraSwitching, OnePipelineMatchesFreshOnesBitForBit) {
   }
 }
 
+bool says_reused(const GenerationResult& r) {
+  for (const auto& n : r.notes)
+    if (n.find("(prepared by an earlier generation)") != std::string::npos) return true;
+  return false;
+}
+
+// The same file and scale as the generation before: its prepared deltas go back on (the note says so), the
+// same image. Another scale, or the file changed on disk, is read and prepared anew.
+TEST(LoraSwitching, TheSameLoraAgainReusesItsPreparedDeltas) {
+  namespace fs = std::filesystem;
+  const std::string dir = test::make_temp_dir("lora-reuse");
+  const std::string file = dir + "/lora.safetensors";
+  fs::copy_file(kohya(), file);
+  auto pipe = Pipeline::load(sd1());
+  const auto first = pipe->generate(small_config({{file, 0.7f}}));
+  EXPECT_FALSE(says_reused(first));
+  const auto again = pipe->generate(small_config({{file, 0.7f}}));
+  EXPECT_TRUE(says_reused(again));
+  EXPECT_EQ(again.images.at(0).pixels, first.images.at(0).pixels);
+  const auto other_scale = pipe->generate(small_config({{file, 1.0f}}));
+  EXPECT_FALSE(says_reused(other_scale));
+  EXPECT_NE(other_scale.images.at(0).pixels, first.images.at(0).pixels);
+  // Replaced on disk by another LoRA (a later modification time): read again, as a fresh pipeline reads it.
+  fs::copy_file(diffusers_folder() + "/pytorch_lora_weights.safetensors", file, fs::copy_options::overwrite_existing);
+  fs::last_write_time(file, fs::last_write_time(file) + std::chrono::seconds(10));
+  const auto replaced = pipe->generate(small_config({{file, 1.0f}}));
+  EXPECT_FALSE(says_reused(replaced));
+  EXPECT_EQ(replaced.images.at(0).pixels, image_of(*Pipeline::load(sd1()), small_config({{file, 1.0f}})));
+  // No LoRA in between drops the kept one: the plain image, then a fresh preparation.
+  EXPECT_NE(image_of(*pipe, small_config({})), replaced.images.at(0).pixels);
+  EXPECT_FALSE(says_reused(pipe->generate(small_config({{file, 1.0f}}))));
+}
+
 TEST(LoraSwitching, AFailedLoraLeavesNothingActive) {
   auto pipe = Pipeline::load(sd1());
   const auto plain = image_of(*pipe, small_config({}));

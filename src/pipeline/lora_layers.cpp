@@ -1,8 +1,10 @@
 // LoRA as a low-rank side path next to each adapted layer (see lora_layers.hpp and docs/lora.md).
 #include "sdrt/pipeline/lora_layers.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <unordered_map>
 
@@ -25,12 +27,14 @@ struct Delta {
   std::shared_ptr<const Conv2dOp> down_conv, up_conv;
 };
 
-// A layer's deltas. Written only between generations (activate / clear), read by the layer's op.
+// A layer's deltas. Written only between generations (activate / park / restore / clear), read by the
+// layer's op.
 struct Slot {
   bool built = false;  // a layer of the network uses it (its kind and parameters are known)
   bool conv = false;
   Conv2dParams params;
   std::vector<Delta> deltas;
+  std::vector<Delta> parked;  // off the layer, ops kept for restore()
 };
 
 // The deltas' outputs for x, computed before anything is added into the layer's output: an
@@ -108,6 +112,7 @@ class AdaptedConv2d final : public Conv2dOp {
 
 struct LoraLayers::State {
   kernels::Backend* inner = nullptr;
+  bool parked = false;  // park() ran since the last activate / restore / clear
   std::unordered_map<const void*, std::string> modules;  // stored weight -> module ("" when shared)
   std::map<std::string, std::shared_ptr<Slot>> slots;     // by module, kept across network rebuilds
   bool built = false;                                     // the network was built at least once
@@ -248,8 +253,31 @@ void LoraLayers::activate(const std::vector<ResolvedLora>& deltas) {
   }
 }
 
+void LoraLayers::park() {
+  for (auto& [module, slot] : state_->slots) {
+    slot->parked = std::move(slot->deltas);
+    slot->deltas.clear();
+  }
+  state_->parked = true;
+}
+
+bool LoraLayers::restore() {
+  if (!state_->parked) return false;
+  for (auto& [module, slot] : state_->slots) {
+    slot->deltas = std::move(slot->parked);
+    slot->parked.clear();
+    if (slot->built) state_->make_ops(*slot);  // a no-op unless the network was first built since
+  }
+  state_->parked = false;
+  return true;
+}
+
 void LoraLayers::clear() {
-  for (auto& [module, slot] : state_->slots) slot->deltas.clear();
+  for (auto& [module, slot] : state_->slots) {
+    slot->deltas.clear();
+    slot->parked.clear();
+  }
+  state_->parked = false;
 }
 
 size_t LoraLayers::active_layers() const {
@@ -271,7 +299,52 @@ ModelLoras::ModelLoras(kernels::Backend& backend, const ModelSource& source)
       text_encoder_(backend, weights_of(source.text_encoder)),
       text_encoder_2_(backend, weights_of(source.text_encoder_2)) {}
 
+namespace {
+
+// What makes a set of LoRAs the same as before: paths, scales, and each file's size and modification time
+// (for a diffusers LoRA folder, those of the files in it). Empty when a path cannot be examined.
+std::string lora_identity(const std::vector<LoraInput>& loras) {
+  namespace fs = std::filesystem;
+  std::string key;
+  std::error_code ec;
+  const auto stamp = [&](const fs::path& f) {
+    const auto size = fs::file_size(f, ec);
+    const auto time = fs::last_write_time(f, ec).time_since_epoch().count();
+    key += f.string() + '\n' + std::to_string(size) + '\n' + std::to_string(time) + '\n';
+  };
+  for (const LoraInput& l : loras) {
+    char scale[32];
+    std::snprintf(scale, sizeof scale, "%.9g", static_cast<double>(l.scale));
+    key += std::string("lora ") + scale + '\n';
+    if (fs::is_directory(l.path, ec)) {
+      std::vector<fs::path> files;
+      for (const auto& e : fs::directory_iterator(l.path, ec))
+        if (e.is_regular_file(ec)) files.push_back(e.path());
+      std::sort(files.begin(), files.end());
+      for (const auto& f : files) stamp(f);
+    } else {
+      stamp(l.path);
+    }
+    if (ec) return "";
+  }
+  return key;
+}
+
+}  // namespace
+
 std::vector<std::string> ModelLoras::activate(const std::vector<LoraInput>& loras) {
+  const std::string key = loras.empty() ? "" : lora_identity(loras);
+  if (!key.empty() && key == parked_key_) {
+    // The same files and scales as the last generation: its deltas and prepared ops go back on.
+    unet_.restore();
+    text_encoder_.restore();
+    text_encoder_2_.restore();
+    active_key_ = key;
+    parked_key_.clear();
+    std::vector<std::string> notes = active_notes_;
+    for (auto& n : notes) n += " (prepared by an earlier generation)";
+    return notes;
+  }
   clear();
   LoraTargets targets;
   if (source_.unet) targets[LoraNetwork::UNet] = &source_.unet->weights;
@@ -308,13 +381,26 @@ std::vector<std::string> ModelLoras::activate(const std::vector<LoraInput>& lora
     clear();
     throw Error(std::string("loras: ") + e.what());
   }
+  active_key_ = key;
+  active_notes_ = notes;
   return notes;
+}
+
+void ModelLoras::release() {
+  if (active_key_.empty()) return clear();
+  unet_.park();
+  text_encoder_.park();
+  text_encoder_2_.park();
+  parked_key_ = active_key_;
+  active_key_.clear();
 }
 
 void ModelLoras::clear() {
   unet_.clear();
   text_encoder_.clear();
   text_encoder_2_.clear();
+  active_key_.clear();
+  parked_key_.clear();
 }
 
 }  // namespace sdrt::pipeline

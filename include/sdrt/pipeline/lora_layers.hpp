@@ -31,7 +31,11 @@ class LoraLayers {
   // Adds these deltas (this network's modules; several on one layer add up) until clear(). Throws when
   // the network was built and a module is not one of its Linear or Conv2d layers (nothing stays active).
   void activate(const std::vector<ResolvedLora>& deltas);
-  void clear();
+  // Takes the deltas off the layers, keeping them with their prepared ops until restore() or clear().
+  void park();
+  // Puts the parked deltas back on; false when nothing was parked.
+  bool restore();
+  void clear();  // the active and the parked deltas
   // Layers carrying a delta now.
   size_t active_layers() const;
 
@@ -53,19 +57,25 @@ class ModelLoras {
   // Reads and maps every LoRA, then makes them the active ones (replacing the previous set). Returns one
   // note per LoRA (layers adapted). Throws naming the field (loras[i].path / .scale), the file and the
   // key at fault; after a throw no LoRA is active.
+  // The same files (size and modification time) with the same scales as the generation before reuse its
+  // prepared deltas (their notes say so): LCM-LoRA's 4 steps do not pay for preparing it each time.
   std::vector<std::string> activate(const std::vector<LoraInput>& loras);
+  // Ends a generation: the LoRAs leave the layers, kept (one set, with its prepared ops) for the next.
+  void release();
   void clear();
 
  private:
   const ModelSource& source_;
   LoraLayers unet_, text_encoder_, text_encoder_2_;
+  std::string active_key_, parked_key_;  // lora_identity of the active / parked set
+  std::vector<std::string> active_notes_;
 };
 
 // Keeps a generation's LoRAs active while it lives.
 class ActiveLoras {
  public:
   ActiveLoras(ModelLoras& loras, const std::vector<LoraInput>& inputs) : loras_(loras), notes_(loras.activate(inputs)) {}
-  ~ActiveLoras() { loras_.clear(); }
+  ~ActiveLoras() { loras_.release(); }
   ActiveLoras(const ActiveLoras&) = delete;
   ActiveLoras& operator=(const ActiveLoras&) = delete;
   const std::vector<std::string>& notes() const { return notes_; }
