@@ -17,7 +17,7 @@ namespace sdrt::cli {
 namespace {
 
 struct ConvertArgs {
-  std::string source, output, precision = "float16", prediction_type, tokenizer_dir;
+  std::string source, output, precision = "float16", prediction_type, tokenizer_dir, refiner;
   bool chunk_unet = false, force = false, check = false;
   int64_t text_encoder_heads = 0;
   bool unet = false, text_encoder = false, vae_decoder = false, vae_encoder = false, safety_checker = false;
@@ -51,6 +51,11 @@ int run_convert(const ConvertArgs& a) {
   validate_compression_flags(compression);
   pipeline::ModelSource source;
   with_source_flag_names([&] { source = pipeline::open_model_source(a.source, so); });
+  if (!a.refiner.empty()) {
+    pipeline::ModelSource refiner;
+    with_source_flag_names([&] { refiner = pipeline::open_model_source(a.refiner, so); });
+    pipeline::attach_refiner(source, refiner);
+  }
   for (const auto& dir : a.controlnets)
     source.controlnets[pipeline::controlnet_bundle_name(dir)] = pipeline::open_component_folder(dir);
   const pipeline::ModelSource reference = source;  // tensors are shared, not copied
@@ -112,6 +117,9 @@ Command add_convert(CLI::App& app) {
   app.add_option("--text-encoder-heads", a->text_encoder_heads,
                  "Single files: attention heads of the text encoder (default: hidden size / 64)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--refiner", a->refiner,
+                 "SDXL: a refiner (diffusers folder) whose UNet goes into the bundle as UnetRefiner; generate then "
+                 "uses it from --refiner-start on");
   app.add_flag("--force", a->force, "Replace an existing bundle");
   app.add_option("--quantize-nbits", a->compression.bits,
                  "Palettize the UNet, text encoder and ControlNets with k-means to 1, 2, 4, 6 or 8 bits");

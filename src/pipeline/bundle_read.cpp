@@ -94,6 +94,42 @@ std::optional<ComponentData> bundle_component(const fs::path& dir, const nlohman
   return ComponentData{load_bundle_files(dir, c.at("files"), key), c.at("config")};
 }
 
+// SDXL: text_encoder_2, tokenizer_2, model_index.json's flags and the refiner, which shares everything
+// but its UNet, scheduler and flags with the base.
+void read_sdxl(const fs::path& dir, const nlohmann::json& m, ModelSource& src) {
+  const std::string manifest = (dir / "manifest.json").string();
+  const auto& comps = m.at("components");
+  src.text_encoder_2 = bundle_component(dir, comps, "text_encoder_2");
+  const auto& sdxl = m.at("sdxl");
+  src.force_zeros_for_empty_prompt = sdxl.at("force_zeros_for_empty_prompt").get<bool>();
+  src.requires_aesthetics_score = sdxl.at("requires_aesthetics_score").get<bool>();
+  const auto files = manifest_files(dir, m.at("tokenizer_2").at("files"), "tokenizer_2");
+  if (files.size() != 2) throw Error(manifest + ": tokenizer_2 must list vocab.json and merges.txt");
+  src.tokenizer_2 = TokenizerFiles{(dir / files[0]).string(), (dir / files[1]).string(),
+                                   m.at("tokenizer_2").value("pad_token", "!")};
+  if (!src.text_encoder) src.tokenizer = *src.tokenizer_2;  // a refiner: text_encoder_2 alone
+  if (!m.contains("refiner")) return;
+  const auto& r = m.at("refiner");
+  auto refiner = std::make_shared<ModelSource>(src);  // shares the tensors
+  refiner->family = r.at("model_family").get<std::string>();
+  if (refiner->family != "sdxl-refiner" && refiner->family != "sdxl")
+    throw Error(manifest + ": refiner.model_family '" + refiner->family + "' is not an SDXL family");
+  refiner->path = r.at("source").value("path", src.path);
+  refiner->format = r.at("source").value("format", src.format);
+  const std::string unet = r.at("unet").get<std::string>();
+  if (unet.rfind("unet", 0) != 0 || unet == "unet")
+    throw Error(manifest + ": refiner.unet '" + unet + "' must name a UNet component other than 'unet'");
+  refiner->unet = bundle_component(dir, comps, unet);
+  if (!refiner->unet) throw Error(manifest + ": refiner.unet names a missing component '" + unet + "'");
+  if (refiner->family == "sdxl-refiner") refiner->text_encoder.reset();  // encodes with text_encoder_2 alone
+  refiner->scheduler_class = r.at("scheduler").at("class").get<std::string>();
+  refiner->scheduler_config = r.at("scheduler").at("config");
+  refiner->force_zeros_for_empty_prompt = r.at("force_zeros_for_empty_prompt").get<bool>();
+  refiner->requires_aesthetics_score = r.at("requires_aesthetics_score").get<bool>();
+  refiner->tokenizer = *src.tokenizer_2;
+  src.refiner = std::move(refiner);
+}
+
 }  // namespace
 
 ModelSource read_bundle(const std::string& dir_str, bool verify) {
@@ -139,6 +175,7 @@ ModelSource read_bundle(const std::string& dir_str, bool verify) {
     src.scheduler_config = m.at("scheduler").at("config");
     src.tokenizer = {(dir / "vocab.json").string(), (dir / "merges.txt").string(),
                      m.at("tokenizer").value("pad_token", "<|endoftext|>")};
+    if (m.contains("sdxl")) read_sdxl(dir, m, src);
     return src;
   } catch (const nlohmann::json::exception& e) {
     throw Error(manifest_path + ": malformed manifest: " + e.what());
