@@ -338,19 +338,9 @@ TEST(CliInspect, InvalidJsonConfigFailsNamingTheFile) {
   }
 }
 
-// What of SDXL is not supported yet is refused with a clear message: converting to a bundle and SGM single
-// files. (Generation: cli_sdxl_test.cpp.)
-TEST(CliInspect, SdxlIsRefusedClearlyByGenerateAndConvert) {
-  const std::string out = test::make_temp_dir("cli-sdxl");
-  auto r = run_sdrt("convert " + shell_quote(test::reference_path("models/sdxl-tiny-refiner")) + " -o " + shell_quote(out + "/b"));
-  EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("converting SDXL (sdxl-refiner) to a bundle is not supported yet"), std::string::npos) << r.output;
-  EXPECT_FALSE(fs::exists(out + "/b"));
-  const std::string base = test::reference_path("models/sdxl-tiny");
-  r = run_sdrt("convert " + shell_quote(base) + " -o " + shell_quote(out + "/b"));
-  EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find(base + ": converting SDXL (sdxl) to a bundle is not supported yet"), std::string::npos) << r.output;
-  EXPECT_FALSE(fs::exists(out + "/b"));
+// What of SDXL is not supported yet is refused with a clear message: SGM single files. (Generation:
+// cli_sdxl_test.cpp; SDXL bundles: cli_sdxl_bundle_test.cpp.)
+TEST(CliInspect, SdxlSingleFileIsRefusedClearlyByConvert) {
   const std::string sgm = test::reference_path("models/sdxl-tiny-ldm.safetensors");
   r = run_sdrt("convert " + shell_quote(sgm) + " -o " + shell_quote(test::make_temp_dir("cli-sdxl") + "/b"));
   EXPECT_NE(r.exit_code, 0) << r.output;
