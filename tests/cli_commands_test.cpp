@@ -342,7 +342,7 @@ TEST(CliInspect, InvalidJsonConfigFailsNamingTheFile) {
 // cli_sdxl_test.cpp; SDXL bundles: cli_sdxl_bundle_test.cpp.)
 TEST(CliInspect, SdxlSingleFileIsRefusedClearlyByConvert) {
   const std::string sgm = test::reference_path("models/sdxl-tiny-ldm.safetensors");
-  r = run_sdrt("convert " + shell_quote(sgm) + " -o " + shell_quote(test::make_temp_dir("cli-sdxl") + "/b"));
+  const auto r = run_sdrt("convert " + shell_quote(sgm) + " -o " + shell_quote(test::make_temp_dir("cli-sdxl") + "/b"));
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("SDXL-style checkpoint"), std::string::npos) << r.output;
 }

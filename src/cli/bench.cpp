@@ -32,6 +32,7 @@
 #include "sdrt/pipeline/model_compression.hpp"
 #include "sdrt/pipeline/precision.hpp"
 #include "sdrt/pipeline/pipeline_internal.hpp"
+#include "sdrt/pipeline/prompt_encoder.hpp"
 #include "sdrt/tokenizer/clip_tokenizer.hpp"
 
 namespace sdrt::cli {
@@ -215,6 +216,18 @@ int64_t peak_rss_bytes() {
 // Starts peak-memory accounting afresh (Linux >= 4.0), so building the random model does not count.
 void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
+// SDXL's prompts for a guided batch of 2 (a negative prompt, so both rows are encoded), time ids for the
+// output size.
+pipeline::PromptRequest sdxl_request(int width, int height) {
+  pipeline::PromptRequest request;
+  request.prompts = {kPrompt};
+  request.negative = "blurry";
+  request.guided = true;
+  request.original_height = request.target_height = height;
+  request.original_width = request.target_width = width;
+  return request;
+}
+
 // The networks one at a time (each freed before the next is built), then a whole generation.
 Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int width, int height) {
   Timings t;
@@ -234,8 +247,15 @@ Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int widt
     run();
     t.peak_rss[name] = peak_rss_bytes();
   };
-  Tensor embeds;
+  models::Conditioning cond;  // the UNet step's conditioning (SDXL: context, pooled and time ids)
+  Tensor& embeds = cond.context;
   phase("text_encoder", [&] {
+    if (src.text_encoder_2) {  // SDXL: both encoders as the pipeline runs them
+      const auto encoder = pipeline::make_sdxl_prompt_encoder(src, backend, backend, backend, false);
+      const pipeline::PromptRequest request = sdxl_request(width, height);
+      t.text_encoder_s = median_seconds(a.repeat, [&] { cond = encoder->encode(request); });
+      return;
+    }
     const models::CLIPTextModel text(models::CLIPTextConfig::from_json(src.text_encoder->config),
                                      src.text_encoder->weights, backend);
     const auto tok = tokenizer::ClipTokenizer::from_files(src.tokenizer.vocab_json, src.tokenizer.merges_txt,
@@ -249,7 +269,8 @@ Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int widt
     // With --lora the UNet is built as the pipeline builds it, carrying the LoRAs' UNet deltas.
     pipeline::LoraLayers lora_layers(backend, src.unet->weights);
     const pipeline::LoraTargets targets{{pipeline::LoraNetwork::UNet, &src.unet->weights},
-                                        {pipeline::LoraNetwork::TextEncoder, &src.text_encoder->weights}};
+                                        {pipeline::LoraNetwork::TextEncoder,
+                                         src.text_encoder ? &src.text_encoder->weights : &src.text_encoder_2->weights}};
     std::vector<pipeline::ResolvedLora> deltas;
     const CliLoras loras = cli_loras(a.loras, "", {});
     for (size_t i = 0; i < loras.loras.size(); ++i) try {
@@ -265,7 +286,7 @@ Timings run_bench(const BenchArgs& a, const pipeline::ModelSource& src, int widt
     BufferStats before, after;
     t.unet_step_s = median_seconds(a.repeat, [&] {
       before = buffer_stats();
-      unet.forward(sample, {500.0f, 500.0f}, embeds);
+      unet.forward({sample, {500.0f, 500.0f}, cond, {}, {}});
       after = buffer_stats();
     });
     t.unet_step_buffers = {after.reused - before.reused, after.fresh - before.fresh,
@@ -383,7 +404,7 @@ void print_table(const nlohmann::json& j) {
 Command add_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   app.add_option("--resource-path", a->resource_path, "sdrt bundle, diffusers folder or single-file checkpoint");
-  app.add_option("--architecture", a->architecture, "Built-in model with random weights: sd15 | sd21-base | sd21");
+  app.add_option("--architecture", a->architecture, "Built-in model with random weights: sd15 | sd21-base | sd21 | sdxl");
   app.add_option("--width", a->width, "Image width (default: the model's native size)");
   app.add_option("--height", a->height, "Image height (default: the model's native size)");
   app.add_option("--lora", a->loras, "LoRA PATH[:SCALE] applied to the UNet step and the generation; repeatable")
@@ -422,7 +443,7 @@ Command add_bench(CLI::App& app) {
     TempBundle temp;
     ModelFacts facts;
     const pipeline::ModelSource src = open_source(*a, temp, facts);
-    if (!src.text_encoder || !src.unet || !src.vae)
+    if (!(src.text_encoder || src.text_encoder_2) || !src.unet || !src.vae)
       throw Error(src.path + ": the model needs a text encoder, a UNet and a VAE to be benchmarked");
     const int native = static_cast<int>(src.unet->config.value("sample_size", 64) *
                                         (1 << (src.vae->config.at("block_out_channels").size() - 1)));
