@@ -156,6 +156,8 @@ TEST(CliSdxlBundle, OneBundleRunsTheEnsembleByDefault) {
   EXPECT_EQ(m.at("refiner").at("requires_aesthetics_score"), true);
   EXPECT_TRUE(m.at("components").contains("unet_refiner"));
   EXPECT_TRUE(m.at("checksums").contains("UnetRefiner.safetensors"));
+  const auto inspect = run_sdrt("inspect " + shell_quote(b));
+  EXPECT_NE(inspect.output.find("sdrt bundle (format 2, sdxl + sdxl-refiner, float32)"), std::string::npos) << inspect.output;
   const std::string name = "sdxl_ensemble_base0.8_refiner_torch_s7_10steps";
   const auto c = test::read_json(case_path(name, ".json"));
   const io::Image ensemble = generate(b, case_flags(c));

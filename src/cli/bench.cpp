@@ -189,7 +189,7 @@ pipeline::ModelSource open_source(const BenchArgs& a, TempBundle& temp, ModelFac
   pipeline::ModelSource src = pipeline::open_model_source(a.resource_path, options);
   if (a.precision && pipeline::precision_name(*a.precision) != src.precision) {
     const DType dtype = pipeline::precision_dtype(*a.precision);
-    for (auto* component : {&src.text_encoder, &src.unet, &src.vae, &src.safety_checker}) {
+    for (auto* component : {&src.text_encoder, &src.text_encoder_2, &src.unet, &src.vae, &src.safety_checker}) {
       if (!*component) continue;
       Weights converted((*component)->weights.source());
       for (const auto& [name, t] : (*component)->weights.all()) converted.add(name, t.to(dtype));
