@@ -203,6 +203,23 @@ TEST(CliSdxlBundle, PrecisionsAndCompressionWork) {
   }
 }
 
+// Mixed-bit palettization sizes the SDXL UNets' check inputs from text_encoder_2 (pooled width, time ids):
+// each network reaches the target (observed unet 41.0, unet_refiner 43.4 dB) and the bundle generates.
+TEST(CliSdxlBundle, MixedBitCompressionReachesItsTarget) {
+  const std::string out = test::make_temp_dir("sdxl-mixed") + "/b";
+  const auto r = run_sdrt("convert " + shell_quote(model("sdxl-tiny")) + " -o " + shell_quote(out) + " --refiner " +
+                          shell_quote(model("sdxl-tiny-refiner")) + " --quantize-psnr 40 --check-output-correctness");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto m = manifest(out);
+  for (const char* key : {"text_encoder_2", "unet", "unet_refiner"}) {
+    const auto& c = m.at("components").at(key).at("compression");
+    EXPECT_EQ(c.at("bits"), "mixed") << key;
+    EXPECT_EQ(c.at("target_reached"), true) << key;
+  }
+  const auto c = test::read_json(case_path("sdxl_ensemble_base0.8_refiner_torch_s7_10steps", ".json"));
+  EXPECT_EQ(generate(out, case_flags(c)).width, 64);
+}
+
 TEST(CliSdxlBundle, RefusesWhatCannotBeOneBundle) {
   const std::string out = test::make_temp_dir("sdxl-bad") + "/b";
   auto r = run_sdrt("convert " + shell_quote(model("sd1-tiny")) + " -o " + shell_quote(out) + " --refiner " +
