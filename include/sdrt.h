@@ -26,11 +26,21 @@ typedef struct {
   int text_encoder_heads;        /* 0 = hidden size / 64; no tensor shape shows the head count */
   /* Bundles only: */
   int skip_checksums;            /* 1: do not verify the files' checksums while loading */
+  /* Single-file checkpoints: NULL, or a diffusers folder whose configs and tokenizers describe the model
+     (diffusers' from_single_file(config=...)), for what no tensor shape shows: norm groups, head counts */
+  const char* config_dir;
+  /* Any model: NULL, or a VAE replacing the model's: a diffusers AutoencoderKL folder, or one weights file with
+     diffusers or LDM names (e.g. the fp16-fix SDXL VAE) */
+  const char* vae;
+  /* SDXL base models: NULL, or an SDXL refiner (diffusers folder) that finishes text-to-image generations */
+  const char* refiner;
+  /* Single-file checkpoints: the UNet's and VAE's GroupNorm groups; 0 = 32, which LDM hard-codes */
+  int norm_num_groups;
 } sdrt_load_options;
 
 typedef struct {
   const char* prompt;
-  const char* negative_prompt; /* NULL = "" */
+  const char* negative_prompt; /* NULL = none; SDXL then uses zero negative conditioning, "" is encoded */
   int image_count;             /* default 1 */
   int step_count;              /* default 50 */
   float guidance_scale;        /* default 7.5; <= 1 disables classifier-free guidance */
@@ -63,6 +73,15 @@ typedef struct {
   const char* const* embedding_tokens;
   const char* const* embedding_paths;
   const char* embeddings_dir;  /* NULL = none; files named <token>.safetensors/.pt/.bin, used when a prompt names them */
+  /* SDXL (optional): the time ids in pixels (0 = the output size; crop default 0 0), the refiner's aesthetic
+   * scores (defaults 6 and 2.5), where a loaded refiner takes over (default 0.8; 1 = off), and the timestep
+   * spacing that overrides the model's scheduler config (NULL = the model's; "leading", "trailing", "linspace"). */
+  int original_width, original_height;
+  int crop_top, crop_left;
+  int target_width, target_height;
+  float aesthetic_score, negative_aesthetic_score;
+  double refiner_start;
+  const char* timestep_spacing;
 } sdrt_generation_config;
 
 typedef struct {

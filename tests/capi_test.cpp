@@ -45,6 +45,10 @@ TEST(CApi, InitFillsTheDocumentedDefaults) {
   EXPECT_EQ(o.tokenizer_dir, nullptr);
   EXPECT_EQ(o.text_encoder_heads, 0);
   EXPECT_EQ(o.skip_checksums, 0);
+  EXPECT_EQ(o.config_dir, nullptr);
+  EXPECT_EQ(o.vae, nullptr);
+  EXPECT_EQ(o.refiner, nullptr);
+  EXPECT_EQ(o.norm_num_groups, 0);
   sdrt_generation_config c;
   std::memset(&c, 0xAB, sizeof c);
   sdrt_generation_config_init(&c);
@@ -106,6 +110,32 @@ TEST(CApi, SingleFileOptionsReachTheLoader) {
   EXPECT_NE(std::memcmp(a.r.images[0].pixels, w.r.images[0].pixels, bytes), 0);
 }
 
+// config_dir: an SGM SDXL file whose stand-in sizes only the diffusers folder's configs state gives the
+// folder's image to the bit.
+TEST(CApi, ConfigDirDescribesAnSgmSingleFile) {
+  Loaded folder, single;
+  ASSERT_EQ(sdrt_pipeline_load(reference_path("models/sdxl-tiny").c_str(), nullptr, &folder.pipe), 0);
+  sdrt_load_options o;
+  sdrt_load_options_init(&o);
+  const std::string file = reference_path("models/sdxl-tiny-ldm.safetensors");
+  EXPECT_NE(sdrt_pipeline_load(file.c_str(), &o, &single.pipe), 0);
+  EXPECT_NE(std::string(sdrt_last_error()).find("config_dir"), std::string::npos) << sdrt_last_error();
+  const std::string configs = reference_path("models/sdxl-tiny");
+  o.config_dir = configs.c_str();
+  ASSERT_EQ(sdrt_pipeline_load(file.c_str(), &o, &single.pipe), 0) << sdrt_last_error();
+  sdrt_generation_config c;
+  sdrt_generation_config_init(&c);
+  c.prompt = "a cabin in the snow";
+  c.step_count = 3;
+  c.guidance_scale = 5.0f;
+  c.seed = 3;
+  Result a, b;
+  ASSERT_EQ(sdrt_generate(folder.pipe, &c, nullptr, nullptr, &a.r), 0) << sdrt_last_error();
+  ASSERT_EQ(sdrt_generate(single.pipe, &c, nullptr, nullptr, &b.r), 0) << sdrt_last_error();
+  const size_t bytes = size_t(a.r.images[0].width) * a.r.images[0].height * 3;
+  EXPECT_EQ(std::memcmp(a.r.images[0].pixels, b.r.images[0].pixels, bytes), 0);
+}
+
 TEST(CApi, ErrorsNameTheFieldAndLeaveNoPipeline) {
   sdrt_pipeline* pipe = nullptr;
   sdrt_load_options o;
@@ -114,6 +144,10 @@ TEST(CApi, ErrorsNameTheFieldAndLeaveNoPipeline) {
   EXPECT_NE(sdrt_pipeline_load(reference_path("models/sd1-tiny").c_str(), &o, &pipe), 0);
   EXPECT_NE(std::string(sdrt_last_error()).find("text_encoder_heads"), std::string::npos) << sdrt_last_error();
   EXPECT_EQ(pipe, nullptr);
+  sdrt_load_options_init(&o);
+  o.norm_num_groups = -2;
+  EXPECT_NE(sdrt_pipeline_load(reference_path("models/sd1-tiny").c_str(), &o, &pipe), 0);
+  EXPECT_NE(std::string(sdrt_last_error()).find("norm_num_groups"), std::string::npos) << sdrt_last_error();
   sdrt_load_options_init(&o);
   o.vae_tile_size = -8;
   EXPECT_NE(sdrt_pipeline_load(reference_path("models/sd1-tiny").c_str(), &o, &pipe), 0);

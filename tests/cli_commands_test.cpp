@@ -290,7 +290,7 @@ TEST(CliInspect, NamesTheKindOfEveryReferenceModel) {
       {"sdxl-tiny-refiner", {"diffusers StableDiffusionXLImg2ImgPipeline (SDXL refiner)",
                              "CLIPTextModelWithProjection (transformers)",
                              "UNet2DConditionModel (diffusers, SDXL text_time conditioning)"}},
-      {"sdxl-tiny-ldm.safetensors", {"Stable Diffusion XL single-file (SGM) checkpoint (generation not supported yet)"}},
+      {"sdxl-tiny-ldm.safetensors", {"Stable Diffusion XL single-file (SGM) checkpoint"}},
       {"adapters", {"LoRA (kohya/A1111)", "LoRA (kohya/A1111, SDXL)", "LoRA (diffusers)",
                     "textual-inversion embedding (A1111)", "textual-inversion embedding (diffusers, token '<tok>')",
                     "textual-inversion embedding (SDXL)"}},
@@ -338,13 +338,15 @@ TEST(CliInspect, InvalidJsonConfigFailsNamingTheFile) {
   }
 }
 
-// What of SDXL is not supported yet is refused with a clear message: SGM single files. (Generation:
-// cli_sdxl_test.cpp; SDXL bundles: cli_sdxl_bundle_test.cpp.)
-TEST(CliInspect, SdxlSingleFileIsRefusedClearlyByConvert) {
+// An SGM single file whose head states no sizes asks for --config-dir. (Generation: cli_sdxl_test.cpp;
+// SDXL bundles: cli_sdxl_bundle_test.cpp.)
+TEST(CliInspect, SdxlSingleFileWithoutSizesAsksForConfigDir) {
   const std::string sgm = test::reference_path("models/sdxl-tiny-ldm.safetensors");
   const auto r = run_sdrt("convert " + shell_quote(sgm) + " -o " + shell_quote(test::make_temp_dir("cli-sdxl") + "/b"));
   EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("SDXL-style checkpoint"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("give config_dir, a diffusers folder with the model's configs (config_dir: --config-dir)"),
+            std::string::npos)
+      << r.output;
 }
 
 TEST(CliInspect, DescribesABundleAndRejectsAMissingPath) {

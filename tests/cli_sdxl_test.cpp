@@ -177,6 +177,26 @@ TEST(CliSdxl, EmbeddingsDirAndA1111Syntax) {
   EXPECT_LT(weighted_db, 75.0);
 }
 
+// An SGM single file (sdxl-tiny-ldm.safetensors) with --config-dir for the stand-in sizes no SGM file states:
+// diffusers' image (observed 89.0 dB, the case's one 1-LSB value, as from the folder). inspect names it.
+TEST(CliSdxl, SgmSingleFileWithConfigDir) {
+  auto c = test::read_json(test::reference_path("cases/pipelines_v2/sdxl_euler_torch_s2_10steps_neg.json"));
+  c["model"] = "sdxl-tiny-ldm.safetensors";
+  const std::string out = test::make_temp_dir("cli-sdxl-sgm");
+  const auto r = run_sdrt(generate_args(c, out) + " --config-dir " + shell_quote(test::reference_path("models/sdxl-tiny")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto files = test::folder_entries(out);
+  ASSERT_EQ(files.size(), 1u) << r.output;
+  const io::Image expected =
+      io::read_image(test::reference_path("cases/pipelines_v2/sdxl_euler_torch_s2_10steps_neg.png"), 3);
+  const double db = test::psnr(to_tensor(io::read_image(out + "/" + files[0], 3)), to_tensor(expected), 255.0);
+  std::printf("SGM single file: CLI PSNR %.1f dB\n", db);
+  EXPECT_GE(db, 70.0);
+  const auto inspect = run_sdrt("inspect " + shell_quote(test::reference_path("models/sdxl-tiny-ldm.safetensors")));
+  EXPECT_NE(inspect.output.find("kind: Stable Diffusion XL single-file (SGM) checkpoint"), std::string::npos)
+      << inspect.output;
+}
+
 TEST(CliSdxlFlags, RefinerNeedsAnSdxlBase) {
   const auto r = run_sdrt("generate cat --seed 1 --step-count 1 --resource-path " +
                           shell_quote(test::reference_path("models/sd1-tiny")) + " --refiner " +
@@ -195,6 +215,20 @@ TEST(CliSdxlFlags, TakesTimeIdSizes) {
   r = run_sdrt(base + shell_quote(test::make_temp_dir("cli-sdxl-sizes")) + " --original-size 128");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("--original-size"), std::string::npos) << r.output;
+}
+
+// --negative-prompt "" is encoded (diffusers' negative_prompt=""), no flag means zeros: different images.
+TEST(CliSdxlFlags, AnExplicitEmptyNegativePromptIsEncoded) {
+  const std::string base = "generate cat --seed 1 --step-count 2 --guidance-scale 5 --resource-path " +
+                           shell_quote(test::reference_path("models/sdxl-tiny")) + " --output-path ";
+  const std::string a = test::make_temp_dir("cli-sdxl-neg-a"), b = test::make_temp_dir("cli-sdxl-neg-b");
+  ASSERT_EQ(run_sdrt(base + shell_quote(a)).exit_code, 0);
+  const auto r = run_sdrt(base + shell_quote(b) + " --negative-prompt ''");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto fa = test::folder_entries(a), fb = test::folder_entries(b);
+  ASSERT_EQ(fa.size(), 1u);
+  ASSERT_EQ(fb.size(), 1u);
+  EXPECT_NE(io::read_image(a + "/" + fa[0], 3).pixels, io::read_image(b + "/" + fb[0], 3).pixels);
 }
 
 TEST(CliSdxlFlags, RejectsAnUnknownTimestepSpacing) {

@@ -62,6 +62,19 @@ TEST(SdxlConditioning, BaseTimeIdsFromSizesAndCrop) {
   EXPECT_GT(test::max_abs(seen.at("prompt_embeds").slice0(0, 1)), 0.1);  // an encoded negative prompt
 }
 
+// diffusers: negative_prompt=None gives zeros (force_zeros_for_empty_prompt), negative_prompt="" is encoded.
+TEST(SdxlConditioning, AnExplicitEmptyNegativePromptIsEncoded) {
+  auto pipe = Pipeline::load(test::reference_path("models/sdxl-tiny"));
+  GenerationConfig g = small_config();
+  g.encode_empty_negative_prompt = true;
+  const auto seen = run(*pipe, g);
+  const Tensor& ctx = seen.at("prompt_embeds");
+  EXPECT_GT(test::max_abs(ctx.slice0(0, 1)), 0.1);
+  EXPECT_GT(test::max_abs(seen.at("add_text_embeds").slice0(0, 1)), 0.1);
+  // "" and "a cabin" differ after BOS, the same BOS state in both rows.
+  EXPECT_GT(test::max_abs_diff(ctx.slice0(0, 1), ctx.slice0(1, 2)), 0.1);
+}
+
 TEST(SdxlConditioning, RefinerTimeIdsCarryAestheticScores) {
   auto pipe = Pipeline::load(test::reference_path("models/sdxl-tiny-refiner"));
   EXPECT_EQ(pipe->model_family(), "sdxl-refiner");

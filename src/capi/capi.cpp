@@ -47,6 +47,7 @@ sdrt::GenerationConfig to_config(const sdrt_generation_config& c) {
   sdrt::GenerationConfig g;
   g.prompt = c.prompt;
   g.negative_prompt = c.negative_prompt ? c.negative_prompt : "";
+  g.encode_empty_negative_prompt = c.negative_prompt != nullptr;
   g.image_count = c.image_count;
   g.step_count = c.step_count;
   g.guidance_scale = c.guidance_scale;
@@ -81,6 +82,16 @@ sdrt::GenerationConfig to_config(const sdrt_generation_config& c) {
     g.embeddings.push_back({c.embedding_tokens[i], c.embedding_paths[i]});
   }
   if (c.embeddings_dir) g.embeddings_dir = c.embeddings_dir;
+  g.original_width = c.original_width;
+  g.original_height = c.original_height;
+  g.crop_top = c.crop_top;
+  g.crop_left = c.crop_left;
+  g.target_width = c.target_width;
+  g.target_height = c.target_height;
+  g.aesthetic_score = c.aesthetic_score;
+  g.negative_aesthetic_score = c.negative_aesthetic_score;
+  g.refiner_start = c.refiner_start;
+  if (c.timestep_spacing) g.timestep_spacing = c.timestep_spacing;
   return g;
 }
 
@@ -108,6 +119,9 @@ void sdrt_generation_config_init(sdrt_generation_config* c) {
   c->guidance_scale = 7.5f;
   c->strength = 1.0f;
   c->prompt_syntax = "plain";
+  c->aesthetic_score = 6.0f;
+  c->negative_aesthetic_score = 2.5f;
+  c->refiner_start = 0.8;
 }
 
 void sdrt_load_options_init(sdrt_load_options* o) {
@@ -133,6 +147,13 @@ int sdrt_pipeline_load(const char* path, const sdrt_load_options* options, sdrt_
                           std::to_string(options->text_encoder_heads) + ")");
       if (options->text_encoder_heads > 0) o.source.text_encoder_heads = options->text_encoder_heads;
       o.source.verify_checksums = options->skip_checksums == 0;
+      if (options->config_dir) o.source.config_dir = options->config_dir;
+      if (options->vae) o.source.vae = options->vae;
+      if (options->refiner) o.refiner = options->refiner;
+      if (options->norm_num_groups < 0)
+        throw sdrt::Error("norm_num_groups must be 0 (LDM's 32) or positive (got " +
+                          std::to_string(options->norm_num_groups) + ")");
+      if (options->norm_num_groups > 0) o.source.norm_num_groups = options->norm_num_groups;
     }
     *out = new sdrt_pipeline{sdrt::Pipeline::load(path, o)};
   });

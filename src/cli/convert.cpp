@@ -17,9 +17,9 @@ namespace sdrt::cli {
 namespace {
 
 struct ConvertArgs {
-  std::string source, output, precision = "float16", prediction_type, tokenizer_dir, refiner;
+  std::string source, output, precision = "float16", refiner;
+  pipeline::SourceOptions source_options;
   bool chunk_unet = false, force = false, check = false;
-  int64_t text_encoder_heads = 0;
   bool unet = false, text_encoder = false, vae_decoder = false, vae_encoder = false, safety_checker = false;
   std::vector<std::string> controlnets;
   pipeline::CompressionOptions compression;
@@ -40,10 +40,7 @@ std::pair<std::string, std::optional<double>> check_rule(const nlohmann::ordered
 }
 
 int run_convert(const ConvertArgs& a) {
-  pipeline::SourceOptions so;
-  if (!a.prediction_type.empty()) so.prediction_type = a.prediction_type;
-  if (!a.tokenizer_dir.empty()) so.tokenizer_dir = a.tokenizer_dir;
-  if (a.text_encoder_heads > 0) so.text_encoder_heads = a.text_encoder_heads;
+  const pipeline::SourceOptions& so = a.source_options;
   pipeline::CompressionOptions compression = a.compression;
   if (!a.weight_quantization.empty() && a.weight_quantization != "int8")
     throw Error("--weight-quantization: unknown value '" + a.weight_quantization + "' (int8)");
@@ -111,15 +108,10 @@ Command add_convert(CLI::App& app) {
   app.add_flag("--convert-safety-checker", a->safety_checker, "Convert the safety checker");
   app.add_option("--convert-controlnet", a->controlnets, "diffusers ControlNet folders to add");
   app.add_flag("--check-output-correctness", a->check, "Compare each converted network with the source (PSNR)");
-  app.add_option("--prediction-type", a->prediction_type, "Single files: epsilon or v_prediction")
-      ->check(CLI::IsMember({"epsilon", "v_prediction"}));
-  app.add_option("--tokenizer", a->tokenizer_dir, "Single files: folder with vocab.json and merges.txt");
-  app.add_option("--text-encoder-heads", a->text_encoder_heads,
-                 "Single files: attention heads of the text encoder (default: hidden size / 64)")
-      ->check(CLI::PositiveNumber);
+  add_source_flags(app, a->source_options);
   app.add_option("--refiner", a->refiner,
-                 "SDXL: a refiner (diffusers folder) whose UNet goes into the bundle as UnetRefiner; generate then "
-                 "uses it from --refiner-start on");
+                 "SDXL: a refiner (diffusers folder, single file or bundle) whose UNet goes into the bundle as "
+                 "UnetRefiner; generate then uses it from --refiner-start on");
   app.add_flag("--force", a->force, "Replace an existing bundle");
   app.add_option("--quantize-nbits", a->compression.bits,
                  "Palettize the UNet, text encoder and ControlNets with k-means to 1, 2, 4, 6 or 8 bits");

@@ -28,19 +28,19 @@ namespace sdrt::cli {
 namespace {
 
 struct GenerateArgs {
-  std::string prompt, negative_prompt, resource_path = "./", output_path = "./", scheduler, rng = "numpy";
+  std::string prompt, resource_path = "./", output_path = "./", scheduler, rng = "numpy";
+  std::optional<std::string> negative_prompt;  // given, even "": encoded (SDXL: not zeros)
   std::string compute_units = "all", image, mask, compute_precision = "auto", attention = "flash", reduce_memory;
   int image_count = 1, step_count = 50, save_every = 0, width = 0, height = 0;
   std::optional<std::string> seed;
   float guidance_scale = 7.5f, strength = 0.5f, aesthetic_score = 6.0f, negative_aesthetic_score = 2.5f;
   bool disable_safety = false;
   int vae_tile_size = 0;
-  std::string prediction_type, tokenizer_dir;  // single files
+  pipeline::SourceOptions source_options;  // single files, --vae
   std::string timestep_spacing, refiner;
   double refiner_start = 0.8;
   std::vector<int> original_size, crop_top_left, target_size;  // SDXL time ids
   bool xl = false;  // Apple's --xl: accepted, the family comes from the model
-  int64_t text_encoder_heads = 0;
   std::vector<std::string> controlnets, controlnet_inputs, more_prompts;
   std::string prompt_syntax = "plain", embeddings_dir;
   std::vector<std::string> embeddings;  // TOKEN=PATH
@@ -76,7 +76,7 @@ std::string output_name(const GenerateArgs& a, size_t image, uint32_t seed, cons
 ParametersRecord parameters_record(const GenerateArgs& a, size_t image) {
   ParametersRecord r;
   r.prompt = a.prompt_of(image);
-  r.negative_prompt = a.negative_prompt;
+  r.negative_prompt = a.negative_prompt.value_or("");
   r.step_count = a.step_count;
   r.guidance_scale = a.guidance_scale;
   r.model_name = fs::path(a.resource_path).filename().string();
@@ -130,7 +130,8 @@ GenerationConfig to_config(const GenerateArgs& a) {
     c.prompts = {a.prompt};
     c.prompts.insert(c.prompts.end(), a.more_prompts.begin(), a.more_prompts.end());
   }
-  c.negative_prompt = a.negative_prompt;
+  c.negative_prompt = a.negative_prompt.value_or("");
+  c.encode_empty_negative_prompt = a.negative_prompt.has_value();
   c.image_count = a.image_count;
   c.step_count = a.step_count;
   c.guidance_scale = a.guidance_scale;
@@ -183,9 +184,7 @@ int run_generate(GenerateArgs& a) {
   options.attention = a.attention;
   options.vae_tile_size = a.vae_tile_size;
   options.refiner = a.refiner;
-  if (!a.prediction_type.empty()) options.source.prediction_type = a.prediction_type;
-  if (!a.tokenizer_dir.empty()) options.source.tokenizer_dir = a.tokenizer_dir;
-  if (a.text_encoder_heads > 0) options.source.text_encoder_heads = a.text_encoder_heads;
+  options.source = a.source_options;
   std::unique_ptr<Pipeline> pipe;
   with_source_flag_names([&] { pipe = Pipeline::load(a.resource_path, options); });
 
@@ -245,7 +244,9 @@ Command add_generate(CLI::App& app) {
   app.add_option("--batch-prompt", a->more_prompts,
                  "Further prompts generated in the same batch as the first (one noise draw for the batch, as "
                  "diffusers with a list of prompts); repeatable");
-  app.add_option("--negative-prompt", a->negative_prompt, "What the image should not show");
+  app.add_option("--negative-prompt", a->negative_prompt,
+                 "What the image should not show (SDXL: without it the negative conditioning is zeros, as "
+                 "diffusers' default; an explicit \"\" is encoded)");
   app.add_option("--resource-path", a->resource_path, "sdrt bundle, diffusers folder or single-file checkpoint")->capture_default_str();
   app.add_option("--image-count", a->image_count, "Images to generate")->capture_default_str();
   app.add_option("--step-count", a->step_count, "Denoising steps")->capture_default_str();
@@ -292,12 +293,7 @@ Command add_generate(CLI::App& app) {
                  "Decode/encode in overlapping tiles of this many pixels (e.g. 512; 0: whole images)")
       ->capture_default_str();
   // The same single-file options as convert's.
-  app.add_option("--prediction-type", a->prediction_type, "Single files: epsilon or v_prediction")
-      ->check(CLI::IsMember({"epsilon", "v_prediction"}));
-  app.add_option("--tokenizer", a->tokenizer_dir, "Single files: folder with vocab.json and merges.txt");
-  app.add_option("--text-encoder-heads", a->text_encoder_heads,
-                 "Single files: attention heads of the text encoder (default: hidden size / 64)")
-      ->check(CLI::PositiveNumber);
+  add_source_flags(app, a->source_options);
   // Apple's flag and values, accepted so that its command lines run unchanged; sdrt computes on the CPU only today.
   app.add_option("--compute-units", a->compute_units, "accepted for Apple compatibility; CPU only today")
       ->check(CLI::IsMember({"all", "cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine", "cpu"}))

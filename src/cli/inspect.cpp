@@ -48,8 +48,9 @@ std::string adapter_kind(const std::vector<io::NamedTensor>& ts) {
 // What a set of tensor names is, from the names diffusers, transformers, LDM/SGM and adapter tools use.
 std::string detect_kind(const std::vector<io::NamedTensor>& ts) {
   if (any_prefix(ts, "model.diffusion_model.")) {
-    if (any_prefix(ts, "conditioner.embedders."))
-      return "Stable Diffusion XL single-file (SGM) checkpoint (generation not supported yet)";
+    if (any_prefix(ts, "conditioner.embedders."))  // the refiner has the OpenCLIP encoder alone
+      return any_prefix(ts, "conditioner.embedders.1.") ? "Stable Diffusion XL single-file (SGM) checkpoint"
+                                                         : "Stable Diffusion XL refiner single-file (SGM) checkpoint";
     const bool open_clip = any_prefix(ts, "cond_stage_model.model.");
     const auto* conv_in = find(ts, "model.diffusion_model.input_blocks.0.0.weight");
     const std::string inpaint = conv_in && conv_in->shape.size() == 4 && conv_in->shape[1] == 9 ? " inpainting" : "";

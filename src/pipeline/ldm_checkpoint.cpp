@@ -38,10 +38,6 @@ std::string describe_prefixes(const TensorTable& t) {
 }
 
 void check_architecture(const TensorTable& t) {
-  if (t.has_prefix("conditioner.embedders."))
-    throw Error(t.source() +
-                ": SDXL-style checkpoint (conditioner.embedders.*) is not supported; only SD 1.x/2.x "
-                "single files (cond_stage_model.*) are");
   if (!t.has_prefix("model.diffusion_model."))
     throw Error(t.source() + ": not a CompVis/LDM Stable Diffusion checkpoint: no model.diffusion_model.* tensors (" +
                 describe_prefixes(t) + ")");
@@ -93,6 +89,7 @@ void check_settings(const LdmConfig& c, const std::string& source) {
   within(c.num_heads, kMaxInferredDim, "unet_config.params.num_heads");
   within(c.num_head_channels, kMaxInferredDim, "unet_config.params.num_head_channels");
   within(c.text_num_attention_heads, kMaxInferredDim, "text_num_attention_heads");
+  within(c.norm_num_groups, kMaxInferredDim, "norm_num_groups");
 }
 
 void check_unet_config(const LdmConfig& c, const ldm::UnetLayout& u, const ConfigCheck& check) {
@@ -157,7 +154,8 @@ nlohmann::json attention_heads(const LdmConfig& c, const ldm::UnetLayout& u, boo
   return per_block;
 }
 
-int64_t text_heads(const LdmConfig& c, const ldm::TextLayout& l, const std::string& source) {
+int64_t text_heads(const LdmConfig& c, const ldm::TextLayout& l, const std::string& source, const LdmOptions& o,
+                   bool sgm) {
   if (c.text_num_attention_heads) {
     const int64_t h = *c.text_num_attention_heads;
     if (h <= 0 || l.hidden % h != 0)
@@ -165,9 +163,12 @@ int64_t text_heads(const LdmConfig& c, const ldm::TextLayout& l, const std::stri
                   std::to_string(h) + " heads");
     return h;
   }
+  if (l.hidden % 64 != 0 && o.configs_given) return 1;  // replaced by config_dir's
   if (l.hidden % 64 != 0)
     throw Error(source + ": cannot infer the text encoder's attention heads (hidden size " + std::to_string(l.hidden) +
-                " is not a multiple of the usual head size 64); set the source option text_encoder_heads");
+                " is not a multiple of the usual head size 64); " +
+                (sgm ? "give config_dir, a diffusers folder with the model's configs"
+                     : "set the source option text_encoder_heads"));
   return l.hidden / 64;
 }
 
@@ -190,6 +191,19 @@ std::string prediction_type(const LdmOptions& o, const LdmConfig& c, bool sd2, i
     throw Error(source + ": unknown model.params.parameterization '" + p + "' (eps, v or x0)");
   }
   return sd2 && latent_size != 64 ? "v_prediction" : "epsilon";
+}
+
+// LDM's 32 groups unless the option says otherwise; GroupNorm needs channels divisible by the groups.
+int64_t norm_groups(const LdmConfig& c, const ldm::UnetLayout& u, const ldm::VaeLayout& v, const std::string& source) {
+  const int64_t groups = c.norm_num_groups.value_or(32);
+  std::vector<int64_t> channels = u.channels;
+  channels.insert(channels.end(), v.channels.begin(), v.channels.end());
+  for (int64_t ch : channels)
+    if (ch % groups != 0)
+      throw Error(source + ": UNet/VAE block channels " + std::to_string(ch) + " are not divisible by " +
+                  (c.norm_num_groups ? "norm_num_groups " + std::to_string(groups)
+                                     : "LDM's 32 norm groups; set the source option norm_num_groups"));
+  return groups;
 }
 
 struct BetaSchedule {
@@ -250,6 +264,96 @@ nlohmann::json scheduler_config_json(const BetaSchedule& s, bool sd2, const std:
   return j;
 }
 
+// diffusers' EulerDiscreteScheduler as stabilityai/stable-diffusion-xl-base-1.0 configures it.
+nlohmann::json sdxl_scheduler_config_json(const BetaSchedule& s, const std::string& prediction) {
+  return {{"_class_name", "EulerDiscreteScheduler"},
+          {"_diffusers_version", "0.27.2"},
+          {"beta_end", s.end},
+          {"beta_schedule", "scaled_linear"},
+          {"beta_start", s.start},
+          {"clip_sample", false},
+          {"interpolation_type", "linear"},
+          {"num_train_timesteps", s.steps},
+          {"prediction_type", prediction},
+          {"sample_max_value", 1.0},
+          {"set_alpha_to_one", false},
+          {"skip_prk_steps", true},
+          {"steps_offset", 1},
+          {"timestep_spacing", "leading"},
+          {"trained_betas", nullptr},
+          {"use_karras_sigmas", false}};
+}
+
+// SGM (SDXL base: CLIP ViT-L + OpenCLIP bigG; refiner: OpenCLIP bigG alone), as diffusers'
+// from_single_file builds StableDiffusionXL(Img2Img)Pipeline.
+ConvertedCheckpoint convert_sgm(const TensorTable& table, const LdmConfig& config, const std::string& config_source,
+                                const LdmOptions& options) {
+  const std::string& source = table.source();
+  if (config.text_num_attention_heads)
+    throw Error(source + ": text_encoder_heads: an SDXL checkpoint has two text encoders of different widths; give "
+                "config_dir (a diffusers folder with the model's configs) instead");
+  const ConfigCheck check(config_source);
+  const std::vector<ldm::TextLayout> texts = ldm::infer_sgm_text_layouts(table);
+  const bool base = texts.size() == 2 && !texts[0].open_clip && texts[1].open_clip;
+  const bool refiner = texts.size() == 1 && texts[0].open_clip;
+  if (!base && !refiner)
+    throw Error(source + ": conditioner.embedders.* are not SDXL's text encoders (CLIP then OpenCLIP for the base, "
+                "OpenCLIP alone for the refiner)");
+  const ldm::TextLayout& open_clip = texts.back();
+  ldm::UnetLayout unet = ldm::infer_unet_layout(table, true);
+  const ldm::VaeLayout vae = ldm::infer_vae_layout(table);
+  if (unet.adm_in_channels == 0)
+    throw Error(source + ": SGM UNet without model.diffusion_model.label_emb (SDXL's size and crop conditioning)");
+  const int64_t context = open_clip.hidden + (base ? texts[0].hidden : 0);
+  if (unet.context_dim != context)
+    throw Error(source + ": the UNet's cross-attention width " + std::to_string(unet.context_dim) +
+                " differs from the text encoders' " + std::to_string(context));
+  // label_emb reads the pooled embedding and one sinusoidal embedding per time id: 6 (original size, crop,
+  // target size) in the base, 5 (original size, crop, aesthetic score) in the refiner.
+  const int64_t ids = base ? 6 : 5, time_width = unet.adm_in_channels - open_clip.projection_dim;
+  if (time_width <= 0 || time_width % ids != 0)
+    throw Error(source + ": model.diffusion_model.label_emb takes " + std::to_string(unet.adm_in_channels) +
+                " values, not the pooled width " + std::to_string(open_clip.projection_dim) + " plus " +
+                std::to_string(ids) + " equal time-id embeddings");
+  unet.addition_time_embed_dim = time_width / ids;
+  check_unet_config(config, unet, check);
+  check.equal(config.transformer_depths, unet.depths_per_block(), "network_config.params.transformer_depth");
+  check.equal(config.adm_in_channels, unet.adm_in_channels, "network_config.params.adm_in_channels");
+  check_vae_config(config, vae, check);
+
+  ConvertedCheckpoint out;
+  out.family = base ? "sdxl" : "sdxl-refiner";
+  out.unet = ldm::convert_unet(table, unet);
+  out.vae = ldm::convert_vae(table, vae);
+  out.has_text_encoder = base;
+  if (base) {
+    out.text_encoder = ldm::convert_text_encoder(table, texts[0], "text_encoder");
+    out.text_encoder_config =
+        ldm::text_encoder_config_json(texts[0], text_heads(config, texts[0], config_source, options, true));
+    out.tokenizer_config = ldm::tokenizer_config_json(false, texts[0].positions);
+  }
+  out.text_encoder_2 = ldm::convert_text_encoder(table, open_clip, "text_encoder_2");
+  out.text_encoder_2_config =
+      ldm::text_encoder_config_json(open_clip, text_heads(config, open_clip, config_source, options, true));
+  out.tokenizer_2_config = ldm::tokenizer_config_json(true, open_clip.positions);  // pads with "!"
+
+  // SDXL's 64-dim heads; 1024 pixels (latent 128) unless the yaml says otherwise.
+  const int64_t vae_scale = int64_t{1} << (vae.channels.size() - 1);
+  const int64_t latent_size = config.image_size.value_or(128);
+  out.unet_config = ldm::unet_config_json(unet, attention_heads(config, unet, true, config_source), latent_size);
+  out.vae_config = ldm::vae_config_json(vae, latent_size * vae_scale, config.scale_factor.value_or(0.13025));
+  if (!options.configs_given)  // else config_dir's configs replace these
+    out.unet_config["norm_num_groups"] = out.vae_config["norm_num_groups"] =
+        norm_groups(config, unet, vae, config_source);
+  BetaSchedule schedule = schedule_from_buffer(table).value_or(BetaSchedule{});
+  if (config.linear_start) schedule.start = *config.linear_start;
+  if (config.linear_end) schedule.end = *config.linear_end;
+  if (config.timesteps) schedule.steps = *config.timesteps;
+  const std::string prediction = prediction_type(options, config, false, 64, config_source);  // epsilon unless told
+  out.scheduler_config = sdxl_scheduler_config_json(schedule, prediction);
+  return out;
+}
+
 }  // namespace
 
 ConvertedCheckpoint convert_ldm_checkpoint(const std::vector<io::NamedTensor>& tensors, const std::string& source,
@@ -266,6 +370,7 @@ ConvertedCheckpoint convert_ldm_checkpoint(const std::vector<io::NamedTensor>& t
 
   const TensorTable table(tensors, source);
   check_architecture(table);
+  if (table.has_prefix("conditioner.embedders.")) return convert_sgm(table, config, config_source, options);
   const ldm::TextLayout text = ldm::infer_text_layout(table);
   const ldm::UnetLayout unet = ldm::infer_unet_layout(table);
   const ldm::VaeLayout vae = ldm::infer_vae_layout(table);
@@ -287,7 +392,11 @@ ConvertedCheckpoint convert_ldm_checkpoint(const std::vector<io::NamedTensor>& t
   const int64_t latent_size = config.image_size.value_or(sd2 ? 96 : 64);
   out.unet_config = ldm::unet_config_json(unet, attention_heads(config, unet, sd2, config_source), latent_size);
   out.vae_config = ldm::vae_config_json(vae, latent_size * vae_scale, config.scale_factor.value_or(0.18215));
-  out.text_encoder_config = ldm::text_encoder_config_json(text, text_heads(config, text, config_source));
+  if (!options.configs_given)  // else config_dir's configs replace these
+    out.unet_config["norm_num_groups"] = out.vae_config["norm_num_groups"] =
+        norm_groups(config, unet, vae, config_source);
+  out.text_encoder_config =
+      ldm::text_encoder_config_json(text, text_heads(config, text, config_source, options, false));
   out.tokenizer_config = ldm::tokenizer_config_json(sd2, text.positions);
 
   BetaSchedule schedule = schedule_from_buffer(table).value_or(BetaSchedule{});

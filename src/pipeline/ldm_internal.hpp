@@ -52,6 +52,8 @@ class ComponentMapper {
   void copy_layer(const std::string& ldm, const std::string& diffusers, const Shape& weight_shape);
   // A linear weight [O, I] that LDM may store as a 1x1 convolution [O, I, 1, 1] (a view either way).
   void copy_linear(const std::string& ldm, const std::string& diffusers, const Shape& expected);
+  // A 2-D tensor stored transposed: `expected` is the diffusers shape (a copy).
+  void copy_transposed(const std::string& ldm, const std::string& diffusers, const Shape& expected);
   // Part `part` of `parts` equal row blocks of a tensor of shape `whole` (a view).
   void copy_rows(const std::string& ldm, const std::string& diffusers, const Shape& whole, int64_t part, int64_t parts);
   // Tensors diffusers drops.
@@ -75,10 +77,17 @@ class ComponentMapper {
 struct UnetLayout {
   std::vector<int64_t> channels;                   // block_out_channels
   std::vector<bool> down_attention, up_attention;  // per diffusers down / up block
-  int64_t layers_per_block = 0, in_channels = 0, out_channels = 0, context_dim = 0, transformer_depth = 0;
+  std::vector<int64_t> down_depth, up_depth;       // transformer blocks per down / up block (0: none)
+  int64_t layers_per_block = 0, in_channels = 0, out_channels = 0, context_dim = 0;
+  int64_t transformer_depth = 0;  // the middle block's
   bool linear_projection = false;
+  // SGM (SDXL): label_emb's input width (text_time's pooled + time ids), 0 without; the time-id width is set
+  // by the caller, which knows the pooled width.
+  int64_t adm_in_channels = 0, addition_time_embed_dim = 0;
+  std::vector<int64_t> depths_per_block() const;  // transformer_layers_per_block
 };
-UnetLayout infer_unet_layout(const TensorTable& table);
+// `sgm`: the checkpoint is SGM's, whose label_emb is SDXL's vector conditioning.
+UnetLayout infer_unet_layout(const TensorTable& table, bool sgm = false);
 Weights convert_unet(const TensorTable& table, const UnetLayout& layout);
 nlohmann::json unet_config_json(const UnetLayout& layout, const nlohmann::json& attention_head_dim,
                                 int64_t sample_size);
@@ -92,13 +101,19 @@ Weights convert_vae(const TensorTable& table, const VaeLayout& layout);
 nlohmann::json vae_config_json(const VaeLayout& layout, int64_t sample_size, double scaling_factor);
 
 struct TextLayout {
-  bool open_clip = false;  // SD 2.x: cond_stage_model.model.* (the last resblock is dropped)
+  bool open_clip = false;  // OpenCLIP names (SD 2.x, SDXL's second encoder), else HF CLIP names
+  std::string root;        // the tensor-name prefix of the tower
+  bool drop_last = false;  // SD 2.x: the last resblock is dropped
   int64_t hidden = 0, layers = 0, intermediate = 0, vocab = 0, positions = 0;
+  int64_t projection_dim = 0;  // > 0: text_projection kept (CLIPTextModelWithProjection)
   DType dtype = DType::F32;
 };
-// Throws when neither text encoder layout is present.
+// SD 1.x / 2.x (cond_stage_model.*). Throws when neither text encoder layout is present.
 TextLayout infer_text_layout(const TensorTable& table);
-Weights convert_text_encoder(const TensorTable& table, const TextLayout& layout);
+// SGM: one per conditioner.embedders.N that is a text encoder, in N order.
+std::vector<TextLayout> infer_sgm_text_layouts(const TensorTable& table);
+Weights convert_text_encoder(const TensorTable& table, const TextLayout& layout,
+                             const std::string& component = "text_encoder");
 nlohmann::json text_encoder_config_json(const TextLayout& layout, int64_t num_heads);
 nlohmann::json tokenizer_config_json(bool sd2, int64_t max_length);
 

@@ -1,5 +1,6 @@
 // The LDM converter's tensor table and checked renaming (see ldm_internal.hpp).
 #include <algorithm>
+#include <cstring>
 
 #include "pipeline/ldm_internal.hpp"
 #include "sdrt/base/error.hpp"
@@ -100,6 +101,21 @@ void ComponentMapper::copy_linear(const std::string& ldm, const std::string& dif
   if (raw.shape != expected && raw.shape != as_conv)
     shape_error(ldm, diffusers, raw, io::shape_string(expected) + " or " + io::shape_string(as_conv));
   out_.add(diffusers, Tensor::from_raw(raw).reshape(expected));
+}
+
+void ComponentMapper::copy_transposed(const std::string& ldm, const std::string& diffusers, const Shape& expected) {
+  const io::RawTensor& raw = take(ldm, diffusers);
+  const Shape stored{expected.at(1), expected.at(0)};
+  if (raw.shape != stored) shape_error(ldm, diffusers, raw, io::shape_string(stored) + " (stored transposed)");
+  const Tensor src = Tensor::from_raw(raw);
+  Tensor dst = Tensor::empty(expected, src.dtype());
+  const size_t bytes = dtype_size(src.dtype());
+  const auto* from = static_cast<const uint8_t*>(src.raw());
+  auto* to = static_cast<uint8_t*>(dst.raw());
+  const int64_t rows = stored[0], cols = stored[1];
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) std::memcpy(to + (c * rows + r) * bytes, from + (r * cols + c) * bytes, bytes);
+  out_.add(diffusers, std::move(dst));
 }
 
 void ComponentMapper::copy_rows(const std::string& ldm, const std::string& diffusers, const Shape& whole, int64_t part,

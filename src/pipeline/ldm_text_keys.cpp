@@ -1,6 +1,9 @@
 // LDM text encoders -> transformers CLIPTextModel names: SD 1.x keeps HF CLIP names under
 // cond_stage_model.transformer.*; SD 2.x stores the OpenCLIP tower under cond_stage_model.model.*,
 // whose last resblock diffusers drops (its text_encoder has one layer fewer, "penultimate" output).
+// SGM (SDXL) checkpoints hold them as conditioner.embedders.N.{transformer,model}.*: every OpenCLIP block
+// is kept (the pipeline takes the penultimate state itself) and text_projection, stored as [hidden, proj]
+// for x @ P, becomes CLIPTextModelWithProjection's Linear weight [proj, hidden].
 #include "pipeline/ldm_internal.hpp"
 #include "sdrt/base/error.hpp"
 
@@ -14,8 +17,47 @@ const std::string kOpenClipPrefix = "cond_stage_model.model.";
 std::string at(const std::string& path, int64_t index) { return path + "." + std::to_string(index); }
 
 // Older transformers versions had no "text_model." level in CLIPTextModel.
-std::string clip_root(const TensorTable& t) {
-  return t.has_prefix(kClipPrefix + "text_model.") ? kClipPrefix + "text_model." : kClipPrefix;
+std::string clip_root(const TensorTable& t, const std::string& prefix) {
+  return t.has_prefix(prefix + "text_model.") ? prefix + "text_model." : prefix;
+}
+
+TextLayout clip_layout(const TensorTable& t, const std::string& prefix) {
+  TextLayout l;
+  const std::string p = clip_root(t, prefix);
+  l.root = p;
+  l.layers = static_cast<int64_t>(t.indices(p + "encoder.layers.").size());
+  if (l.layers < 1) throw Error(t.source() + ": CLIP text encoder " + p + "* has no encoder.layers");
+  l.vocab = t.dim(p + "embeddings.token_embedding.weight", 2, 0);
+  l.hidden = t.dim(p + "embeddings.token_embedding.weight", 2, 1);
+  l.positions = t.dim(p + "embeddings.position_embedding.weight", 2, 0);
+  l.intermediate = t.dim(p + "encoder.layers.0.mlp.fc1.weight", 2, 0);
+  l.dtype = t.get(p + "embeddings.token_embedding.weight").dtype;
+  return l;
+}
+
+// SD 2.x drops the last block (drop_last); SDXL keeps them all and its text_projection (with_projection).
+TextLayout open_clip_layout(const TensorTable& t, const std::string& prefix, bool drop_last, bool with_projection) {
+  TextLayout l;
+  l.open_clip = true;
+  l.root = prefix;
+  l.drop_last = drop_last;
+  const int64_t blocks = static_cast<int64_t>(t.indices(prefix + "transformer.resblocks.").size());
+  if (blocks < (drop_last ? 2 : 1))
+    throw Error(t.source() + ": OpenCLIP text encoder with " + std::to_string(blocks) +
+                " resblock(s); SD 2.x drops the last one, so at least 2 are needed");
+  l.layers = drop_last ? blocks - 1 : blocks;
+  const std::string& p = prefix;
+  l.vocab = t.dim(p + "token_embedding.weight", 2, 0);
+  l.hidden = t.dim(p + "token_embedding.weight", 2, 1);
+  l.positions = t.dim(p + "positional_embedding", 2, 0);
+  l.intermediate = t.dim(p + "transformer.resblocks.0.mlp.c_fc.weight", 2, 0);
+  l.dtype = t.get(p + "token_embedding.weight").dtype;
+  if (with_projection) {
+    if (t.dim(p + "text_projection", 2, 0) != l.hidden)
+      throw Error(t.source() + ": " + p + "text_projection is not [" + std::to_string(l.hidden) + ", projection]");
+    l.projection_dim = t.dim(p + "text_projection", 2, 1);
+  }
+  return l;
 }
 
 const char* dtype_label(DType d) {
@@ -31,9 +73,9 @@ const char* dtype_label(DType d) {
   }
 }
 
-void convert_clip(const TensorTable& t, const TextLayout& l, Weights& w) {
+void convert_clip(const TensorTable& t, const TextLayout& l, const std::string& component, Weights& w) {
   const int64_t h = l.hidden, i = l.intermediate;
-  ComponentMapper m(t, clip_root(t), "text_encoder", w);
+  ComponentMapper m(t, l.root, component, w);
   m.copy("embeddings.token_embedding.weight", "text_model.embeddings.token_embedding.weight", {l.vocab, h});
   m.copy("embeddings.position_embedding.weight", "text_model.embeddings.position_embedding.weight", {l.positions, h});
   m.skip("embeddings.position_ids");  // a buffer, not a weight
@@ -50,9 +92,9 @@ void convert_clip(const TensorTable& t, const TextLayout& l, Weights& w) {
   m.check_all_used();
 }
 
-void convert_open_clip(const TensorTable& t, const TextLayout& l, Weights& w) {
+void convert_open_clip(const TensorTable& t, const TextLayout& l, const std::string& component, Weights& w) {
   const int64_t h = l.hidden, i = l.intermediate;
-  ComponentMapper m(t, kOpenClipPrefix, "text_encoder", w);
+  ComponentMapper m(t, l.root, component, w);
   m.copy("token_embedding.weight", "text_model.embeddings.token_embedding.weight", {l.vocab, h});
   m.copy("positional_embedding", "text_model.embeddings.position_embedding.weight", {l.positions, h});
   for (int64_t n = 0; n < l.layers; ++n) {
@@ -69,58 +111,52 @@ void convert_open_clip(const TensorTable& t, const TextLayout& l, Weights& w) {
     m.copy_layer(block + ".mlp.c_proj", dif + ".mlp.fc2", {h, i});
   }
   m.copy_layer("ln_final", "text_model.final_layer_norm", {h});
-  m.skip_prefix(at("transformer.resblocks", l.layers) + ".");  // the last block: see the file comment
-  // Used by OpenCLIP's pooled output / contrastive loss only; attn_mask is a buffer.
-  for (const char* unused : {"text_projection", "logit_scale", "attn_mask"}) m.skip(unused);
+  if (l.drop_last) m.skip_prefix(at("transformer.resblocks", l.layers) + ".");  // see the file comment
+  if (l.projection_dim > 0) m.copy_transposed("text_projection", "text_projection.weight", {l.projection_dim, h});
+  // SD 2.x: used by OpenCLIP's pooled output / contrastive loss only; attn_mask is a buffer.
+  for (const char* unused : {"text_projection", "logit_scale", "attn_mask"})
+    if (l.projection_dim == 0 || std::string(unused) != "text_projection") m.skip(unused);
   m.check_all_used();
 }
 
 }  // namespace
 
 TextLayout infer_text_layout(const TensorTable& t) {
-  TextLayout l;
-  if (t.has_prefix(kOpenClipPrefix + "transformer.resblocks.")) {
-    l.open_clip = true;
-    const int64_t blocks = static_cast<int64_t>(t.indices(kOpenClipPrefix + "transformer.resblocks.").size());
-    if (blocks < 2)
-      throw Error(t.source() + ": OpenCLIP text encoder with " + std::to_string(blocks) +
-                  " resblock(s); SD 2.x drops the last one, so at least 2 are needed");
-    l.layers = blocks - 1;
-    const std::string& p = kOpenClipPrefix;
-    l.vocab = t.dim(p + "token_embedding.weight", 2, 0);
-    l.hidden = t.dim(p + "token_embedding.weight", 2, 1);
-    l.positions = t.dim(p + "positional_embedding", 2, 0);
-    l.intermediate = t.dim(p + "transformer.resblocks.0.mlp.c_fc.weight", 2, 0);
-    l.dtype = t.get(p + "token_embedding.weight").dtype;
-  } else if (t.has_prefix(kClipPrefix)) {
-    const std::string p = clip_root(t);
-    l.layers = static_cast<int64_t>(t.indices(p + "encoder.layers.").size());
-    l.vocab = t.dim(p + "embeddings.token_embedding.weight", 2, 0);
-    l.hidden = t.dim(p + "embeddings.token_embedding.weight", 2, 1);
-    l.positions = t.dim(p + "embeddings.position_embedding.weight", 2, 0);
-    l.intermediate = t.dim(p + "encoder.layers.0.mlp.fc1.weight", 2, 0);
-    l.dtype = t.get(p + "embeddings.token_embedding.weight").dtype;
-  } else {
-    throw Error(t.source() +
-                ": no text encoder found: expected cond_stage_model.transformer.* (CLIP, SD 1.x) or "
-                "cond_stage_model.model.transformer.* (OpenCLIP, SD 2.x)");
-  }
-  return l;
+  if (t.has_prefix(kOpenClipPrefix + "transformer.resblocks.")) return open_clip_layout(t, kOpenClipPrefix, true, false);
+  if (t.has_prefix(kClipPrefix)) return clip_layout(t, kClipPrefix);
+  throw Error(t.source() +
+              ": no text encoder found: expected cond_stage_model.transformer.* (CLIP, SD 1.x) or "
+              "cond_stage_model.model.transformer.* (OpenCLIP, SD 2.x)");
 }
 
-Weights convert_text_encoder(const TensorTable& t, const TextLayout& l) {
-  Weights w(t.source() + " (text_encoder)");
+std::vector<TextLayout> infer_sgm_text_layouts(const TensorTable& t) {
+  std::vector<TextLayout> out;
+  for (int64_t n : t.indices("conditioner.embedders.")) {
+    const std::string p = at("conditioner.embedders", n) + ".";
+    if (t.has_prefix(p + "transformer.")) {
+      out.push_back(clip_layout(t, p + "transformer."));
+    } else if (t.has_prefix(p + "model.transformer.resblocks.")) {
+      out.push_back(open_clip_layout(t, p + "model.", false, true));
+    } else {
+      throw Error(t.source() + ": " + p + "* is neither a CLIP (transformer.*) nor an OpenCLIP (model.*) text encoder");
+    }
+  }
+  return out;
+}
+
+Weights convert_text_encoder(const TensorTable& t, const TextLayout& l, const std::string& component) {
+  Weights w(t.source() + " (" + component + ")");
   if (l.open_clip)
-    convert_open_clip(t, l, w);
+    convert_open_clip(t, l, component, w);
   else
-    convert_clip(t, l, w);
+    convert_clip(t, l, component, w);
   return w;
 }
 
 nlohmann::json text_encoder_config_json(const TextLayout& l, int64_t num_heads) {
   // Token ids as in the SD configs: bos 0, eos 2, pad 1 (transformers' legacy pooled-output rule).
   return {
-      {"architectures", {"CLIPTextModel"}},
+      {"architectures", {l.projection_dim > 0 ? "CLIPTextModelWithProjection" : "CLIPTextModel"}},
       {"attention_dropout", 0.0},
       {"bos_token_id", 0},
       {"eos_token_id", 2},
@@ -135,7 +171,7 @@ nlohmann::json text_encoder_config_json(const TextLayout& l, int64_t num_heads) 
       {"num_attention_heads", num_heads},
       {"num_hidden_layers", l.layers},
       {"pad_token_id", 1},
-      {"projection_dim", l.hidden},
+      {"projection_dim", l.projection_dim > 0 ? l.projection_dim : l.hidden},
       {"torch_dtype", dtype_label(l.dtype)},
       {"vocab_size", l.vocab},
   };

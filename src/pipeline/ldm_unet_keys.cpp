@@ -25,12 +25,12 @@ void map_resnet(ComponentMapper& m, const std::string& ldm, const std::string& d
 
 // SpatialTransformer / Transformer2DModel: the names are the same in both layouts.
 void map_transformer(ComponentMapper& m, const std::string& ldm, const std::string& dif, const UnetLayout& u,
-                     int64_t c) {
+                     int64_t c, int64_t depth) {
   const Shape proj = u.linear_projection ? Shape{c, c} : Shape{c, c, 1, 1};
   m.copy_layer(ldm + ".norm", dif + ".norm", {c});
   m.copy_layer(ldm + ".proj_in", dif + ".proj_in", proj);
   m.copy_layer(ldm + ".proj_out", dif + ".proj_out", proj);
-  for (int64_t t = 0; t < u.transformer_depth; ++t) {
+  for (int64_t t = 0; t < depth; ++t) {
     const std::string a = at(ldm + ".transformer_blocks", t), b = at(dif + ".transformer_blocks", t);
     for (const char* norm : {".norm1", ".norm2", ".norm3"}) m.copy_layer(a + norm, b + norm, {c});
     for (const char* attn : {".attn1", ".attn2"}) {
@@ -50,13 +50,18 @@ bool is_range(const std::set<int64_t>& s, int64_t n) {
   return static_cast<int64_t>(s.size()) == n && (n == 0 || (*s.begin() == 0 && *s.rbegin() == n - 1));
 }
 
+// The transformer blocks of a SpatialTransformer at `block` ("….1."), 0 when there is none.
+int64_t depth_at(const TensorTable& t, const std::string& block) {
+  return static_cast<int64_t>(t.indices(block + "transformer_blocks.").size());
+}
+
 }  // namespace
 
-UnetLayout infer_unet_layout(const TensorTable& t) {
+UnetLayout infer_unet_layout(const TensorTable& t, bool sgm) {
   const std::string& src = t.source();
-  if (t.has_prefix(kPrefix + "label_emb."))
+  if (t.has_prefix(kPrefix + "label_emb.") && !sgm)
     throw Error(src +
-                ": class-conditioned UNet (model.diffusion_model.label_emb.*, as in SD 2.x unCLIP or SDXL) "
+                ": class-conditioned UNet (model.diffusion_model.label_emb.*, as in SD 2.x unCLIP) "
                 "is not supported");
   UnetLayout u;
   u.in_channels = t.dim(kPrefix + "input_blocks.0.0.weight", 4, 1);
@@ -78,18 +83,40 @@ UnetLayout infer_unet_layout(const TensorTable& t) {
                   std::to_string(per_level + 1) + " blocks");
   if (!is_range(t.indices(kPrefix + "output_blocks."), levels * (per_level + 1)))
     throw Error(src + ": model.diffusion_model.output_blocks do not match the input blocks (" + shape_text + ")");
+  // Per level the transformer depth of its blocks (SDXL varies it by level; every block of a level has
+  // the same), 0 without attention; the up blocks must mirror the down blocks (diffusers' default).
+  const auto level_depth = [&](const char* blocks, int64_t level, int64_t count) {
+    const int64_t first = level * (per_level + 1) + (std::string(blocks) == "input_blocks" ? 1 : 0);
+    const int64_t depth = depth_at(t, at(kPrefix + blocks, first) + ".1.");
+    for (int64_t j = 1; j < count; ++j)
+      if (depth_at(t, at(kPrefix + blocks, first + j) + ".1.") != depth)
+        throw Error(src + ": model.diffusion_model." + blocks + " of level " + std::to_string(level) +
+                    " have different transformer depths");
+    return depth;
+  };
   for (int64_t i = 0; i < levels; ++i) {
     const std::string first = at(kPrefix + "input_blocks", 1 + i * (per_level + 1));
     u.channels.push_back(t.dim(first + ".0.out_layers.3.weight", 4, 0));
-    u.down_attention.push_back(t.has_prefix(first + ".1."));
-    u.up_attention.push_back(t.has_prefix(at(kPrefix + "output_blocks", i * (per_level + 1)) + ".1."));
+    u.down_depth.push_back(level_depth("input_blocks", i, per_level));
+    u.up_depth.push_back(level_depth("output_blocks", i, per_level + 1));
+    u.down_attention.push_back(u.down_depth.back() > 0);
+    u.up_attention.push_back(u.up_depth.back() > 0);
   }
+  if (!std::equal(u.down_depth.begin(), u.down_depth.end(), u.up_depth.rbegin()))
+    throw Error(src + ": model.diffusion_model.output_blocks' transformer depths do not mirror the input blocks'");
   const std::string mid_attention = kPrefix + "middle_block.1.";
   u.context_dim = t.dim(mid_attention + "transformer_blocks.0.attn2.to_k.weight", 2, 1);
-  u.transformer_depth = static_cast<int64_t>(t.indices(mid_attention + "transformer_blocks.").size());
+  u.transformer_depth = depth_at(t, mid_attention);
   u.linear_projection = t.get(mid_attention + "proj_in.weight").shape.size() == 2;
   u.out_channels = t.dim(kPrefix + "out.2.weight", 4, 0);
+  if (t.has_prefix(kPrefix + "label_emb.")) u.adm_in_channels = t.dim(kPrefix + "label_emb.0.0.weight", 2, 1);
   return u;
+}
+
+std::vector<int64_t> UnetLayout::depths_per_block() const {
+  std::vector<int64_t> out;
+  for (int64_t d : down_depth) out.push_back(d > 0 ? d : 1);  // unused where a level has no attention
+  return out;
 }
 
 Weights convert_unet(const TensorTable& t, const UnetLayout& u) {
@@ -100,6 +127,10 @@ Weights convert_unet(const TensorTable& t, const UnetLayout& u) {
   m.copy_layer("time_embed.0", "time_embedding.linear_1", {temb, c0});
   m.copy_layer("time_embed.2", "time_embedding.linear_2", {temb, temb});
   m.copy_layer("input_blocks.0.0", "conv_in", {c0, u.in_channels, 3, 3});
+  if (u.adm_in_channels > 0) {  // SGM's vector conditioning: diffusers' text_time add_embedding
+    m.copy_layer("label_emb.0.0", "add_embedding.linear_1", {temb, u.adm_in_channels});
+    m.copy_layer("label_emb.0.2", "add_embedding.linear_2", {temb, temb});
+  }
 
   int64_t prev = c0;
   for (int64_t i = 0; i < levels; ++i) {
@@ -108,7 +139,8 @@ Weights convert_unet(const TensorTable& t, const UnetLayout& u) {
     for (int64_t j = 0; j < per_level; ++j) {
       const std::string ldm = at("input_blocks", 1 + i * (per_level + 1) + j);
       map_resnet(m, ldm + ".0", at(dif + ".resnets", j), j == 0 ? prev : c, c, temb);
-      if (u.down_attention[static_cast<size_t>(i)]) map_transformer(m, ldm + ".1", at(dif + ".attentions", j), u, c);
+      if (u.down_attention[static_cast<size_t>(i)])
+        map_transformer(m, ldm + ".1", at(dif + ".attentions", j), u, c, u.down_depth[static_cast<size_t>(i)]);
     }
     if (i + 1 < levels)
       m.copy_layer(at("input_blocks", (i + 1) * (per_level + 1)) + ".0.op", dif + ".downsamplers.0.conv", {c, c, 3, 3});
@@ -117,7 +149,7 @@ Weights convert_unet(const TensorTable& t, const UnetLayout& u) {
 
   const int64_t cm = u.channels.back();
   map_resnet(m, "middle_block.0", "mid_block.resnets.0", cm, cm, temb);
-  map_transformer(m, "middle_block.1", "mid_block.attentions.0", u, cm);
+  map_transformer(m, "middle_block.1", "mid_block.attentions.0", u, cm, u.transformer_depth);
   map_resnet(m, "middle_block.2", "mid_block.resnets.1", cm, cm, temb);
 
   std::vector<int64_t> reversed(u.channels.rbegin(), u.channels.rend());
@@ -131,7 +163,7 @@ Weights convert_unet(const TensorTable& t, const UnetLayout& u) {
       const std::string ldm = at("output_blocks", b * (per_level + 1) + j);
       const int64_t in = (j == 0 ? prev : out) + (j == per_level ? skip_in : out);
       map_resnet(m, ldm + ".0", at(dif + ".resnets", j), in, out, temb);
-      if (attention) map_transformer(m, ldm + ".1", at(dif + ".attentions", j), u, out);
+      if (attention) map_transformer(m, ldm + ".1", at(dif + ".attentions", j), u, out, u.up_depth[static_cast<size_t>(b)]);
     }
     if (b + 1 < levels) {
       const std::string ldm = at("output_blocks", b * (per_level + 1) + per_level) + (attention ? ".2" : ".1");
@@ -149,14 +181,19 @@ nlohmann::json unet_config_json(const UnetLayout& u, const nlohmann::json& atten
   nlohmann::json down = nlohmann::json::array(), up = nlohmann::json::array();
   for (bool a : u.down_attention) down.push_back(a ? "CrossAttnDownBlock2D" : "DownBlock2D");
   for (bool a : u.up_attention) up.push_back(a ? "CrossAttnUpBlock2D" : "UpBlock2D");
+  // One depth everywhere (SD 1.x/2.x) is written as a number, as diffusers' SD configs have it.
+  const std::vector<int64_t> depths = u.depths_per_block();
+  const bool uniform = std::all_of(depths.begin(), depths.end(), [&](int64_t d) { return d == u.transformer_depth; });
+  const nlohmann::json layers_per_block = uniform ? nlohmann::json(u.transformer_depth) : nlohmann::json(depths);
+  const bool text_time = u.adm_in_channels > 0;
   // diffusers' UNet2DConditionModel defaults for everything the LDM layout does not vary.
   return {
       {"_class_name", "UNet2DConditionModel"},
       {"_diffusers_version", "0.27.2"},
       {"act_fn", "silu"},
-      {"addition_embed_type", nullptr},
+      {"addition_embed_type", text_time ? nlohmann::json("text_time") : nlohmann::json()},
       {"addition_embed_type_num_heads", 64},
-      {"addition_time_embed_dim", nullptr},
+      {"addition_time_embed_dim", text_time ? nlohmann::json(u.addition_time_embed_dim) : nlohmann::json()},
       {"attention_head_dim", attention_head_dim},
       {"attention_type", "default"},
       {"block_out_channels", u.channels},
@@ -186,7 +223,7 @@ nlohmann::json unet_config_json(const UnetLayout& u, const nlohmann::json& atten
       {"num_class_embeds", nullptr},
       {"only_cross_attention", false},
       {"out_channels", u.out_channels},
-      {"projection_class_embeddings_input_dim", nullptr},
+      {"projection_class_embeddings_input_dim", text_time ? nlohmann::json(u.adm_in_channels) : nlohmann::json()},
       {"resnet_out_scale_factor", 1.0},
       {"resnet_skip_time_act", false},
       {"resnet_time_scale_shift", "default"},
@@ -197,7 +234,7 @@ nlohmann::json unet_config_json(const UnetLayout& u, const nlohmann::json& atten
       {"time_embedding_dim", nullptr},
       {"time_embedding_type", "positional"},
       {"timestep_post_act", nullptr},
-      {"transformer_layers_per_block", u.transformer_depth},
+      {"transformer_layers_per_block", layers_per_block},
       {"up_block_types", up},
       {"upcast_attention", false},
       {"use_linear_projection", u.linear_projection},

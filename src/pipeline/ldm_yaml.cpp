@@ -26,7 +26,10 @@ struct YamlValue {
 using YamlPaths = std::map<std::string, YamlValue>;
 
 const std::string kModel = "model.params.", kUnet = kModel + "unet_config.params.",
-                  kVae = kModel + "first_stage_config.params.ddconfig.";
+                  kNetwork = kModel + "network_config.params.", kVae = kModel + "first_stage_config.params.ddconfig.";
+const char* const kUnetKeys[] = {"num_heads", "num_head_channels", "context_dim", "model_channels", "num_res_blocks",
+                                 "in_channels", "out_channels", "transformer_depth", "use_linear_in_transformer",
+                                 "channel_mult", "attention_resolutions", "adm_in_channels"};
 
 // Every key parse_ldm_yaml reads; nothing else is stored.
 const std::vector<std::string>& wanted_paths() {
@@ -34,10 +37,10 @@ const std::vector<std::string>& wanted_paths() {
     std::vector<std::string> p;
     for (const char* k : {"linear_start", "linear_end", "scale_factor", "timesteps", "image_size", "parameterization"})
       p.push_back(kModel + k);
-    for (const char* k : {"num_heads", "num_head_channels", "context_dim", "model_channels", "num_res_blocks",
-                          "in_channels", "out_channels", "transformer_depth", "use_linear_in_transformer",
-                          "channel_mult", "attention_resolutions"})
+    for (const char* k : kUnetKeys) {  // LDM's unet_config, SGM's network_config
       p.push_back(kUnet + k);
+      p.push_back(kNetwork + k);
+    }
     for (const char* k : {"ch", "num_res_blocks", "z_channels", "ch_mult"}) p.push_back(kVae + k);
     return p;
   }();
@@ -224,6 +227,11 @@ class YamlReader {
     if (!v) return std::nullopt;
     return v->scalar;
   }
+  bool has(const std::string& path) const { return paths_.count(path) != 0; }
+  bool is_list(const std::string& path) const {
+    auto it = paths_.find(path);
+    return it != paths_.end() && it->second.is_list;
+  }
   std::optional<std::vector<int64_t>> integers(const std::string& path) const {
     auto it = paths_.find(path);
     if (it == paths_.end()) return std::nullopt;
@@ -295,11 +303,17 @@ void LdmConfig::overlay(const LdmConfig& o) {
   take(vae_z_channels, o.vae_z_channels);
   take(vae_ch_mult, o.vae_ch_mult);
   take(text_num_attention_heads, o.text_num_attention_heads);
+  take(transformer_depths, o.transformer_depths);
+  take(adm_in_channels, o.adm_in_channels);
+  take(norm_num_groups, o.norm_num_groups);
 }
 
 LdmConfig parse_ldm_yaml(const std::string& text, const std::string& source) {
   const YamlReader y(text, source);
-  const std::string &m = kModel, &u = kUnet, &d = kVae;
+  // The UNet's settings: LDM's unet_config, or SGM's network_config when that is what the yaml has.
+  bool sgm = false;
+  for (const char* k : kUnetKeys) sgm = sgm || y.has(kNetwork + k);
+  const std::string &m = kModel, &u = sgm ? kNetwork : kUnet, &d = kVae;
   LdmConfig c;
   c.linear_start = y.number(m + "linear_start");
   c.linear_end = y.number(m + "linear_end");
@@ -314,7 +328,11 @@ LdmConfig parse_ldm_yaml(const std::string& text, const std::string& source) {
   c.num_res_blocks = y.integer(u + "num_res_blocks");
   c.in_channels = y.integer(u + "in_channels");
   c.out_channels = y.integer(u + "out_channels");
-  c.transformer_depth = y.integer(u + "transformer_depth");
+  if (y.is_list(u + "transformer_depth"))  // SGM: one depth per level
+    c.transformer_depths = y.integers(u + "transformer_depth");
+  else
+    c.transformer_depth = y.integer(u + "transformer_depth");
+  c.adm_in_channels = y.integer(u + "adm_in_channels");
   c.use_linear_in_transformer = y.boolean(u + "use_linear_in_transformer");
   c.channel_mult = y.integers(u + "channel_mult");
   c.attention_resolutions = y.integers(u + "attention_resolutions");

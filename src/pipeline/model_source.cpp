@@ -109,12 +109,43 @@ ModelSource open_diffusers_folder(const fs::path& dir) {
   return src;
 }
 
+// config_dir: the folder's component configs replace the inferred ones (the model classes then check every
+// weight against them), and its tokenizers, scheduler and SDXL flags are used.
+void apply_config_dir(ModelSource& src, const fs::path& dir, const std::optional<std::string>& prediction_type) {
+  if (!fs::is_regular_file(dir / "model_index.json"))
+    throw Error(dir.string() + ": config_dir must be a diffusers folder (model_index.json and component configs)");
+  const auto config = [&](const char* component) {
+    const fs::path f = dir / component / "config.json";
+    if (!fs::is_regular_file(f)) throw Error(f.string() + ": config_dir has no " + component + " config");
+    return io::read_json_file(f.string());
+  };
+  src.unet->config = config("unet");
+  src.vae->config = config("vae");
+  if (src.text_encoder) src.text_encoder->config = config("text_encoder");
+  if (src.text_encoder_2) src.text_encoder_2->config = config("text_encoder_2");
+  if (src.text_encoder && fs::is_directory(dir / "tokenizer")) src.tokenizer = tokenizer_files(dir / "tokenizer");
+  if (src.tokenizer_2 && fs::is_directory(dir / "tokenizer_2")) src.tokenizer_2 = tokenizer_files(dir / "tokenizer_2");
+  const fs::path scheduler = dir / "scheduler" / "scheduler_config.json";
+  if (fs::is_regular_file(scheduler)) {
+    src.scheduler_config = io::read_json_file(scheduler.string());
+    if (prediction_type)  // the explicit option still wins
+      src.scheduler_config["prediction_type"] = *prediction_type == "v-prediction" ? "v_prediction" : *prediction_type;
+    src.scheduler_class = src.scheduler_config.value("_class_name", src.scheduler_class);
+  }
+  const auto index = io::read_json_file((dir / "model_index.json").string());
+  for (auto [key, flag] : {std::pair{"force_zeros_for_empty_prompt", &src.force_zeros_for_empty_prompt},
+                           std::pair{"requires_aesthetics_score", &src.requires_aesthetics_score}})
+    if (index.is_object() && index.contains(key) && index[key].is_boolean()) *flag = index[key].get<bool>();
+}
+
 ModelSource open_single_file(const fs::path& file, const SourceOptions& options) {
   LdmOptions ldm;
   ldm.prediction_type = options.prediction_type;
-  if (options.text_encoder_heads) {
+  ldm.configs_given = options.config_dir.has_value();
+  if (options.text_encoder_heads || options.norm_num_groups) {
     LdmConfig overrides;
     overrides.text_num_attention_heads = options.text_encoder_heads;
+    overrides.norm_num_groups = options.norm_num_groups;
     ldm.overrides = overrides;
   }
   ConvertedCheckpoint ckpt = load_ldm_checkpoint(file.string(), ldm);
@@ -125,11 +156,23 @@ ModelSource open_single_file(const fs::path& file, const SourceOptions& options)
   src.unet = ComponentData{std::move(ckpt.unet), ckpt.unet_config};
   src.vae = ComponentData{std::move(ckpt.vae), ckpt.vae_config};
   src.has_vae_encoder = src.has_vae_decoder = true;
-  src.text_encoder = ComponentData{std::move(ckpt.text_encoder), ckpt.text_encoder_config};
+  if (ckpt.has_text_encoder) src.text_encoder = ComponentData{std::move(ckpt.text_encoder), ckpt.text_encoder_config};
   src.scheduler_config = ckpt.scheduler_config;
   src.scheduler_class = ckpt.scheduler_config.value("_class_name", "PNDMScheduler");
-  src.tokenizer = tokenizer_files(options.tokenizer_dir ? fs::path(*options.tokenizer_dir) : fs::path(default_tokenizer_dir()));
-  src.tokenizer.pad_token = ckpt.tokenizer_config.value("pad_token", src.family == "sd2" ? "!" : "<|endoftext|>");
+  const TokenizerFiles bpe =
+      tokenizer_files(options.tokenizer_dir ? fs::path(*options.tokenizer_dir) : fs::path(default_tokenizer_dir()));
+  src.tokenizer = bpe;
+  if (ckpt.has_text_encoder)
+    src.tokenizer.pad_token = ckpt.tokenizer_config.value("pad_token", src.family == "sd2" ? "!" : "<|endoftext|>");
+  if (ckpt.text_encoder_2) {  // SDXL: the same BPE files, padded with "!"
+    src.text_encoder_2 = ComponentData{std::move(*ckpt.text_encoder_2), ckpt.text_encoder_2_config};
+    src.tokenizer_2 = bpe;
+    src.tokenizer_2->pad_token = ckpt.tokenizer_2_config.value("pad_token", "!");
+    if (!ckpt.has_text_encoder) src.tokenizer = *src.tokenizer_2;  // unused: the refiner has text_encoder_2 alone
+    src.requires_aesthetics_score = src.family == "sdxl-refiner";
+    src.force_zeros_for_empty_prompt = !src.requires_aesthetics_score;  // diffusers' defaults for each pipeline
+  }
+  if (options.config_dir) apply_config_dir(src, *options.config_dir, options.prediction_type);
   return src;
 }
 
@@ -182,16 +225,23 @@ std::string stored_precision(const ModelSource& src) {
 ModelSource open_model_source(const std::string& path, const SourceOptions& options) {
   const fs::path p(path);
   if (!fs::exists(p)) throw Error(path + ": no such file or folder");
-  if (fs::is_directory(p)) {
-    if (fs::exists(p / "manifest.json")) return read_bundle(path, options.verify_checksums);
+  ModelSource src;
+  if (fs::is_directory(p) && fs::exists(p / "manifest.json")) {
+    src = read_bundle(path, options.verify_checksums);
+  } else if (fs::is_directory(p)) {
     if (!fs::exists(p / "model_index.json"))
       throw Error(path + ": neither an sdrt bundle (manifest.json) nor a diffusers folder (model_index.json)");
-    ModelSource src = open_diffusers_folder(p);
+    src = open_diffusers_folder(p);
     src.precision = stored_precision(src);
-    return src;
+  } else {
+    src = open_single_file(p, options);
+    src.precision = stored_precision(src);
   }
-  ModelSource src = open_single_file(p, options);
-  src.precision = stored_precision(src);
+  if (options.vae) {
+    if (!src.vae) throw Error(path + ": the model has no VAE to replace");
+    src.vae = open_vae_override(*options.vae, src.vae->config);
+    src.has_vae_encoder = src.has_vae_decoder = true;
+  }
   return src;
 }
 

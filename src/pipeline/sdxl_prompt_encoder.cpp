@@ -192,7 +192,7 @@ std::pair<Tensor, Tensor> SdxlPromptEncoder::encode_side(const std::vector<Tower
 models::Conditioning SdxlPromptEncoder::encode(const PromptRequest& r) {
   if (r.syntax != "plain" && r.syntax != "a1111")
     throw Error("prompt_syntax must be plain or a1111 (got '" + r.syntax + "')");
-  const bool zero_negative = r.negative.empty() && source_.force_zeros_for_empty_prompt;
+  const bool zero_negative = r.negative.empty() && !r.encode_empty_negative && source_.force_zeros_for_empty_prompt;
   const bool encode_negative = r.guided && !zero_negative;
   // Everything that can fail on the inputs is read before the encoders are built (reduce_memory).
   const std::vector<TowerInput> inputs = read_request(r, encode_negative);

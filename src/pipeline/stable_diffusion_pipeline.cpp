@@ -93,6 +93,7 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
     pipeline::PromptRequest request;
     request.prompts = prompts;
     request.negative = c.negative_prompt;
+    request.encode_empty_negative = c.encode_empty_negative_prompt;
     request.per_prompt = c.image_count;
     request.guided = guided;
     request.original_height = original ? c.original_height : result.height;

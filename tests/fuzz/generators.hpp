@@ -8,37 +8,15 @@
 #include <vector>
 
 #include "fuzz_support.hpp"
+#include "support/torch_writer.hpp"
 
 namespace sdrt::fuzz {
 
-uint32_t crc32(std::string_view bytes, uint32_t crc = 0);
-
-// A zip archive of stored (uncompressed) records, as torch.save writes it.
-std::string zip_stored(const std::vector<std::pair<std::string, std::string>>& records);
-
-// Pickle opcodes for what torch.save writes (protocol 2).
-class PickleWriter {
- public:
-  PickleWriter() { bytes_ += "\x80\x02"; }
-  PickleWriter& op(char c) { bytes_ += c; return *this; }
-  PickleWriter& str(std::string_view s);       // BINUNICODE
-  PickleWriter& integer(int64_t v);            // BININT / LONG1
-  PickleWriter& global(std::string_view module, std::string_view name);
-  PickleWriter& put(uint32_t memo);            // LONG_BINPUT
-  PickleWriter& get(uint32_t memo);            // LONG_BINGET
-  PickleWriter& int_tuple(const std::vector<int64_t>& v);
-  // _rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict()); the storage is loaded with
-  // BINPERSID the first time (memo slot `storage_memo`), then fetched from the memo.
-  PickleWriter& tensor(const std::string& key, int64_t numel, bool first_use, uint32_t storage_memo, int64_t offset,
-                       const std::vector<int64_t>& size, const std::vector<int64_t>& stride);
-  std::string finish() { return bytes_ + "."; }
-
- private:
-  std::string bytes_;
-};
-
-// A torch.save zip: archive/data.pkl, archive/byteorder and archive/data/<key> records.
-std::string torch_zip(const std::string& pickle, const std::vector<std::pair<std::string, std::string>>& storages);
+// The zip and pickle writers live in tests/support (the tests write .bin checkpoints with them too).
+using test::crc32;
+using test::PickleWriter;
+using test::torch_zip;
+using test::zip_stored;
 
 // Torch checkpoint generators; every parameter comes from `p`.
 std::string gen_torch_views(Params& p);         // many (transposed) views of one storage

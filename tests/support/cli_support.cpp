@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "sdrt/base/error.hpp"
+#include "support/torch_writer.hpp"
 
 namespace fs = std::filesystem;
 
@@ -39,12 +40,6 @@ CliResult run_shell(const std::string& cmd) {
   const int status = ::pclose(pipe);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
-}
-
-std::string le(uint64_t v, int bytes) {
-  std::string s;
-  for (int i = 0; i < bytes; ++i) s += static_cast<char>((v >> (8 * i)) & 0xff);
-  return s;
 }
 
 }  // namespace
@@ -93,20 +88,6 @@ void write_bytes(const std::string& path, const std::string& bytes) {
   if (!out) throw Error("cannot write " + path);
 }
 
-std::string stored_zip(const std::vector<std::pair<std::string, std::string>>& entries) {
-  std::string out, central;
-  for (const auto& [name, data] : entries) {
-    const uint64_t offset = out.size(), size = data.size();
-    // CRC left 0: sdrt's zip reader does not check it.
-    const std::string common = le(0, 2) + le(0, 2) + le(0, 4) + le(0, 4) + le(size, 4) + le(size, 4) + le(name.size(), 2);
-    out += le(0x04034b50, 4) + le(20, 2) + common + le(0, 2) + name + data;
-    central += le(0x02014b50, 4) + le(20, 2) + le(20, 2) + common + le(0, 2) + le(0, 2) + le(0, 2) + le(0, 2) +
-               le(0, 4) + le(offset, 4) + name;
-  }
-  const uint64_t cd_offset = out.size(), n = entries.size();
-  out += central;
-  out += le(0x06054b50, 4) + le(0, 2) + le(0, 2) + le(n, 2) + le(n, 2) + le(central.size(), 4) + le(cd_offset, 4) + le(0, 2);
-  return out;
-}
+std::string stored_zip(const std::vector<std::pair<std::string, std::string>>& entries) { return zip_stored(entries); }
 
 }  // namespace sdrt::test

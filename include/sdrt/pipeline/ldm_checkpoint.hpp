@@ -1,5 +1,6 @@
-// Single-file CompVis/LDM Stable Diffusion checkpoints (SD 1.x with CLIP, SD 2.x with OpenCLIP) turned
-// into diffusers-named weights and configs per component, following diffusers' from_single_file (v0.27.2).
+// Single-file CompVis/LDM Stable Diffusion checkpoints (SD 1.x with CLIP, SD 2.x with OpenCLIP) and
+// Stability's SGM checkpoints (SDXL base and refiner) turned into diffusers-named weights and configs per
+// component, following diffusers' from_single_file (v0.27.2).
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -26,11 +27,17 @@ struct LdmConfig {
       out_channels, transformer_depth;
   std::optional<bool> use_linear_in_transformer;
   std::optional<std::vector<int64_t>> channel_mult, attention_resolutions;
+  // SGM (model.params.network_config.params): per-level transformer depth and label_emb's input width.
+  std::optional<std::vector<int64_t>> transformer_depths;
+  std::optional<int64_t> adm_in_channels;
   // model.params.first_stage_config.params.ddconfig
   std::optional<int64_t> vae_ch, vae_num_res_blocks, vae_z_channels;
   std::optional<std::vector<int64_t>> vae_ch_mult;
   // Not in LDM yamls: the text encoder's head count (hidden_size / 64 for the real CLIP/OpenCLIP towers).
   std::optional<int64_t> text_num_attention_heads;
+  // Not in LDM yamls either (LDM hard-codes GroupNorm(32)): the UNet's and VAE's norm groups, for models
+  // trained with another count (diffusers' norm_num_groups). Every block's channels must divide by it.
+  std::optional<int64_t> norm_num_groups;
 
   // Copies every field that `over` sets.
   void overlay(const LdmConfig& over);
@@ -48,13 +55,20 @@ struct LdmOptions {
   std::optional<std::string> yaml_path;
   // Fields set here replace those read from the yaml.
   std::optional<LdmConfig> overrides;
+  // The caller replaces the configs (SourceOptions::config_dir): what no shape shows (head counts) need not
+  // be inferable, and gets a placeholder.
+  bool configs_given = false;
 };
 
 struct ConvertedCheckpoint {
-  std::string family;  // "sd1" or "sd2"
+  std::string family;  // "sd1", "sd2", "sdxl" or "sdxl-refiner"
   // diffusers names; tensors share the checkpoint's storage (1x1 conv -> linear and q/k/v splits are views).
   Weights unet, vae, text_encoder;
   nlohmann::json unet_config, vae_config, text_encoder_config, scheduler_config, tokenizer_config;
+  // SDXL (SGM checkpoints): the OpenCLIP encoder with its projection; the refiner has no text_encoder.
+  bool has_text_encoder = true;
+  std::optional<Weights> text_encoder_2;
+  nlohmann::json text_encoder_2_config, tokenizer_2_config;
 };
 
 // `tensors` are all tensors of the checkpoint; `source` names the file in error messages.

@@ -55,6 +55,10 @@ ModelSource open_model_source(const std::string& path, const SourceOptions& opti
 // A diffusers component folder (config.json + weights), e.g. a ControlNet.
 ComponentData open_component_folder(const std::string& dir);
 
+// SourceOptions::vae (vae_override.cpp): a diffusers VAE folder, or a file with diffusers or LDM names whose
+// config is derived from `model_vae_config` (what no shape shows: scaling factor, norm groups).
+ComponentData open_vae_override(const std::string& path, const nlohmann::json& model_vae_config);
+
 // "sd1" or "sd2" from a text encoder config (hidden_act gelu / pad token "!" mean SD2).
 std::string detect_family(const nlohmann::json& text_encoder_config, const std::string& pad_token);
 

@@ -59,6 +59,9 @@ struct GenerationConfig {
   std::string prompt;
   std::vector<std::string> prompts;  // several prompts in one batch; `prompt` is used when empty
   std::string negative_prompt;
+  // SDXL with force_zeros_for_empty_prompt: an empty negative_prompt means none (zero negative conditioning,
+  // diffusers' negative_prompt=None) unless this is set, which encodes "" (diffusers' negative_prompt="").
+  bool encode_empty_negative_prompt = false;
   int image_count = 1;               // images per prompt
   int step_count = 50;
   float guidance_scale = 7.5f;       // no classifier-free guidance at <= 1

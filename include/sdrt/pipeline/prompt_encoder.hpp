@@ -15,8 +15,10 @@ namespace sdrt::pipeline {
 
 struct PromptRequest {
   std::vector<std::string> prompts;
-  // Empty: no negative prompt. SD 1.x/2.x encode "" then; SDXL with force_zeros_for_empty_prompt uses zeros.
+  // Empty: no negative prompt. SD 1.x/2.x encode "" then; SDXL with force_zeros_for_empty_prompt uses zeros
+  // unless encode_empty_negative.
   std::string negative;
+  bool encode_empty_negative = false;
   int per_prompt = 1;   // images per prompt
   bool guided = false;  // classifier-free guidance: [negative x n ; positive x n]
   // SDXL time ids in pixels: original size, crop top-left, target size ((height, width) order as diffusers').

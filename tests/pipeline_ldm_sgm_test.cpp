@@ -1,0 +1,156 @@
+// Stability's SGM single-file SDXL checkpoints -> diffusers components: the pack's sdxl-tiny-ldm.safetensors
+// (written by diffusers' convert_diffusers_to_original_sdxl.py functions) gives sdxl-tiny's tensors exactly,
+// its layout-derived configs agree with the folder's, and with config_dir (the folder's configs, for the tiny
+// model's 16 norm groups and head counts that no file of the SGM layout states) it generates diffusers'
+// images. Also the SGM yaml and the errors.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "sdrt/io/image.hpp"
+#include "sdrt/io/json.hpp"
+#include "sdrt/io/tensor_file.hpp"
+#include "sdrt/pipeline/ldm_checkpoint.hpp"
+#include "sdrt/pipeline/pipeline.hpp"
+#include "support/test_support.hpp"
+#include "support/weights_compare.hpp"
+
+namespace sdrt {
+namespace {
+
+using pipeline::LdmConfig;
+using pipeline::LdmOptions;
+
+const std::string kFile = "models/sdxl-tiny-ldm.safetensors";
+
+Weights folder_component(const std::string& component) {
+  const std::string file = component.rfind("text_encoder", 0) == 0 ? "model.safetensors" : "diffusion_pytorch_model.safetensors";
+  return test::read_case(test::reference_path("models/sdxl-tiny/" + component + "/" + file));
+}
+
+nlohmann::json folder_config(const std::string& component) {
+  return io::read_json_file(test::reference_path("models/sdxl-tiny/" + component + "/config.json"));
+}
+
+TEST(SgmCheckpoint, GivesTheDiffusersFoldersTensorsAndLayout) {
+  LdmOptions options;
+  options.configs_given = true;  // the tiny encoders' head counts (2, 4) are not hidden / 64
+  const auto ckpt = pipeline::load_ldm_checkpoint(test::reference_path(kFile), options);
+  EXPECT_EQ(ckpt.family, "sdxl");
+  ASSERT_TRUE(ckpt.has_text_encoder);
+  ASSERT_TRUE(ckpt.text_encoder_2.has_value());
+  // sdxl-tiny-ldm.verify.json: diffusers' own SGM converters give these 620 + 180 + 52 + 53 tensors.
+  test::expect_same_weights(ckpt.unet, folder_component("unet"), "unet");
+  test::expect_same_weights(ckpt.vae, folder_component("vae"), "vae");
+  test::expect_same_weights(ckpt.text_encoder, folder_component("text_encoder"), "text_encoder");
+  test::expect_same_weights(*ckpt.text_encoder_2, folder_component("text_encoder_2"), "text_encoder_2");
+  EXPECT_EQ(ckpt.unet.size(), 620u);
+  EXPECT_EQ(ckpt.text_encoder_2->size(), 53u);  // with text_projection, transposed to [12, 20]
+
+  // Configs: what the layout shows must agree. SGM hard-codes GroupNorm(32) and states no image size
+  // (sdxl-tiny uses 16 groups at 64 pixels); the yaml's num_head_channels 8 gives the heads (2, 4, 6).
+  test::expect_same_config(ckpt.unet_config, folder_config("unet"), {"_diffusers_version", "norm_num_groups", "sample_size"},
+                           "unet config");
+  EXPECT_EQ(ckpt.unet_config.at("norm_num_groups"), 32);
+  test::expect_same_config(ckpt.vae_config, folder_config("vae"),
+                           {"_diffusers_version", "norm_num_groups", "sample_size", "latents_mean", "latents_std"},
+                           "vae config");
+  // Heads are placeholders here (configs_given); transformers' version is not a layout matter.
+  for (const auto& [component, config] :
+       {std::pair{"text_encoder", ckpt.text_encoder_config}, std::pair{"text_encoder_2", ckpt.text_encoder_2_config}})
+    test::expect_same_config(config, folder_config(component), {"num_attention_heads", "transformers_version"}, component);
+  EXPECT_EQ(ckpt.tokenizer_2_config.at("pad_token"), "!");
+  EXPECT_EQ(ckpt.scheduler_config.at("_class_name"), "EulerDiscreteScheduler");
+  nlohmann::json scheduler = ckpt.scheduler_config, expected = io::read_json_file(
+      test::reference_path("models/sdxl-tiny/scheduler/scheduler_config.json"));
+  for (const char* key : {"beta_start", "beta_end", "beta_schedule", "num_train_timesteps", "prediction_type",
+                          "timestep_spacing", "steps_offset", "interpolation_type", "use_karras_sigmas"})
+    EXPECT_EQ(scheduler.at(key), expected.at(key)) << key;
+}
+
+// The pack's stand-in sizes need config_dir; the pipeline then gives diffusers' image, bit for bit, as the
+// diffusers folder does (observed identical PNGs).
+TEST(SgmCheckpoint, GeneratesDiffusersImagesWithConfigDir) {
+  PipelineOptions options;
+  options.source.config_dir = test::reference_path("models/sdxl-tiny");
+  auto pipe = Pipeline::load(test::reference_path(kFile), options);
+  EXPECT_EQ(pipe->model_family(), "sdxl");
+  const std::string name = "sdxl_euler_torch_s2_10steps_neg";
+  const auto c = test::read_json(test::reference_path("cases/pipelines_v2/" + name + ".json"));
+  GenerationConfig g;
+  g.prompt = c.at("prompt");
+  g.negative_prompt = c.at("negative_prompt");
+  g.step_count = c.at("steps");
+  g.guidance_scale = c.at("guidance");
+  g.seed = c.at("seed");
+  g.rng = c.at("rng");
+  const auto single = pipe->generate(g).images.at(0);
+  const auto folder = Pipeline::load(test::reference_path("models/sdxl-tiny"))->generate(g).images.at(0);
+  EXPECT_EQ(single.pixels, folder.pixels);
+  const io::Image expected = io::read_image(test::reference_path("cases/pipelines_v2/" + name + ".png"), 3);
+  ASSERT_EQ(single.pixels.size(), expected.pixels.size());
+  int off = 0;
+  for (size_t i = 0; i < expected.pixels.size(); ++i) off += single.pixels[i] != expected.pixels[i];
+  EXPECT_LE(off, 1);  // diffusers' PNG: one value 1 LSB off, as from the folder (pipeline_sdxl_reference_test)
+}
+
+TEST(SgmCheckpoint, ReadsTheSgmYaml) {
+  const LdmConfig c = pipeline::read_ldm_yaml(test::reference_path("models/sdxl-tiny-ldm.yaml"));
+  EXPECT_EQ(c.transformer_depths, (std::vector<int64_t>{1, 1, 2}));
+  EXPECT_FALSE(c.transformer_depth.has_value());
+  EXPECT_EQ(c.adm_in_channels, 60);
+  EXPECT_EQ(c.num_head_channels, 8);
+  EXPECT_EQ(c.context_dim, 36);
+  EXPECT_EQ(c.channel_mult, (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(c.scale_factor, 0.13025);
+  EXPECT_EQ(c.vae_num_res_blocks, 1);
+}
+
+std::vector<io::NamedTensor> without_prefix(const std::vector<io::NamedTensor>& all, const std::string& prefix) {
+  std::vector<io::NamedTensor> out;
+  for (const auto& t : all)
+    if (t.first.rfind(prefix, 0) != 0) out.push_back(t);
+  return out;
+}
+
+TEST(SgmCheckpoint, ErrorsNameTheFileAndWhatIsWrong) {
+  const std::string path = test::reference_path(kFile);
+  const auto tensors = io::read_tensor_file(path);
+  LdmOptions given;
+  given.configs_given = true;
+  const auto message = [&](const std::vector<io::NamedTensor>& ts, const LdmOptions& o) {
+    return test::error_message([&] { pipeline::convert_ldm_checkpoint(ts, path, o); });
+  };
+  // Without config_dir the tiny encoders' heads cannot be inferred: the error says what to give.
+  EXPECT_EQ(message(tensors, {}).rfind(path, 0), 0u);
+  EXPECT_NE(message(tensors, {}).find(": cannot infer the text encoder's attention heads (hidden size 16"),
+            std::string::npos);
+  EXPECT_NE(message(tensors, {}).find("give config_dir"), std::string::npos);
+  LdmOptions heads = given;
+  heads.overrides = LdmConfig{};
+  heads.overrides->text_num_attention_heads = 4;
+  EXPECT_NE(message(tensors, heads).find("text_encoder_heads: an SDXL checkpoint has two text encoders"), std::string::npos);
+  // The refiner has the OpenCLIP encoder alone; with the base's UNet that is a width mismatch.
+  EXPECT_NE(message(without_prefix(tensors, "conditioner.embedders.0."), given)
+                .find("the UNet's cross-attention width 36 differs from the text encoders' 20"),
+            std::string::npos);
+  EXPECT_NE(message(without_prefix(tensors, "model.diffusion_model.label_emb."), given)
+                .find("SGM UNet without model.diffusion_model.label_emb"),
+            std::string::npos);
+  // A yaml (here: overrides) that disagrees with the tensors names the setting.
+  LdmOptions depth = given;
+  depth.overrides = LdmConfig{};
+  depth.overrides->transformer_depths = std::vector<int64_t>{1, 1, 3};
+  EXPECT_NE(message(tensors, depth).find("network_config.params.transformer_depth is [1,1,3] but the checkpoint's "
+                                         "tensors have [1,1,2]"),
+            std::string::npos)
+      << message(tensors, depth);
+  // A missing tensor names itself and the diffusers weight it becomes.
+  EXPECT_NE(message(without_prefix(tensors, "conditioner.embedders.1.model.text_projection"), given)
+                .find("missing tensor 'conditioner.embedders.1.model.text_projection'"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace sdrt
