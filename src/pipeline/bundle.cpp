@@ -223,7 +223,7 @@ void write_into(const ModelSource& src, const fs::path& dir, const BundleWriteOp
   manifest["tokenizer"] = {{"files", {"vocab.json", "merges.txt"}}, {"pad_token", src.tokenizer.pad_token}};
   std::vector<std::pair<std::string, std::string>> copies{{"vocab.json", src.tokenizer.vocab_json},
                                                           {"merges.txt", src.tokenizer.merges_txt}};
-  if (src.tokenizer_2)
+  if (src.text_encoder_2)
     for (auto& c : plan_sdxl(src, manifest)) copies.push_back(std::move(c));
 
   const int total = static_cast<int>(plan.files.size() + copies.size()) + 1;
@@ -253,6 +253,7 @@ void write_into(const ModelSource& src, const fs::path& dir, const BundleWriteOp
 
 void write_bundle(const ModelSource& source, const std::string& out_dir, const BundleWriteOptions& options) {
   precision_dtype(options.precision);  // reject a bad precision before touching the disk
+  if (source.text_encoder_2 && !source.tokenizer_2) throw Error(source.path + ": SDXL model without tokenizer_2");
   const fs::path out = fs::absolute(out_dir).lexically_normal();
   const fs::path target = out.filename().empty() ? out.parent_path() : out;
   if (fs::exists(target) && !options.force)
