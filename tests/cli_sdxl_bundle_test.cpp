@@ -188,6 +188,18 @@ TEST(CliSdxlBundle, SgmSingleFileConvertsWithARefiner) {
   EXPECT_GE(db, kMinPsnr);
 }
 
+// sdrt bench on an SDXL bundle: both text encoders, and a UNet step fed the pooled embedding and time ids
+// (the UNet refuses a step without them). The full-size `--architecture sdxl` is in docs/performance.md.
+TEST(CliSdxlBundle, BenchRunsAnSdxlBundle) {
+  const auto r = run_sdrt("bench --resource-path " + shell_quote(base_bundle()) + " --steps 1 --repeat 1 --threads 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output.substr(r.output.rfind("\n{") + 1));
+  EXPECT_EQ(j.at("family"), "sdxl");
+  EXPECT_GT(j.at("text_encoder_s").get<double>(), 0.0);
+  EXPECT_GT(j.at("unet_step_s").get<double>(), 0.0);
+  EXPECT_EQ(j.at("width"), 64);
+}
+
 TEST(CliSdxlBundle, ChunkedRefinerUsesApplesNames) {
   const std::string b = test::convert_bundle(model("sdxl-tiny"), test::make_temp_dir("sdxl-chunks") + "/b",
                                              "--chunk-unet --refiner " + shell_quote(model("sdxl-tiny-refiner")));
