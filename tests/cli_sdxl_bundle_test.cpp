@@ -200,6 +200,22 @@ TEST(CliSdxlBundle, BenchRunsAnSdxlBundle) {
   EXPECT_EQ(j.at("width"), 64);
 }
 
+// --vae at generate time replaces the VAE the bundled refiner shares too (the ensemble decodes with the
+// refiner's VAE, as diffusers does): the same VAE gives the same image, one with another scaling factor
+// a different one.
+TEST(CliSdxlBundle, VaeOverrideReachesTheBundledRefiner) {
+  const std::string name = "sdxl_ensemble_base0.8_refiner_torch_s7_10steps";
+  const auto c = test::read_json(case_path(name, ".json"));
+  const io::Image plain = generate(ensemble_bundle(), case_flags(c));
+  EXPECT_EQ(generate(ensemble_bundle(), case_flags(c) + " --vae " + shell_quote(model("sdxl-tiny/vae"))).pixels, plain.pixels);
+  const std::string odd = test::make_temp_dir("sdxl-odd-vae") + "/vae";
+  fs::copy(model("sdxl-tiny/vae"), odd, fs::copy_options::recursive);
+  auto cfg = test::read_json(odd + "/config.json");
+  cfg["scaling_factor"] = 0.5;
+  std::ofstream(odd + "/config.json", std::ios::trunc) << cfg.dump();
+  EXPECT_NE(generate(ensemble_bundle(), case_flags(c) + " --vae " + shell_quote(odd)).pixels, plain.pixels);
+}
+
 TEST(CliSdxlBundle, ChunkedRefinerUsesApplesNames) {
   const std::string b = test::convert_bundle(model("sdxl-tiny"), test::make_temp_dir("sdxl-chunks") + "/b",
                                              "--chunk-unet --refiner " + shell_quote(model("sdxl-tiny-refiner")));
