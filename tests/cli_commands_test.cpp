@@ -338,21 +338,11 @@ TEST(CliInspect, InvalidJsonConfigFailsNamingTheFile) {
   }
 }
 
-// What of SDXL is not supported yet is refused with a clear message: converting to a bundle. An SGM single
-// file whose head counts no shape shows asks for --config-dir. (Generation: cli_sdxl_test.cpp.)
-TEST(CliInspect, SdxlIsRefusedClearlyByGenerateAndConvert) {
-  const std::string out = test::make_temp_dir("cli-sdxl");
-  auto r = run_sdrt("convert " + shell_quote(test::reference_path("models/sdxl-tiny-refiner")) + " -o " + shell_quote(out + "/b"));
-  EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("converting SDXL (sdxl-refiner) to a bundle is not supported yet"), std::string::npos) << r.output;
-  EXPECT_FALSE(fs::exists(out + "/b"));
-  const std::string base = test::reference_path("models/sdxl-tiny");
-  r = run_sdrt("convert " + shell_quote(base) + " -o " + shell_quote(out + "/b"));
-  EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find(base + ": converting SDXL (sdxl) to a bundle is not supported yet"), std::string::npos) << r.output;
-  EXPECT_FALSE(fs::exists(out + "/b"));
+// An SGM single file whose head states no sizes asks for --config-dir. (Generation: cli_sdxl_test.cpp;
+// SDXL bundles: cli_sdxl_bundle_test.cpp.)
+TEST(CliInspect, SdxlSingleFileWithoutSizesAsksForConfigDir) {
   const std::string sgm = test::reference_path("models/sdxl-tiny-ldm.safetensors");
-  r = run_sdrt("convert " + shell_quote(sgm) + " -o " + shell_quote(test::make_temp_dir("cli-sdxl") + "/b"));
+  const auto r = run_sdrt("convert " + shell_quote(sgm) + " -o " + shell_quote(test::make_temp_dir("cli-sdxl") + "/b"));
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("give config_dir, a diffusers folder with the model's configs (config_dir: --config-dir)"),
             std::string::npos)

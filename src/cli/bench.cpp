@@ -35,6 +35,7 @@
 #include "sdrt/pipeline/model_compression.hpp"
 #include "sdrt/pipeline/precision.hpp"
 #include "sdrt/pipeline/pipeline_internal.hpp"
+#include "sdrt/pipeline/prompt_encoder.hpp"
 #include "sdrt/tokenizer/clip_tokenizer.hpp"
 
 namespace sdrt::cli {
@@ -203,7 +204,7 @@ pipeline::ModelSource open_source(const BenchArgs& a, TempBundle& temp, ModelFac
   pipeline::ModelSource src = pipeline::open_model_source(a.resource_path, options);
   if (a.precision && pipeline::precision_name(*a.precision) != src.precision) {
     const DType dtype = pipeline::precision_dtype(*a.precision);
-    for (auto* component : {&src.text_encoder, &src.unet, &src.vae, &src.safety_checker}) {
+    for (auto* component : {&src.text_encoder, &src.text_encoder_2, &src.unet, &src.vae, &src.safety_checker}) {
       if (!*component) continue;
       Weights converted((*component)->weights.source());
       for (const auto& [name, t] : (*component)->weights.all()) converted.add(name, t.to(dtype));
@@ -230,6 +231,18 @@ int64_t peak_rss_bytes() {
 // Starts peak-memory accounting afresh (Linux >= 4.0), so building the random model does not count.
 void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
+// SDXL's prompts (guided: a negative prompt too, so both rows of the batch of 2 are encoded), time ids for
+// the output size.
+pipeline::PromptRequest sdxl_request(int width, int height, bool guided) {
+  pipeline::PromptRequest request;
+  request.prompts = {kPrompt};
+  request.negative = guided ? "blurry" : "";
+  request.guided = guided;
+  request.original_height = request.target_height = height;
+  request.original_width = request.target_width = width;
+  return request;
+}
+
 // The networks one at a time (each freed before the next is built), then a whole generation.
 Timings run_bench(const BenchArgs& a, const CliLoras& loras, const pipeline::ModelSource& src, int width,
                   int height) {
@@ -252,8 +265,15 @@ Timings run_bench(const BenchArgs& a, const CliLoras& loras, const pipeline::Mod
   };
   // Without guidance the pipeline encodes only the prompt and runs the UNet on batch 1.
   const int64_t batch = a.guided() ? 2 : 1;
-  Tensor embeds;
+  models::Conditioning cond;  // the UNet step's conditioning (SDXL: context, pooled and time ids)
+  Tensor& embeds = cond.context;
   phase("text_encoder", [&] {
+    if (src.text_encoder_2) {  // SDXL: both encoders as the pipeline runs them
+      const auto encoder = pipeline::make_sdxl_prompt_encoder(src, backend, backend, backend, false);
+      const pipeline::PromptRequest request = sdxl_request(width, height, a.guided());
+      t.text_encoder_s = median_seconds(a.repeat, [&] { cond = encoder->encode(request); });
+      return;
+    }
     const models::CLIPTextModel text(models::CLIPTextConfig::from_json(src.text_encoder->config),
                                      src.text_encoder->weights, backend);
     const auto tok = tokenizer::ClipTokenizer::from_files(src.tokenizer.vocab_json, src.tokenizer.merges_txt,
@@ -267,7 +287,8 @@ Timings run_bench(const BenchArgs& a, const CliLoras& loras, const pipeline::Mod
     // With --lora the UNet is built as the pipeline builds it, carrying the LoRAs' UNet deltas.
     pipeline::LoraLayers lora_layers(backend, src.unet->weights);
     const pipeline::LoraTargets targets{{pipeline::LoraNetwork::UNet, &src.unet->weights},
-                                        {pipeline::LoraNetwork::TextEncoder, &src.text_encoder->weights}};
+                                        {pipeline::LoraNetwork::TextEncoder,
+                                         src.text_encoder ? &src.text_encoder->weights : &src.text_encoder_2->weights}};
     std::vector<pipeline::ResolvedLora> deltas;
     for (size_t i = 0; i < loras.loras.size(); ++i) try {
         for (auto& r : pipeline::resolve_lora(pipeline::read_lora_file(loras.loras[i].path), loras.loras[i].scale, targets))
@@ -284,7 +305,7 @@ Timings run_bench(const BenchArgs& a, const CliLoras& loras, const pipeline::Mod
     BufferStats before, after;
     t.unet_step_s = median_seconds(a.repeat, [&] {
       before = buffer_stats();
-      unet.forward(sample, timesteps, embeds);
+      unet.forward({sample, timesteps, cond, {}, {}});
       after = buffer_stats();
     });
     t.unet_step_buffers = {after.reused - before.reused, after.fresh - before.fresh,
@@ -429,7 +450,7 @@ void print_table(const nlohmann::json& j) {
 Command add_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   app.add_option("--resource-path", a->resource_path, "sdrt bundle, diffusers folder or single-file checkpoint");
-  app.add_option("--architecture", a->architecture, "Built-in model with random weights: sd15 | sd21-base | sd21");
+  app.add_option("--architecture", a->architecture, "Built-in model with random weights: sd15 | sd21-base | sd21 | sdxl");
   app.add_option("--width", a->width, "Image width (default: the model's native size)");
   app.add_option("--height", a->height, "Image height (default: the model's native size)");
   app.add_option("--lora", a->loras, "LoRA PATH[:SCALE] applied to the UNet step and the generation; repeatable")
@@ -476,7 +497,7 @@ Command add_bench(CLI::App& app) {
     TempBundle temp;
     ModelFacts facts;
     const pipeline::ModelSource src = open_source(*a, temp, facts);
-    if (!src.text_encoder || !src.unet || !src.vae)
+    if (!(src.text_encoder || src.text_encoder_2) || !src.unet || !src.vae)
       throw Error(src.path + ": the model needs a text encoder, a UNet and a VAE to be benchmarked");
     const int native = static_cast<int>(src.unet->config.value("sample_size", 64) *
                                         (1 << (src.vae->config.at("block_out_channels").size() - 1)));

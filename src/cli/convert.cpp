@@ -17,7 +17,7 @@ namespace sdrt::cli {
 namespace {
 
 struct ConvertArgs {
-  std::string source, output, precision = "float16";
+  std::string source, output, precision = "float16", refiner;
   pipeline::SourceOptions source_options;
   bool chunk_unet = false, force = false, check = false;
   bool unet = false, text_encoder = false, vae_decoder = false, vae_encoder = false, safety_checker = false;
@@ -48,6 +48,11 @@ int run_convert(const ConvertArgs& a) {
   validate_compression_flags(compression);
   pipeline::ModelSource source;
   with_source_flag_names([&] { source = pipeline::open_model_source(a.source, so); });
+  if (!a.refiner.empty()) {
+    pipeline::ModelSource refiner;
+    with_source_flag_names([&] { refiner = pipeline::open_model_source(a.refiner, so); });
+    pipeline::attach_refiner(source, refiner);
+  }
   for (const auto& dir : a.controlnets)
     source.controlnets[pipeline::controlnet_bundle_name(dir)] = pipeline::open_component_folder(dir);
   const pipeline::ModelSource reference = source;  // tensors are shared, not copied
@@ -104,6 +109,9 @@ Command add_convert(CLI::App& app) {
   app.add_option("--convert-controlnet", a->controlnets, "diffusers ControlNet folders to add");
   app.add_flag("--check-output-correctness", a->check, "Compare each converted network with the source (PSNR)");
   add_source_flags(app, a->source_options);
+  app.add_option("--refiner", a->refiner,
+                 "SDXL: a refiner (diffusers folder, single file or bundle) whose UNet goes into the bundle as "
+                 "UnetRefiner; generate then uses it from --refiner-start on");
   app.add_flag("--force", a->force, "Replace an existing bundle");
   app.add_option("--quantize-nbits", a->compression.bits,
                  "Palettize the UNet, text encoder and ControlNets with k-means to 1, 2, 4, 6 or 8 bits");

@@ -272,9 +272,10 @@ Command add_generate(CLI::App& app) {
   app.add_option("--target-size", a->target_size, "SDXL: target_size time ids HEIGHT WIDTH (default: the output size)")
       ->expected(2)
       ->check(CLI::PositiveNumber);
-  app.add_option("--refiner", a->refiner, "SDXL: a refiner (diffusers folder) that finishes text-to-image generations");
+  app.add_option("--refiner", a->refiner, "SDXL: a refiner (diffusers folder or bundle) that finishes text-to-image generations "
+                 "(default: the bundle's UnetRefiner, if it has one)");
   app.add_option("--refiner-start", a->refiner_start,
-                 "SDXL with --refiner: the fraction of the steps the base runs before the refiner takes over (1: off)")
+                 "SDXL with a refiner: the fraction of the steps the base runs before the refiner takes over (1: off)")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   app.add_flag("--xl", a->xl, "accepted for Apple compatibility; the model family (SDXL) is detected from the model");

@@ -117,8 +117,9 @@ void describe_folder(const fs::path& dir) {
   if (fs::exists(dir / "manifest.json")) {
     const auto m = read_object(dir / "manifest.json");
     const auto& v = m.contains("format_version") && m["format_version"].is_number_integer() ? m["format_version"] : nlohmann::json(0);
-    std::printf("%s\n  kind: sdrt bundle (format %lld, %s, %s)\n", dir.string().c_str(), v.get<long long>(),
-                text_field(m, "model_family", "?").c_str(), text_field(m, "precision", "?").c_str());
+    const std::string refiner = m.contains("refiner") ? " + " + text_field(m["refiner"], "model_family", "?") : "";
+    std::printf("%s\n  kind: sdrt bundle (format %lld, %s%s, %s)\n", dir.string().c_str(), v.get<long long>(),
+                text_field(m, "model_family", "?").c_str(), refiner.c_str(), text_field(m, "precision", "?").c_str());
     return;
   }
   for (const auto& e : fs::directory_iterator(dir))

@@ -78,6 +78,42 @@ json clip_text(int64_t hidden, int64_t intermediate, int layers, int heads, cons
           {"pad_token_id", 1}};
 }
 
+// SDXL 1.0 (stabilityai/stable-diffusion-xl-base-1.0's config.json values): three UNet levels with
+// 1/2/10 transformer layers, text_time added conditioning (pooled 1280 + 6 time ids x 256 = 2816).
+json sdxl_unet() {
+  json u = sd_unet(json::array({5, 10, 20}), 2048, true, 128, false);
+  u["block_out_channels"] = {320, 640, 1280};
+  u["down_block_types"] = {"DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"};
+  u["up_block_types"] = {"CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"};
+  u["transformer_layers_per_block"] = {1, 2, 10};
+  u["addition_embed_type"] = "text_time";
+  u["addition_embed_type_num_heads"] = 64;
+  u["addition_time_embed_dim"] = 256;
+  u["projection_class_embeddings_input_dim"] = 2816;
+  return u;
+}
+
+json sdxl_vae() {
+  json v = sd_vae(1024);
+  v["scaling_factor"] = 0.13025;
+  v["force_upcast"] = true;
+  return v;
+}
+
+json sdxl_scheduler() {
+  json s = sd_scheduler("EulerDiscreteScheduler", "epsilon");
+  s["interpolation_type"] = "linear";
+  s["use_karras_sigmas"] = false;
+  return s;
+}
+
+// OpenCLIP ViT-bigG/14 as transformers' CLIPTextModelWithProjection (SDXL's text_encoder_2).
+json clip_big_g() {
+  json t = clip_text(1280, 5120, 32, 20, "gelu", 1280);
+  t["architectures"] = {"CLIPTextModelWithProjection"};
+  return t;
+}
+
 // Writes named tensors of pseudo-random values. Each tensor's stream is seeded from its name, so the
 // values do not depend on the order in which tensors are made.
 class RandomWeightWriter {
@@ -166,10 +202,10 @@ void cross_attention(RandomWeightWriter& w, const std::string& p, int64_t dim, i
   w.linear(p + ".to_out.0", dim, dim);
 }
 
-void transformer_2d(RandomWeightWriter& w, const std::string& p, int64_t c, const json& cfg) {
+// `layers` transformer blocks: transformer_layers_per_block of the level (SDXL: 1, 2, 10).
+void transformer_2d(RandomWeightWriter& w, const std::string& p, int64_t c, const json& cfg, int64_t layers) {
   const int64_t cross = cfg.at("cross_attention_dim").get<int64_t>();
   const bool linear_projection = cfg.value("use_linear_projection", false);
-  const int64_t layers = cfg.value("transformer_layers_per_block", int64_t{1});
   w.norm(p + ".norm", c);
   auto projection = [&](const std::string& name) {
     if (linear_projection) w.linear(p + "." + name, c, c);
@@ -189,6 +225,15 @@ void transformer_2d(RandomWeightWriter& w, const std::string& p, int64_t c, cons
 
 bool has_cross_attention(const std::string& block_type) { return block_type.rfind("CrossAttn", 0) == 0; }
 
+// A per-level setting given as one number or one per level (diffusers accepts both).
+std::vector<int64_t> per_level(const json& cfg, const char* key, size_t levels) {
+  const json v = cfg.value(key, json(1));
+  if (v.is_number_integer()) return std::vector<int64_t>(levels, v.get<int64_t>());
+  auto out = v.get<std::vector<int64_t>>();
+  if (out.size() != levels) throw Error(std::string("random UNet: ") + key + " has a value per level only for some levels");
+  return out;
+}
+
 }  // namespace
 
 Weights random_unet_weights(const json& cfg, DType dtype) {
@@ -202,20 +247,25 @@ Weights random_unet_weights(const json& cfg, DType dtype) {
   const size_t n = ch.size();
   if (down_types.size() != n || up_types.size() != n) throw Error("random UNet: block types and channels disagree");
 
+  const auto depth = per_level(cfg, "transformer_layers_per_block", n);
   w.conv("conv_in", cfg.value("in_channels", int64_t{4}), ch[0], 3);
   w.linear("time_embedding.linear_1", ch[0], temb);
   w.linear("time_embedding.linear_2", temb, temb);
+  if (cfg.value("addition_embed_type", json()).is_string()) {  // SDXL text_time: pooled + time ids -> temb
+    w.linear("add_embedding.linear_1", cfg.at("projection_class_embeddings_input_dim").get<int64_t>(), temb);
+    w.linear("add_embedding.linear_2", temb, temb);
+  }
   for (size_t i = 0; i < n; ++i) {
     const std::string p = "down_blocks." + std::to_string(i);
     for (int64_t j = 0; j < layers; ++j) {
       const std::string idx = std::to_string(j);
       resnet(w, p + ".resnets." + idx, j == 0 ? ch[i == 0 ? 0 : i - 1] : ch[i], ch[i], temb);
-      if (has_cross_attention(down_types[i])) transformer_2d(w, p + ".attentions." + idx, ch[i], cfg);
+      if (has_cross_attention(down_types[i])) transformer_2d(w, p + ".attentions." + idx, ch[i], cfg, depth[i]);
     }
     if (i + 1 < n) w.conv(p + ".downsamplers.0.conv", ch[i], ch[i], 3);
   }
   resnet(w, "mid_block.resnets.0", ch.back(), ch.back(), temb);
-  transformer_2d(w, "mid_block.attentions.0", ch.back(), cfg);
+  transformer_2d(w, "mid_block.attentions.0", ch.back(), cfg, depth.back());
   resnet(w, "mid_block.resnets.1", ch.back(), ch.back(), temb);
   const std::vector<int64_t> rev(ch.rbegin(), ch.rend());
   for (size_t i = 0; i < n; ++i) {
@@ -225,7 +275,7 @@ Weights random_unet_weights(const json& cfg, DType dtype) {
       const std::string idx = std::to_string(j);
       const int64_t skip = j == layers ? in : out;
       resnet(w, p + ".resnets." + idx, (j == 0 ? prev : out) + skip, out, temb);
-      if (has_cross_attention(up_types[i])) transformer_2d(w, p + ".attentions." + idx, out, cfg);
+      if (has_cross_attention(up_types[i])) transformer_2d(w, p + ".attentions." + idx, out, cfg, depth[n - 1 - i]);
     }
     if (i + 1 < n) w.conv(p + ".upsamplers.0.conv", out, out, 3);
   }
@@ -302,28 +352,35 @@ Weights random_text_encoder_weights(const json& cfg, DType dtype) {
     w.linear(p + ".mlp.fc2", ff, d);
   }
   w.norm("text_model.final_layer_norm", d);
+  const json arch = cfg.value("architectures", json::array());
+  if (arch.is_array() && !arch.empty() && arch[0] == "CLIPTextModelWithProjection")
+    w.linear("text_projection", d, cfg.at("projection_dim").get<int64_t>(), false);
   return weights;
 }
 
 // --- architectures ---
 
 const std::vector<std::string>& architecture_names() {
-  static const std::vector<std::string> names{"sd15", "sd21-base", "sd21"};
+  static const std::vector<std::string> names{"sd15", "sd21-base", "sd21", "sdxl"};
   return names;
 }
 
 Architecture architecture(const std::string& name) {
   if (name == "sd15")
     return {name, "sd1", clip_text(768, 3072, 12, 12, "quick_gelu", 768), sd_unet(8, 768, false, 64, false), sd_vae(512),
-            sd_scheduler("PNDMScheduler", "epsilon")};
+            sd_scheduler("PNDMScheduler", "epsilon"), nullptr};
   // SD 2.x: OpenCLIP ViT-H text tower without its last layer (23 of 24), 64-dim heads in the UNet.
   const json heads = json::array({5, 10, 20, 20});
   const json text = clip_text(1024, 4096, 23, 16, "gelu", 512);
   if (name == "sd21-base")
-    return {name, "sd2", text, sd_unet(heads, 1024, true, 64, false), sd_vae(512), sd_scheduler("PNDMScheduler", "epsilon")};
+    return {name, "sd2", text, sd_unet(heads, 1024, true, 64, false), sd_vae(512), sd_scheduler("PNDMScheduler", "epsilon"),
+            nullptr};
   if (name == "sd21")
     return {name, "sd2", text, sd_unet(heads, 1024, true, 96, true), sd_vae(768),
-            sd_scheduler("DDIMScheduler", "v_prediction")};
+            sd_scheduler("DDIMScheduler", "v_prediction"), nullptr};
+  if (name == "sdxl")
+    return {name, "sdxl", clip_text(768, 3072, 12, 12, "quick_gelu", 768), sdxl_unet(), sdxl_vae(), sdxl_scheduler(),
+            clip_big_g()};
   std::string known;
   for (const auto& n : architecture_names()) known += (known.empty() ? "" : ", ") + n;
   throw Error("unknown architecture '" + name + "' (known: " + known + ")");
@@ -345,6 +402,11 @@ ModelSource random_model_source(const std::string& name, const std::string& prec
   src.scheduler_config = arch.scheduler;
   const std::string dir = default_tokenizer_dir();
   src.tokenizer = {dir + "/vocab.json", dir + "/merges.txt", arch.family == "sd2" ? "!" : "<|endoftext|>"};
+  if (!arch.text_encoder_2.is_null()) {  // SDXL: model_index.json's values for the base
+    src.text_encoder_2 = ComponentData{random_text_encoder_weights(arch.text_encoder_2, dtype), arch.text_encoder_2};
+    src.tokenizer_2 = TokenizerFiles{dir + "/vocab.json", dir + "/merges.txt", "!"};
+    src.force_zeros_for_empty_prompt = true;
+  }
   return src;
 }
 

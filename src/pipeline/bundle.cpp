@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "sdrt/base/error.hpp"
 #include "sdrt/io/json.hpp"
@@ -116,23 +117,27 @@ void plan_component(BundlePlan& plan, const std::string& key, const ComponentDat
   for (auto& f : files) plan.files.push_back(std::move(f));
 }
 
+// <stem>.safetensors, or <stem>Chunk1/2.safetensors of about equal size (Apple's names).
+std::vector<PendingFile> unet_files(const std::string& stem, const ComponentData& unet, const BundleWriteOptions& opt,
+                                    DType dtype) {
+  auto tensors = select(unet.weights, {}, dtype);
+  if (!opt.chunk_unet) return {{stem + ".safetensors", std::move(tensors)}};
+  const auto mid = tensors.begin() + static_cast<long>(half_split(tensors));
+  return {{stem + "Chunk1.safetensors", {tensors.begin(), mid}}, {stem + "Chunk2.safetensors", {mid, tensors.end()}}};
+}
+
 BundlePlan plan_bundle(const ModelSource& src, const BundleWriteOptions& opt, DType dtype) {
   BundlePlan plan;
   if (opt.text_encoder && src.text_encoder)
     plan_component(plan, "text_encoder", *src.text_encoder,
                    {{"TextEncoder.safetensors", select(src.text_encoder->weights, {}, dtype)}}, opt.compression);
-  if (opt.unet && src.unet) {
-    auto tensors = select(src.unet->weights, {}, dtype);
-    std::vector<PendingFile> files;
-    if (opt.chunk_unet) {
-      const size_t mid = half_split(tensors);
-      files.push_back({"UnetChunk1.safetensors", {tensors.begin(), tensors.begin() + static_cast<long>(mid)}});
-      files.push_back({"UnetChunk2.safetensors", {tensors.begin() + static_cast<long>(mid), tensors.end()}});
-    } else {
-      files.push_back({"Unet.safetensors", std::move(tensors)});
-    }
-    plan_component(plan, "unet", *src.unet, std::move(files), opt.compression);
-  }
+  if (opt.text_encoder && src.text_encoder_2)
+    plan_component(plan, "text_encoder_2", *src.text_encoder_2,
+                   {{"TextEncoder2.safetensors", select(src.text_encoder_2->weights, {}, dtype)}}, opt.compression);
+  if (opt.unet && src.unet) plan_component(plan, "unet", *src.unet, unet_files("Unet", *src.unet, opt, dtype), opt.compression);
+  if (opt.unet && src.refiner && src.refiner->unet)
+    plan_component(plan, "unet_refiner", *src.refiner->unet, unet_files("UnetRefiner", *src.refiner->unet, opt, dtype),
+                   opt.compression);
   if (src.vae && opt.vae_decoder && src.has_vae_decoder)
     plan_component(plan, "vae_decoder", *src.vae,
                    {{"VAEDecoder.safetensors", select(src.vae->weights, {"decoder.", "post_quant_conv."}, dtype)}},
@@ -172,11 +177,56 @@ void write_text(const std::string& path, const std::string& text) {
   if (!out) throw Error(path + ": write failed");
 }
 
+bool same_file(const std::string& a, const std::string& b) {
+  std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
+  const std::string ca((std::istreambuf_iterator<char>(fa)), {}), cb((std::istreambuf_iterator<char>(fb)), {});
+  return fa.good() == fb.good() && ca == cb;
+}
+
+// SDXL's manifest parts: model_index.json's flags, tokenizer_2 (its files only when they differ from
+// tokenizer's, as Apple ships one vocab.json/merges.txt) and the refiner. Returns the extra files.
+std::vector<std::pair<std::string, std::string>> plan_sdxl(const ModelSource& src, nlohmann::ordered_json& manifest) {
+  std::vector<std::pair<std::string, std::string>> copies;  // (bundle name, source file)
+  manifest["sdxl"] = {{"force_zeros_for_empty_prompt", src.force_zeros_for_empty_prompt},
+                      {"requires_aesthetics_score", src.requires_aesthetics_score}};
+  const TokenizerFiles& t2 = *src.tokenizer_2;
+  const bool shared = same_file(t2.vocab_json, src.tokenizer.vocab_json) && same_file(t2.merges_txt, src.tokenizer.merges_txt);
+  if (!shared) copies = {{"tokenizer_2/vocab.json", t2.vocab_json}, {"tokenizer_2/merges.txt", t2.merges_txt}};
+  manifest["tokenizer_2"] = {{"files", shared ? nlohmann::ordered_json{"vocab.json", "merges.txt"}
+                                              : nlohmann::ordered_json{copies[0].first, copies[1].first}},
+                             {"pad_token", t2.pad_token}};
+  if (src.refiner && manifest["components"].contains("unet_refiner")) {
+    const ModelSource& r = *src.refiner;
+    manifest["refiner"] = {{"model_family", r.family},
+                           {"source", {{"path", r.path}, {"format", r.format}}},
+                           {"unet", "unet_refiner"},
+                           {"scheduler", {{"class", r.scheduler_class}, {"config", r.scheduler_config}}},
+                           {"force_zeros_for_empty_prompt", r.force_zeros_for_empty_prompt},
+                           {"requires_aesthetics_score", r.requires_aesthetics_score}};
+  }
+  return copies;
+}
+
 void write_into(const ModelSource& src, const fs::path& dir, const BundleWriteOptions& opt) {
   const DType dtype = precision_dtype(opt.precision);
   BundlePlan plan = plan_bundle(src, opt, dtype);
   if (plan.files.empty()) throw Error(src.path + ": nothing to convert (no component selected or present)");
-  const int total = static_cast<int>(plan.files.size()) + 3;
+  nlohmann::ordered_json manifest;
+  manifest["format"] = "sdrt-bundle";
+  // SD 1.x/2.x bundles stay at version 1, so an older sdrt still reads them and refuses SDXL ones.
+  manifest["format_version"] = src.text_encoder_2 ? kBundleFormatVersion : 1;
+  manifest["model_family"] = src.family;
+  manifest["precision"] = precision_name(opt.precision);
+  manifest["source"] = {{"path", src.path}, {"format", src.format}};
+  manifest["components"] = plan.components;
+  manifest["scheduler"] = {{"class", src.scheduler_class}, {"config", src.scheduler_config}};
+  manifest["tokenizer"] = {{"files", {"vocab.json", "merges.txt"}}, {"pad_token", src.tokenizer.pad_token}};
+  std::vector<std::pair<std::string, std::string>> copies{{"vocab.json", src.tokenizer.vocab_json},
+                                                          {"merges.txt", src.tokenizer.merges_txt}};
+  if (src.text_encoder_2)
+    for (auto& c : plan_sdxl(src, manifest)) copies.push_back(std::move(c));
+
+  const int total = static_cast<int>(plan.files.size() + copies.size()) + 1;
   int done = 0;
   nlohmann::ordered_json checksums = nlohmann::ordered_json::object();
   for (auto& f : plan.files) {
@@ -187,22 +237,13 @@ void write_into(const ModelSource& src, const fs::path& dir, const BundleWriteOp
     checksums[f.name] = file_checksum(p.string());
     if (opt.progress) opt.progress(++done, total, f.name);
   }
-  copy_file(src.tokenizer.vocab_json, (dir / "vocab.json").string());
-  checksums["vocab.json"] = file_checksum((dir / "vocab.json").string());
-  if (opt.progress) opt.progress(++done, total, "vocab.json");
-  copy_file(src.tokenizer.merges_txt, (dir / "merges.txt").string());
-  checksums["merges.txt"] = file_checksum((dir / "merges.txt").string());
-  if (opt.progress) opt.progress(++done, total, "merges.txt");
-
-  nlohmann::ordered_json manifest;
-  manifest["format"] = "sdrt-bundle";
-  manifest["format_version"] = kBundleFormatVersion;
-  manifest["model_family"] = src.family;
-  manifest["precision"] = precision_name(opt.precision);
-  manifest["source"] = {{"path", src.path}, {"format", src.format}};
-  manifest["components"] = plan.components;
-  manifest["scheduler"] = {{"class", src.scheduler_class}, {"config", src.scheduler_config}};
-  manifest["tokenizer"] = {{"files", {"vocab.json", "merges.txt"}}, {"pad_token", src.tokenizer.pad_token}};
+  for (const auto& [name, from] : copies) {
+    const fs::path p = dir / name;
+    fs::create_directories(p.parent_path());
+    copy_file(from, p.string());
+    checksums[name] = file_checksum(p.string());
+    if (opt.progress) opt.progress(++done, total, name);
+  }
   manifest["checksums"] = checksums;
   write_text((dir / "manifest.json").string(), manifest.dump(2) + "\n");
   if (opt.progress) opt.progress(++done, total, "manifest.json");
@@ -212,9 +253,7 @@ void write_into(const ModelSource& src, const fs::path& dir, const BundleWriteOp
 
 void write_bundle(const ModelSource& source, const std::string& out_dir, const BundleWriteOptions& options) {
   precision_dtype(options.precision);  // reject a bad precision before touching the disk
-  if (source.text_encoder_2)  // a bundle without it would load as an SD 1.x/2.x model
-    throw Error(source.path + ": converting SDXL (" + source.family +
-                ") to a bundle is not supported yet; generate from the diffusers folder instead");
+  if (source.text_encoder_2 && !source.tokenizer_2) throw Error(source.path + ": SDXL model without tokenizer_2");
   const fs::path out = fs::absolute(out_dir).lexically_normal();
   const fs::path target = out.filename().empty() ? out.parent_path() : out;
   if (fs::exists(target) && !options.force)
@@ -223,8 +262,9 @@ void write_bundle(const ModelSource& source, const std::string& out_dir, const B
   fs::create_directories(target.parent_path(), ec);
   if (ec) throw Error("cannot create " + target.parent_path().string() + ": " + ec.message());
   const std::string tag = std::to_string(::getpid());
-  const fs::path tmp = target.parent_path() / ("." + target.filename().string() + ".tmp-" + tag);
-  const fs::path old = target.parent_path() / ("." + target.filename().string() + ".old-" + tag);
+  const std::string hidden = std::string(".").append(target.filename().string());  // (not "." + : g++ 12 -Wrestrict)
+  const fs::path tmp = target.parent_path() / (hidden + ".tmp-" + tag);
+  const fs::path old = target.parent_path() / (hidden + ".old-" + tag);
   fs::remove_all(tmp, ec);
   bool old_moved = false;
   try {
@@ -265,143 +305,62 @@ std::string controlnet_bundle_name(const std::string& id_or_path) {
   return out;
 }
 
-}  // namespace sdrt::pipeline
-
-namespace sdrt::pipeline {
 namespace {
 
-// A file name from a manifest stays inside the bundle folder: relative, no empty, "." or ".." component,
-// no backslash or NUL, components of at most 255 bytes; a plain name (a ControlNet's) has no '/' at all.
-// Checked before any filesystem call, so a hostile name neither escapes nor makes one throw.
-void check_bundle_name(const std::string& name, const std::string& manifest, const std::string& what, bool plain) {
-  auto bad = [&](const std::string& why) {
-    throw Error(manifest + ": " + what + " '" + (name.size() > 200 ? name.substr(0, 200) + "..." : name) + "' " + why +
-                " (bundle file names must stay inside the bundle folder)");
+// Configs equal but for provenance: "_name_or_path", "_diffusers_version", transformers' dtype and version.
+bool same_config(const nlohmann::json& a, const nlohmann::json& b) {
+  auto model_keys = [](const nlohmann::json& j) {
+    nlohmann::json out = nlohmann::json::object();
+    for (auto it = j.begin(); it != j.end(); ++it)
+      if (it.key().rfind('_', 0) != 0 && it.key() != "torch_dtype" && it.key() != "transformers_version") out[it.key()] = *it;
+    return out;
   };
-  if (name.empty()) bad("is empty");
-  if (name.size() > 1024) bad("is longer than 1024 bytes");
-  if (name.find('\0') != std::string::npos || name.find('\\') != std::string::npos) bad("holds a NUL or backslash");
-  if (name.front() == '/') bad("is an absolute path");
-  if (plain && name.find('/') != std::string::npos) bad("holds a '/' where a plain name is expected");
-  for (size_t start = 0; start <= name.size();) {
-    size_t end = name.find('/', start);
-    if (end == std::string::npos) end = name.size();
-    const std::string_view part(name.data() + start, end - start);
-    if (part.empty() || part == "." || part == "..") bad("has an empty, '.' or '..' component");
-    if (part.size() > 255) bad("has a component longer than 255 bytes");
-    start = end + 1;
-  }
+  return model_keys(a) == model_keys(b);
 }
 
-// The manifest's file list, names checked. A list of strings is required.
-std::vector<std::string> manifest_files(const fs::path& dir, const nlohmann::json& files, const std::string& what) {
-  const std::string manifest = (dir / "manifest.json").string();
-  if (!files.is_array() || files.empty()) throw Error(manifest + ": component '" + what + "' lists no files");
-  std::vector<std::string> names;
-  for (const auto& f : files) {
-    if (!f.is_string()) throw Error(manifest + ": component '" + what + "' lists a file name that is not a string");
-    names.push_back(f.get<std::string>());
-    check_bundle_name(names.back(), manifest, "file of component '" + what + "'", false);
-  }
-  return names;
-}
-
-Weights load_bundle_files(const fs::path& dir, const nlohmann::json& files, const std::string& what) {
-  Weights w((dir / what).string());
-  for (const auto& f : manifest_files(dir, files, what)) {
-    const std::string path = (dir / f).string();
-    const auto st = io::SafetensorsFile::open(path);
-    nlohmann::json specs = nlohmann::json::object();
-    if (auto it = st.metadata().find(kCompressionMetadataKey); it != st.metadata().end()) {
-      specs = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
-      if (!specs.is_object()) throw Error(path + ": metadata '" + kCompressionMetadataKey + "' is not a JSON object");
-    }
-    for (auto it = specs.begin(); it != specs.end(); ++it) {
-      auto c = std::make_shared<const CompressedWeight>(read_compressed(st, it.key(), it.value()));
-      WeightTensor(c).release_pages();  // validation read every index; they are paged in again when used
-      w.add_compressed(it.key(), std::move(c));
-    }
-    for (const auto& name : st.names()) {
-      const size_t hash = name.rfind('#');
-      if (hash != std::string::npos && specs.contains(name.substr(0, hash))) continue;  // a compressed part
-      w.add(name, Tensor::from_raw(st.get(name)));
+// Same tensors and values (compared in fp32 where the stored types differ, e.g. a fp16 variant).
+bool same_weights(const Weights& a, const Weights& b) {
+  if (a.size() != b.size() || !a.all_compressed().empty() || !b.all_compressed().empty()) return false;
+  for (const auto& [name, ta] : a.all()) {
+    auto it = b.all().find(name);
+    if (it == b.all().end() || it->second.shape() != ta.shape()) return false;
+    const Tensor& tb = it->second;
+    if (ta.dtype() == tb.dtype()) {
+      if (std::memcmp(ta.raw(), tb.raw(), ta.nbytes()) != 0) return false;
+    } else {
+      const Tensor fa = ta.to(DType::F32), fb = tb.to(DType::F32);
+      if (std::memcmp(fa.raw(), fb.raw(), fa.nbytes()) != 0) return false;
     }
   }
-  return w;
+  return true;
 }
 
-void verify_checksums(const fs::path& dir, const nlohmann::json& checksums) {
-  const std::string manifest = (dir / "manifest.json").string();
-  if (!checksums.is_object()) throw Error(manifest + ": checksums is not an object");
-  for (auto it = checksums.begin(); it != checksums.end(); ++it) {
-    check_bundle_name(it.key(), manifest, "checksummed file", false);
-    const fs::path p = dir / it.key();
-    std::error_code ec;  // the non-throwing forms: an odd name gives this error, not a filesystem_error
-    if (!fs::exists(p, ec) || ec)
-      throw Error(p.string() + ": file listed in the bundle manifest is missing" + (ec ? " (" + ec.message() + ")" : ""));
-    if (file_checksum(p.string()) != it.value().get<std::string>())
-      throw Error(p.string() + ": checksum mismatch (the file is corrupt or was changed after conversion)");
-  }
-}
-
-std::optional<ComponentData> bundle_component(const fs::path& dir, const nlohmann::json& components,
-                                              const std::string& key) {
-  if (!components.contains(key)) return std::nullopt;
-  const auto& c = components[key];
-  return ComponentData{load_bundle_files(dir, c.at("files"), key), c.at("config")};
+void require_same(const std::optional<ComponentData>& base, const std::optional<ComponentData>& refiner,
+                  const ModelSource& b, const ModelSource& r, const std::string& what) {
+  if (!refiner) return;
+  if (!base || !same_config(base->config, refiner->config) || !same_weights(base->weights, refiner->weights))
+    throw Error("refiner: " + r.path + ": its " + what + " differs from the base's (" + b.path +
+                "); one bundle shares text_encoder_2, tokenizer_2 and the VAE between base and refiner");
 }
 
 }  // namespace
 
-ModelSource read_bundle(const std::string& dir_str, bool verify) {
-  const fs::path dir(dir_str);
-  const std::string manifest_path = (dir / "manifest.json").string();
-  const nlohmann::json m = io::read_json_file(manifest_path);
-  try {
-    if (m.value("format", "") != "sdrt-bundle") throw Error(manifest_path + ": not an sdrt bundle manifest");
-    const int version = m.at("format_version").get<int>();
-    if (version > kBundleFormatVersion)
-      throw Error(manifest_path + ": bundle format version " + std::to_string(version) +
-                  " is newer than this sdrt supports (" + std::to_string(kBundleFormatVersion) + "); upgrade sdrt");
-    if (verify) verify_checksums(dir, m.at("checksums"));
-    ModelSource src;
-    src.path = dir_str;
-    src.format = "bundle";
-    src.family = m.at("model_family").get<std::string>();
-    src.precision = m.at("precision").get<std::string>();
-    const auto& comps = m.at("components");
-    src.text_encoder = bundle_component(dir, comps, "text_encoder");
-    src.unet = bundle_component(dir, comps, "unet");
-    src.safety_checker = bundle_component(dir, comps, "safety_checker");
-    if (src.safety_checker) src.feature_extractor_config = comps["safety_checker"].value("preprocessor", nlohmann::json::object());
-    auto dec = bundle_component(dir, comps, "vae_decoder");
-    auto enc = bundle_component(dir, comps, "vae_encoder");
-    src.has_vae_decoder = dec.has_value();
-    src.has_vae_encoder = enc.has_value();
-    if (dec || enc) {
-      ComponentData vae = dec ? std::move(*dec) : std::move(*enc);
-      if (dec && enc)
-        for (const auto& [name, t] : enc->weights.all()) vae.weights.add(name, t);
-      if (dec && enc)
-        for (const auto& [name, c] : enc->weights.all_compressed()) vae.weights.add_compressed(name, c);
-      src.vae = std::move(vae);
-    }
-    if (comps.contains("controlnets"))
-      for (auto it = comps["controlnets"].begin(); it != comps["controlnets"].end(); ++it) {
-        check_bundle_name(it.key(), manifest_path, "ControlNet name", true);
-        src.controlnets[it.key()] = {load_bundle_files(dir, it.value().at("files"), "controlnet " + it.key()),
-                                     it.value().at("config")};
-      }
-    src.scheduler_class = m.at("scheduler").at("class").get<std::string>();
-    src.scheduler_config = m.at("scheduler").at("config");
-    src.tokenizer = {(dir / "vocab.json").string(), (dir / "merges.txt").string(),
-                     m.at("tokenizer").value("pad_token", "<|endoftext|>")};
-    return src;
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(manifest_path + ": malformed manifest: " + e.what());
-  } catch (const fs::filesystem_error& e) {  // e.g. a listed file name too long for the file system
-    throw Error(manifest_path + ": file listed in the manifest cannot be read: " + e.code().message());
-  }
+void attach_refiner(ModelSource& base, const ModelSource& refiner) {
+  if (base.family != "sdxl")
+    throw Error("refiner: only an SDXL base model (family sdxl) takes a refiner, " + base.path + " is " + base.family);
+  if (refiner.family != "sdxl-refiner" && refiner.family != "sdxl")
+    throw Error("refiner: " + refiner.path + " is not an SDXL model (family " + refiner.family + ")");
+  if (refiner.refiner) throw Error("refiner: " + refiner.path + " carries a refiner of its own");
+  if (!refiner.unet) throw Error("refiner: " + refiner.path + " has no UNet");
+  if (refiner.text_encoder) require_same(base.text_encoder, refiner.text_encoder, base, refiner, "text_encoder");
+  require_same(base.text_encoder_2, refiner.text_encoder_2, base, refiner, "text_encoder_2");
+  require_same(base.vae, refiner.vae, base, refiner, "VAE");
+  if (!base.tokenizer_2 || !refiner.tokenizer_2) throw Error("refiner: " + base.path + " or " + refiner.path + " has no tokenizer_2");
+  const TokenizerFiles& bt = *base.tokenizer_2;
+  const TokenizerFiles& rt = *refiner.tokenizer_2;
+  if (bt.pad_token != rt.pad_token || !same_file(bt.vocab_json, rt.vocab_json) || !same_file(bt.merges_txt, rt.merges_txt))
+    throw Error("refiner: " + refiner.path + ": its tokenizer_2 differs from the base's (" + base.path + ")");
+  base.refiner = std::make_shared<const ModelSource>(refiner);  // tensors shared, not copied
 }
 
 }  // namespace sdrt::pipeline

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "sdrt/base/error.hpp"
 #include "sdrt/kernels/backend.hpp"
 #include "sdrt/models/autoencoder_kl.hpp"
 #include "sdrt/models/clip_text_model.hpp"
@@ -39,7 +40,25 @@ Tensor unet_check_output(const ComponentData& c, const ComponentData& text) {
   models::UNet2DConditionModel m(models::UNet2DConditionConfig::from_json(c.config), c.weights, be());
   const int64_t s = latent_side(c.config);
   const int64_t cross = c.config.value("cross_attention_dim", text.config.value("hidden_size", 768));
-  return m.forward(randn({2, c.config.value("in_channels", 4), s, s}, 1), {999.0f, 1.0f}, randn({2, 77, cross}, 2));
+  models::UNetInputs in;
+  in.sample = randn({2, c.config.value("in_channels", 4), s, s}, 1);
+  in.timesteps = {999.0f, 1.0f};
+  in.cond.context = randn({2, 77, cross}, 2);
+  if (c.config.value("addition_embed_type", nlohmann::json()).is_string()) {
+    // SDXL text_time: `text` is text_encoder_2, whose projection is the pooled width; the rest are time ids
+    // (6 for the base, 5 for the refiner), given plausible sizes.
+    const int64_t pooled = text.config.value("projection_dim", int64_t{0});
+    const int64_t per_id = c.config.value("addition_time_embed_dim", int64_t{0});
+    const int64_t total = c.config.value("projection_class_embeddings_input_dim", int64_t{0});
+    if (pooled <= 0 || per_id <= 0 || total <= pooled || (total - pooled) % per_id != 0)
+      throw Error(text.weights.source() + ": text_encoder_2's projection_dim does not fit the UNet's "
+                  "projection_class_embeddings_input_dim");
+    in.cond.pooled = randn({2, pooled}, 7);
+    const int64_t ids = (total - pooled) / per_id;
+    in.cond.time_ids = Tensor::empty({2, ids});
+    for (int64_t i = 0; i < 2 * ids; ++i) in.cond.time_ids.f32()[i] = static_cast<float>(8 * s + i % ids);
+  }
+  return m.forward(in);
 }
 
 namespace {
@@ -90,8 +109,16 @@ std::vector<NetworkPsnr> check_conversion(const ModelSource& ref, const ModelSou
   std::vector<NetworkPsnr> r;
   if (ref.text_encoder && out.text_encoder)
     r.push_back({"text_encoder", output_psnr(text_encoder_check_output(*ref.text_encoder), text_encoder_check_output(*out.text_encoder))});
-  if (ref.unet && out.unet && ref.text_encoder)
-    r.push_back({"unet", output_psnr(unet_check_output(*ref.unet, *ref.text_encoder), unet_check_output(*out.unet, *ref.text_encoder))});
+  if (ref.text_encoder_2 && out.text_encoder_2)
+    r.push_back({"text_encoder_2", output_psnr(text_encoder_check_output(*ref.text_encoder_2),
+                                               text_encoder_check_output(*out.text_encoder_2))});
+  // The UNet's conditioning is sized from the text encoder that drives it (SDXL: text_encoder_2's projection).
+  const auto& text = ref.text_encoder_2 ? ref.text_encoder_2 : ref.text_encoder;
+  if (ref.unet && out.unet && text)
+    r.push_back({"unet", output_psnr(unet_check_output(*ref.unet, *text), unet_check_output(*out.unet, *text))});
+  if (ref.refiner && out.refiner && text)
+    r.push_back({"unet_refiner", output_psnr(unet_check_output(*ref.refiner->unet, *text),
+                                             unet_check_output(*out.refiner->unet, *text))});
   if (ref.vae && out.vae && out.has_vae_decoder)
     r.push_back({"vae_decoder", output_psnr(vae_decoder_output(ref), vae_decoder_output(out))});
   if (ref.vae && out.vae && out.has_vae_encoder)

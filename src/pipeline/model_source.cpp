@@ -241,6 +241,12 @@ ModelSource open_model_source(const std::string& path, const SourceOptions& opti
     if (!src.vae) throw Error(path + ": the model has no VAE to replace");
     src.vae = open_vae_override(*options.vae, src.vae->config);
     src.has_vae_encoder = src.has_vae_decoder = true;
+    if (src.refiner) {  // a bundled refiner shares the base's VAE: the replacement too
+      auto refiner = std::make_shared<ModelSource>(*src.refiner);
+      refiner->vae = src.vae;
+      refiner->has_vae_encoder = refiner->has_vae_decoder = true;
+      src.refiner = std::move(refiner);
+    }
   }
   return src;
 }

@@ -22,8 +22,11 @@ namespace {
 
 using pipeline::Networks;
 
-// The refiner of an SDXL base, given as PipelineOptions::refiner (a diffusers folder).
+// The refiner of an SDXL base: PipelineOptions::refiner (a model path), else the one in the base's bundle.
 std::unique_ptr<Networks> open_refiner(const Networks& base, const PipelineOptions& options, kernels::Backend& backend) {
+  const bool memory = options.reduce_memory || options.stream_weights;
+  if (options.refiner.empty() && base.source().refiner)
+    return std::make_unique<Networks>(*base.source().refiner, memory, backend, options.vae_tile_size);
   if (options.refiner.empty()) return nullptr;
   if (base.source().family != "sdxl")
     throw Error("refiner: only an SDXL base model (family sdxl) takes a refiner, " + base.source().path + " is " +
@@ -31,8 +34,7 @@ std::unique_ptr<Networks> open_refiner(const Networks& base, const PipelineOptio
   pipeline::ModelSource src = pipeline::open_model_source(options.refiner, options.source);
   if (src.family != "sdxl-refiner" && src.family != "sdxl")
     throw Error("refiner: " + options.refiner + " is not an SDXL model (family " + src.family + ")");
-  auto nets = std::make_unique<Networks>(std::move(src), options.reduce_memory || options.stream_weights, backend,
-                                         options.vae_tile_size);
+  auto nets = std::make_unique<Networks>(std::move(src), memory, backend, options.vae_tile_size);
   if (nets->latent_channels() != base.latent_channels() || nets->latent_factor() != base.latent_factor())
     throw Error("refiner: " + options.refiner + " has another latent space than " + base.source().path);
   return nets;

@@ -14,12 +14,13 @@
 namespace sdrt::pipeline {
 
 struct Architecture {
-  std::string name;    // sd15 | sd21-base | sd21
-  std::string family;  // sd1 | sd2
+  std::string name;    // sd15 | sd21-base | sd21 | sdxl
+  std::string family;  // sd1 | sd2 | sdxl
   nlohmann::json text_encoder, unet, vae, scheduler;  // the diffusers config.json of each component
+  nlohmann::json text_encoder_2;  // SDXL's CLIPTextModelWithProjection; null for SD 1.x/2.x
 };
 
-// "sd15", "sd21-base", "sd21".
+// "sd15", "sd21-base", "sd21", "sdxl".
 const std::vector<std::string>& architecture_names();
 // Throws sdrt::Error listing the known names when `name` is not one of them.
 Architecture architecture(const std::string& name);
@@ -31,7 +32,7 @@ Weights random_text_encoder_weights(const nlohmann::json& config, DType dtype);
 Weights random_unet_weights(const nlohmann::json& config, DType dtype);
 Weights random_vae_weights(const nlohmann::json& config, DType dtype);
 
-// A complete model (text encoder, UNet, VAE with both halves, scheduler, the CLIP tokenizer files
+// A complete model (text encoder(s), UNet, VAE with both halves, scheduler, the CLIP tokenizer files
 // from default_tokenizer_dir()) with random weights; no safety checker. format is "random".
 ModelSource random_model_source(const std::string& name, const std::string& precision);
 

@@ -9,7 +9,8 @@
 
 namespace sdrt::pipeline {
 
-inline constexpr int kBundleFormatVersion = 1;
+// 2: SDXL (text_encoder_2, tokenizer_2, sdxl flags, refiner); SD 1.x/2.x bundles are still written as 1.
+inline constexpr int kBundleFormatVersion = 2;
 
 struct BundleWriteOptions {
   std::string precision = "float16";  // float32 | float16 | bfloat16
@@ -26,6 +27,10 @@ struct BundleWriteOptions {
 // Writes into a temporary folder beside `out_dir` and renames it into place, so a failed
 // conversion never leaves a half bundle. Throws when out_dir exists and !force.
 void write_bundle(const ModelSource& source, const std::string& out_dir, const BundleWriteOptions& options);
+
+// SDXL: makes `refiner`'s UNet, scheduler and flags part of `base` (written as UnetRefiner*). Throws unless
+// base is an SDXL base and refiner an SDXL model whose text_encoder_2, tokenizer_2 and VAE equal base's.
+void attach_refiner(ModelSource& base, const ModelSource& refiner);
 
 // Reads manifest.json, refuses newer format versions, verifies checksums when asked.
 ModelSource read_bundle(const std::string& dir, bool verify_checksums = true);

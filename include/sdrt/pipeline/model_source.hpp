@@ -2,6 +2,7 @@
 // folder or a single-file CompVis/LDM checkpoint (converted in memory).
 #pragma once
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -41,6 +42,9 @@ struct ModelSource {
   std::optional<TokenizerFiles> tokenizer_2;
   bool force_zeros_for_empty_prompt = false;
   bool requires_aesthetics_score = false;
+  // SDXL base: a refiner carried in the same bundle (UnetRefiner*; it shares the base's text_encoder_2,
+  // tokenizer_2 and VAE). Used from GenerationConfig::refiner_start on unless PipelineOptions::refiner names one.
+  std::shared_ptr<const ModelSource> refiner;
   std::map<std::string, ComponentData> controlnets;  // by bundle name
 };
 
