@@ -38,6 +38,23 @@ nlohmann::json folder_config(const std::string& component) {
   return io::read_json_file(test::reference_path("models/sdxl-tiny/" + component + "/config.json"));
 }
 
+// A pack v2 SDXL case's generation settings (txt2img, or img2img with its input image).
+GenerationConfig case_config(const std::string& name) {
+  const auto c = test::read_json(test::reference_path("cases/pipelines_v2/" + name + ".json"));
+  GenerationConfig g;
+  g.prompt = c.at("prompt");
+  if (c.contains("negative_prompt") && c["negative_prompt"].is_string()) g.negative_prompt = c["negative_prompt"];
+  g.step_count = c.at("steps");
+  g.guidance_scale = c.at("guidance");
+  g.seed = c.at("seed");
+  g.rng = c.at("rng");
+  if (c.contains("strength")) {
+    g.strength = c.at("strength");
+    g.starting_image = io::read_image(test::reference_path("cases/pipelines_v2/" + name + "_input.png"), 3);
+  }
+  return g;
+}
+
 TEST(SgmCheckpoint, GivesTheDiffusersFoldersTensorsAndLayout) {
   LdmOptions options;
   options.configs_given = true;  // the tiny encoders' head counts (2, 4) are not hidden / 64
@@ -82,14 +99,7 @@ TEST(SgmCheckpoint, GeneratesDiffusersImagesWithConfigDir) {
   auto pipe = Pipeline::load(test::reference_path(kFile), options);
   EXPECT_EQ(pipe->model_family(), "sdxl");
   const std::string name = "sdxl_euler_torch_s2_10steps_neg";
-  const auto c = test::read_json(test::reference_path("cases/pipelines_v2/" + name + ".json"));
-  GenerationConfig g;
-  g.prompt = c.at("prompt");
-  g.negative_prompt = c.at("negative_prompt");
-  g.step_count = c.at("steps");
-  g.guidance_scale = c.at("guidance");
-  g.seed = c.at("seed");
-  g.rng = c.at("rng");
+  const GenerationConfig g = case_config(name);
   const auto single = pipe->generate(g).images.at(0);
   const auto folder = Pipeline::load(test::reference_path("models/sdxl-tiny"))->generate(g).images.at(0);
   EXPECT_EQ(single.pixels, folder.pixels);
@@ -140,16 +150,7 @@ TEST(SgmCheckpoint, RefinerFromItsSingleFile) {
   EXPECT_EQ(ckpt.unet_config.at("projection_class_embeddings_input_dim"), 52);
 
   // The refiner's img2img case from the single file: the folder's image, bit for bit.
-  const std::string name = "sdxlrefiner_img2img_torch_s6_10steps_strength0.3";
-  const auto c = test::read_json(test::reference_path("cases/pipelines_v2/" + name + ".json"));
-  GenerationConfig g;
-  g.prompt = c.at("prompt");
-  g.step_count = c.at("steps");
-  g.guidance_scale = c.at("guidance");
-  g.seed = c.at("seed");
-  g.rng = c.at("rng");
-  g.strength = c.at("strength");
-  g.starting_image = io::read_image(test::reference_path("cases/pipelines_v2/" + name + "_input.png"), 3);
+  const GenerationConfig g = case_config("sdxlrefiner_img2img_torch_s6_10steps_strength0.3");
   PipelineOptions po;
   po.source.config_dir = folder;
   auto single = Pipeline::load(file, po);

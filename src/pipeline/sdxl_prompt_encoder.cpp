@@ -144,13 +144,13 @@ std::vector<TowerInput> SdxlPromptEncoder::read_request(const PromptRequest& r, 
         throw Error(std::string(what) + ": " + e.what());
       }
     };
-    const std::vector<std::string> negatives(r.prompts.size(), r.negative);
     if (r.syntax == "a1111") {
       for (const auto& p : r.prompts) in.prompts.push_back(weighted(p, "prompt"));
       if (encode_negative) in.negatives.assign(r.prompts.size(), weighted(r.negative, "negative_prompt"));
     } else {
       in.prompt_ids = token_ids(*in.tokenizer, r.prompts, "prompt");
-      if (encode_negative) in.negative_ids = token_ids(*in.tokenizer, negatives, "negative prompt");
+      if (encode_negative)
+        in.negative_ids = token_ids(*in.tokenizer, std::vector<std::string>(r.prompts.size(), r.negative), "negative prompt");
     }
   }
   return inputs;
