@@ -70,6 +70,38 @@ TEST(PreparedLayers, Conv2dMatchesFunctionalKernelInEveryMode) {
   if (!kernels::cpu_has_bf16()) GTEST_SKIP() << "this CPU lacks native bf16: only the fp32 variants were checked";
 }
 
+// Upsample2D's convolution run a stripe of rows at a time gives forward(upsample(x)): the same primitive
+// on the same values per output pixel, only the padding rows written as zeros instead of implied.
+TEST(PreparedLayers, UpsampledConvolutionInStripesMatchesUpsampleThenConvolve) {
+  const Tensor w = random({24, 16, 3, 3}, 7, 0.1f), b = random({24}, 8);
+  const Tensor x = kernels::cpu::to_channels_last(random({2, 16, 7, 5}, 9));
+  for (ComputeType compute : {ComputeType::F32, ComputeType::BF16}) {
+    if (compute == ComputeType::BF16 && !kernels::cpu_has_bf16()) continue;
+    for (bool stream : {false, true}) {
+      auto& backend = kernels::cpu_backend(options(compute, stream));
+      const auto op = backend.make_conv2d(WeightTensor(w.to(DType::F16)), b, Conv2dParams::same(1, 1));
+      const Tensor expected = op->forward(kernels::cpu::upsample_nearest2x(x));
+      // 14 output rows: stripes of 1, of 3 (a shorter last one), of 14 and one of more than the image.
+      for (int64_t rows : {1, 3, 14, 100, 0}) {
+        SCOPED_TRACE(compute_type_name(compute) + (stream ? " streamed" : "") + ", stripes of " + std::to_string(rows));
+        const Tensor y = op->forward_upsampled2x(x, rows);
+        EXPECT_TRUE(y.channels_last());
+        // Observed 0 (bit-identical) here; the bound allows another summation order per shape.
+        EXPECT_LE(max_abs_diff(y, expected), 1e-5 * max_abs(expected));
+      }
+    }
+  }
+  // Where stripes do not apply (NCHW input or output, stride 2) the result is the same by the plain path.
+  auto& nchw_out = kernels::cpu_backend(options(ComputeType::F32, false, /*channels_last=*/false));
+  const auto op = nchw_out.make_conv2d(WeightTensor(w), b, Conv2dParams::same(1, 1));
+  EXPECT_EQ(max_abs_diff(op->forward_upsampled2x(kernels::cpu::to_nchw(x), 2),
+                         op->forward(kernels::cpu::upsample_nearest2x(kernels::cpu::to_nchw(x)))), 0.0);
+  // A channel mismatch is still reported by name.
+  auto& backend = kernels::cpu_backend(options(ComputeType::F32, false));
+  const auto wide = backend.make_conv2d(WeightTensor(random({8, 12, 3, 3}, 10)), Tensor(), Conv2dParams::same(1, 1));
+  EXPECT_THROW(wide->forward_upsampled2x(x), Error);
+}
+
 TEST(PreparedLayers, LinearMatchesFunctionalKernelInEveryMode) {
   const Tensor x = random({3, 7, 48}, 4), w = random({33, 48}, 5, 0.2f), b = random({33}, 6);
   const Tensor expected = kernels::cpu::linear(x, w, b);

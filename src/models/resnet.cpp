@@ -25,15 +25,21 @@ ResnetBlock2D::ResnetBlock2D(kernels::Backend& backend, const WeightScope& scope
 }
 
 Tensor ResnetBlock2D::forward(Tensor x, const Tensor& temb) const {
-  Tensor h = conv1_(norm1_(x, Activation::SiLU, OutputUse::MatmulInput));
+  // The shortcut first and x dropped right after norm1 reads it: where channels shrink, x is the widest
+  // tensor, and it is gone before conv1's output exists (unless the caller still holds it).
+  Tensor out = has_conv_shortcut_ ? conv_shortcut_(x) : Tensor();
+  Tensor normed = norm1_(x, Activation::SiLU, OutputUse::MatmulInput);
+  if (!has_conv_shortcut_) out = writable(std::move(x));
+  x = Tensor();
+  Tensor h = conv1_(normed);
+  normed = Tensor();
   if (has_time_emb_) {
     Tensor t = temb.clone();
     backend_->activation_(t, Activation::SiLU);
     backend_->add_channel_bias_(h, time_emb_proj_(t));
   }
-  const Tensor normed = norm2_(h, Activation::SiLU, OutputUse::MatmulInput);
-  h = Tensor();  // its buffer can hold the shortcut
-  Tensor out = has_conv_shortcut_ ? conv_shortcut_(x) : writable(std::move(x));
+  normed = norm2_(h, Activation::SiLU, OutputUse::MatmulInput);
+  h = Tensor();
   conv2_.accumulate(normed, out);
   if (output_scale_factor_ != 1.0f) backend_->scale_(out, 1.0f / output_scale_factor_);
   return out;
@@ -53,7 +59,7 @@ Upsample2D::Upsample2D(kernels::Backend& backend, const WeightScope& scope, int6
     : backend_(&backend), conv_(backend, scope["conv"], channels, channels, 3, Conv2dParams::same(1, 1)) {}
 
 Tensor Upsample2D::forward(const Tensor& x, const Tensor* skip) const {
-  if (!skip || (skip->dim(2) == 2 * x.dim(2) && skip->dim(3) == 2 * x.dim(3))) return conv_(backend_->upsample_nearest2x(x));
+  if (!skip || (skip->dim(2) == 2 * x.dim(2) && skip->dim(3) == 2 * x.dim(3))) return conv_.upsampled2x(x);
   return conv_(backend_->upsample_nearest(x, skip->dim(2), skip->dim(3)));
 }
 

@@ -170,8 +170,8 @@ Tensor UNetMidBlock2DCrossAttn::forward(const Tensor& x, const Tensor& temb,
 DownEncoderBlock2D::DownEncoderBlock2D(kernels::Backend& backend, const WeightScope& scope, const BlockArgs& args)
     : resnets_(chained_resnets(backend, scope, args)), downsamplers_(downsamplers(backend, scope, args)) {}
 
-Tensor DownEncoderBlock2D::forward(const Tensor& x) const {
-  Tensor h = x;
+Tensor DownEncoderBlock2D::forward(Tensor x) const {
+  Tensor h = std::move(x);
   for (const auto& resnet : resnets_) h = resnet.forward(std::move(h), Tensor());
   for (const auto& downsampler : downsamplers_) h = downsampler.forward(h);
   return h;
@@ -180,8 +180,8 @@ Tensor DownEncoderBlock2D::forward(const Tensor& x) const {
 UpDecoderBlock2D::UpDecoderBlock2D(kernels::Backend& backend, const WeightScope& scope, const BlockArgs& args)
     : resnets_(chained_resnets(backend, scope, args)), upsamplers_(upsamplers(backend, scope, args)) {}
 
-Tensor UpDecoderBlock2D::forward(const Tensor& x) const {
-  Tensor h = x;
+Tensor UpDecoderBlock2D::forward(Tensor x) const {
+  Tensor h = std::move(x);
   for (const auto& resnet : resnets_) h = resnet.forward(std::move(h), Tensor());
   for (const auto& upsampler : upsamplers_) h = upsampler.forward(h);
   return h;
@@ -207,8 +207,8 @@ UNetMidBlock2D::UNetMidBlock2D(kernels::Backend& backend, const WeightScope& sco
   }
 }
 
-Tensor UNetMidBlock2D::forward(const Tensor& x) const {
-  Tensor h = resnets_[0].forward(x, Tensor());
+Tensor UNetMidBlock2D::forward(Tensor x) const {
+  Tensor h = resnets_[0].forward(std::move(x), Tensor());
   for (size_t i = 0; i < attentions_.size(); ++i) {
     h = attentions_[i].forward(h);
     h = resnets_[i + 1].forward(std::move(h), Tensor());

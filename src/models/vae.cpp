@@ -59,8 +59,8 @@ Encoder::Encoder(kernels::Backend& backend, const WeightScope& scope, const VaeC
 
 Tensor Encoder::forward(const Tensor& x) const {
   Tensor h = conv_in_(x);
-  for (const auto& block : down_blocks_) h = block.forward(h);
-  h = mid_block_.forward(h);
+  for (const auto& block : down_blocks_) h = block.forward(std::move(h));
+  h = mid_block_.forward(std::move(h));
   return conv_out_(conv_norm_out_(h, kernels::Activation::SiLU, kernels::OutputUse::MatmulInput));
 }
 
@@ -73,7 +73,7 @@ Decoder::Decoder(kernels::Backend& backend, const WeightScope& scope, const VaeC
 
 Tensor Decoder::forward(const Tensor& z) const {
   Tensor h = mid_block_.forward(conv_in_(z));
-  for (const auto& block : up_blocks_) h = block.forward(h);
+  for (const auto& block : up_blocks_) h = block.forward(std::move(h));
   return conv_out_(conv_norm_out_(h, kernels::Activation::SiLU, kernels::OutputUse::MatmulInput));
 }
 

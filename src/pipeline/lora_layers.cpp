@@ -93,6 +93,11 @@ class AdaptedConv2d final : public Conv2dOp {
     return y;
   }
 
+  Tensor forward_upsampled2x(const Tensor& x, int64_t stripe_rows) const override {
+    if (slot_->deltas.empty()) return fused_->forward_upsampled2x(x, stripe_rows);
+    return forward(backend_->upsample_nearest2x(x));
+  }
+
   void forward_accumulate(const Tensor& x, Tensor& out) const override {
     if (slot_->deltas.empty()) return fused_->forward_accumulate(x, out);
     if (act_ != Activation::None) return backend_->add_(out, forward(x));

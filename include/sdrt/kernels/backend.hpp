@@ -60,6 +60,10 @@ class Conv2dOp {
   // layout forward gives, the convolution adds into out itself (no separate pass over memory), unless
   // x shares out's memory.
   virtual void forward_accumulate(const Tensor& x, Tensor& out) const = 0;
+  // forward(nearest 2x upsample of x) (Upsample2D), without holding the upsampled input where the
+  // implementation can: the CPU one builds it a stripe of rows at a time. `stripe_rows` > 0 sets the
+  // output rows per stripe (tests); 0 picks them.
+  virtual Tensor forward_upsampled2x(const Tensor& x, int64_t stripe_rows = 0) const;
 };
 
 // torch.nn.Linear with prepared weights: x [..., K] (F32, or BF16 from a normalisation) -> [..., N].

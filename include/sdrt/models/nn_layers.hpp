@@ -26,6 +26,8 @@ class Conv2d {
   Tensor operator()(const Tensor& x) const { return op_->forward(x); }
   // out += conv(x), the convolution adding into out (a residual connection; see writable()).
   void accumulate(const Tensor& x, Tensor& out) const { op_->forward_accumulate(x, out); }
+  // conv(nearest 2x upsample of x), never holding the upsampled x where the backend can avoid it.
+  Tensor upsampled2x(const Tensor& x) const { return op_->forward_upsampled2x(x); }
   int64_t out_channels() const { return out_channels_; }
 
  private:

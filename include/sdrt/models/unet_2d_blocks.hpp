@@ -114,7 +114,7 @@ class UNetMidBlock2DCrossAttn {
 class DownEncoderBlock2D {
  public:
   DownEncoderBlock2D(kernels::Backend& backend, const WeightScope& scope, const BlockArgs& args);
-  Tensor forward(const Tensor& x) const;
+  Tensor forward(Tensor x) const;  // by value: the block frees x as soon as it can
 
  private:
   std::vector<ResnetBlock2D> resnets_;
@@ -125,7 +125,7 @@ class DownEncoderBlock2D {
 class UpDecoderBlock2D {
  public:
   UpDecoderBlock2D(kernels::Backend& backend, const WeightScope& scope, const BlockArgs& args);
-  Tensor forward(const Tensor& x) const;
+  Tensor forward(Tensor x) const;  // by value: the block frees x as soon as it can
 
  private:
   std::vector<ResnetBlock2D> resnets_;
@@ -137,7 +137,7 @@ class UpDecoderBlock2D {
 class UNetMidBlock2D {
  public:
   UNetMidBlock2D(kernels::Backend& backend, const WeightScope& scope, const BlockArgs& args);
-  Tensor forward(const Tensor& x) const;
+  Tensor forward(Tensor x) const;  // by value: the block frees x as soon as it can
 
  private:
   std::vector<ResnetBlock2D> resnets_;

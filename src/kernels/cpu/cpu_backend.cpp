@@ -18,6 +18,8 @@ bool BackendOptions::operator<(const BackendOptions& o) const {
 std::string compute_type_name(ComputeType t) { return t == ComputeType::BF16 ? "bfloat16" : "float32"; }
 std::string attention_kind_name(AttentionKind a) { return a == AttentionKind::Original ? "original" : "flash"; }
 
+Tensor Conv2dOp::forward_upsampled2x(const Tensor& x, int64_t) const { return forward(cpu::upsample_nearest2x(x)); }
+
 bool cpu_has_bf16() { return cpu_features().avx512_bf16; }
 
 std::string cpu_isa_name() {

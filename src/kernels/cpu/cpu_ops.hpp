@@ -37,6 +37,11 @@ Tensor to_channels_last(const Tensor& x);    // x itself when already channels-l
 Tensor empty_like(const Tensor& x);          // same shape and layout, uninitialised
 Tensor upsample_nearest2x(const Tensor& x);
 Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w);
+// Rows [first, first + rows) of image n of upsample_nearest2x(x) for a channels-last F32 x, with `pad`
+// columns of zeros left and right, into `dst` as NHWC rows of dtype F32 or BF16 (rounded as
+// convert_floats rounds); rows outside the upsampled image are zeros.
+void upsample2x_rows_channels_last(const Tensor& x, int64_t n, int64_t first, int64_t rows, int64_t pad, DType dtype,
+                                   void* dst);
 Tensor concat(const std::vector<Tensor>& xs, int dim);
 Tensor nchw_to_nlc(const Tensor& x);
 // A channels-last view (no copy) when `channels_last`, else a transposed NCHW copy.

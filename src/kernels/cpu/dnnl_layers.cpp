@@ -149,6 +149,39 @@ class DnnlConv2d final : public Conv2dOp {
     return y;
   }
 
+  // A stride-1 convolution with equal padding on every side, channels-last in and out: each stripe of
+  // output rows reads a stripe of the upsampled input (with its padding written as zeros), built just
+  // before and reused, so the 4x larger upsampled tensor is never held.
+  Tensor forward_upsampled2x(const Tensor& x, int64_t stripe_rows) const override {
+    const Shape& ws = weights_.source().shape();
+    const Conv2dParams& q = params_;
+    const bool uniform_pad = q.pad_top == q.pad_bottom && q.pad_top == q.pad_left && q.pad_top == q.pad_right;
+    if (q.stride != 1 || !uniform_pad || !channels_last_out_ || !x.channels_last() || x.dtype() != DType::F32 ||
+        x.dim(1) != ws[1] || x.numel() == 0)
+      return Conv2dOp::forward_upsampled2x(x, stripe_rows);  // forward() checks and reports the rest
+    const int64_t n = x.dim(0), c = x.dim(1), o = ws[0], pad = q.pad_top;
+    const int64_t in_w = 2 * x.dim(3) + 2 * pad, oh = 2 * x.dim(2) + 2 * pad - ws[2] + 1, ow = in_w - ws[3] + 1;
+    if (oh < 1 || ow < 1) return Conv2dOp::forward_upsampled2x(x, stripe_rows);
+    const DType staged = compute_dtype(compute_);
+    constexpr int64_t kStripeBytes = int64_t{16} << 20;  // a few MB of input per stripe: cache-sized, enough work
+    const int64_t row_bytes = in_w * c * static_cast<int64_t>(dtype_size(staged));
+    const int64_t rows = stripe_rows > 0 ? stripe_rows : std::max<int64_t>(8, kStripeBytes / row_bytes);
+    Tensor y = Tensor::empty_channels_last({n, o, oh, ow});
+    const Tensor out_rows = y.view_as_tokens().reshape({n * oh, ow * o});
+    guarded("conv2d", [&] {
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t r0 = 0; r0 < oh; r0 += rows) {
+          const int64_t r = std::min(rows, oh - r0), in_rows = r + ws[2] - 1;
+          const Tensor stripe = Tensor::empty_channels_last({1, c, in_rows, in_w}, staged);
+          upsample2x_rows_channels_last(x, b, r0 - pad, in_rows, pad, staged, const_cast<void*>(stripe.raw()));
+          Tensor out = out_rows.slice0(b * oh + r0, b * oh + r0 + r).reshape({1, r * ow, o}).view_as_channels_last(r, ow);
+          run(plan(plan_key(stripe, {1, o, r, ow}, false, /*padded_input=*/true)), stripe, out);
+        }
+      return 0;
+    });
+    return y;
+  }
+
   void forward_accumulate(const Tensor& x, Tensor& out) const override {
     const Shape out_shape = output_shape(x);
     if (out.dtype() != DType::F32 || out.shape() != out_shape)
@@ -188,10 +221,11 @@ class DnnlConv2d final : public Conv2dOp {
     }
   }
 
-  std::vector<int64_t> plan_key(const Tensor& x, const Shape& out, bool accumulate) const {
+  // padded_input: x already holds the padding (as zeros), so the primitive adds none.
+  std::vector<int64_t> plan_key(const Tensor& x, const Shape& out, bool accumulate, bool padded_input = false) const {
     const Shape& ws = weights_.source().shape();
     return {x.dim(0), x.dim(1), x.dim(2), x.dim(3), out[1], ws[2], ws[3], out[2], out[3],
-            x.channels_last() ? 1 : 0, x.dtype() == DType::BF16 ? 1 : 0, accumulate ? 1 : 0};
+            x.channels_last() ? 1 : 0, x.dtype() == DType::BF16 ? 1 : 0, accumulate ? 1 : 0, padded_input ? 1 : 0};
   }
 
   // How an activation gets between the caller's layout and the primitive's.
@@ -215,14 +249,14 @@ class DnnlConv2d final : public Conv2dOp {
     auto it = plans_.find(s);
     if (it != plans_.end()) return it->second;
     const int64_t n = s[0], c = s[1], h = s[2], w = s[3], o = s[4], kh = s[5], kw = s[6], oh = s[7], ow = s[8];
-    const bool src_channels_last = s[9] != 0, src_bf16 = s[10] != 0, accumulate = s[11] != 0;
+    const bool src_channels_last = s[9] != 0, src_bf16 = s[10] != 0, accumulate = s[11] != 0, padded_input = s[12] != 0;
     const dt cdt = compute_dt(compute_);
     Plan p;
     p.user_src = memory::desc({n, c, h, w}, src_bf16 ? dt::bf16 : dt::f32, src_channels_last ? tag::nhwc : tag::nchw);
     p.user_dst = memory::desc({n, o, oh, ow}, dt::f32, channels_last_out_ ? tag::nhwc : tag::nchw);
     p.plain_weights = memory::desc({o, c, kh, kw}, cdt, tag::oihw);
     p.bias = has(bias_) ? memory::desc({o}, dt::f32, tag::a) : memory::desc();
-    const Conv2dParams& q = params_;
+    const Conv2dParams q = padded_input ? Conv2dParams{params_.stride, 0, 0, 0, 0} : params_;
     dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                       memory::desc({n, c, h, w}, cdt, tag::any),
                                       memory::desc({o, c, kh, kw}, cdt, tag::any), p.bias,

@@ -9,6 +9,7 @@
 #include "kernels/cpu/check.hpp"
 #include "kernels/cpu/cpu_ops.hpp"
 #include "kernels/cpu/math.hpp"
+#include "sdrt/core/convert.hpp"
 
 namespace sdrt::kernels::cpu {
 namespace {
@@ -116,6 +117,32 @@ Tensor upsample_nearest2x(const Tensor& x) {
     }
   }
   return y;
+}
+
+void upsample2x_rows_channels_last(const Tensor& x, int64_t n, int64_t first, int64_t rows, int64_t pad, DType dtype,
+                                   void* dst) {
+  const int64_t c = x.dim(1), h = x.dim(2), w = x.dim(3), out_w = 2 * w + 2 * pad;
+  const size_t elem = dtype_size(dtype), pixel = static_cast<size_t>(c) * elem;
+  const size_t row_bytes = static_cast<size_t>(out_w) * pixel;
+  auto* out = static_cast<char*>(dst);
+  const float* image = x.f32() + n * h * w * c;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    char* row = out + static_cast<size_t>(r) * row_bytes;
+    const int64_t up = first + r;
+    if (up < 0 || up >= 2 * h) {
+      std::memset(row, 0, row_bytes);
+      continue;
+    }
+    std::memset(row, 0, static_cast<size_t>(pad) * pixel);
+    std::memset(row + static_cast<size_t>(pad + 2 * w) * pixel, 0, static_cast<size_t>(pad) * pixel);
+    const float* src = image + (up / 2) * w * c;
+    for (int64_t j = 0; j < w; ++j) {
+      char* left = row + static_cast<size_t>(pad + 2 * j) * pixel;
+      convert_floats(src + j * c, DType::F32, left, dtype, c);
+      std::memcpy(left + pixel, left, pixel);
+    }
+  }
 }
 
 namespace {
