@@ -22,7 +22,7 @@
 
 #include "sdrt/io/safetensors.hpp"
 #include "sdrt/io/torch_checkpoint.hpp"
-#include "sdrt/pipeline/weight_compression.hpp"
+#include "sdrt/pipeline/compressed_tensor_file.hpp"
 #include "sdrt/tokenizer/clip_tokenizer.hpp"
 #include "sdrt/io/image.hpp"
 #include "support/cli_support.hpp"

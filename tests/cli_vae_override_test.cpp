@@ -1,5 +1,5 @@
 // `sdrt convert --vae` writes the replacement VAE into the bundle; `sdrt generate --vae` takes it at load
-// time: the same image. (The forms a VAE may come in: pipeline_vae_override_test.cpp.)
+// time: the same image. (The forms a VAE may come in: convert_vae_override_test.cpp.)
 #include <gtest/gtest.h>
 
 #include "sdrt/io/image.hpp"

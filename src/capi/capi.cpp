@@ -5,6 +5,7 @@
 #include <string>
 
 #include "sdrt/base/error.hpp"
+#include "sdrt/convert/checkpoint_importer.hpp"
 #include "sdrt/io/image.hpp"
 #include "sdrt/pipeline/pipeline.hpp"
 
@@ -13,6 +14,14 @@ struct sdrt_pipeline {
 };
 
 namespace {
+
+// libsdrt.so holds every object file, this one included, so loading it installs the converter: its C API
+// and its C++ API (sdrt::Pipeline) open single-file checkpoints without a call of their own. A static link
+// of sdrt_capi gets it with sdrt_pipeline_load, which sits in this file.
+[[maybe_unused]] const bool kCheckpointImporterInstalled = [] {
+  sdrt::convert::install_checkpoint_importer();
+  return true;
+}();
 
 thread_local std::string last_error;
 

@@ -1,6 +1,6 @@
 // The compression options as convert and bench spell them on the command line.
 #pragma once
-#include "sdrt/pipeline/model_compression.hpp"
+#include "sdrt/convert/model_compression.hpp"
 
 namespace sdrt::cli {
 

@@ -8,9 +8,10 @@
 #include "cli/progress.hpp"
 #include "cli/source_flags.hpp"
 #include "sdrt/base/error.hpp"
+#include "sdrt/convert/bundle_write.hpp"
+#include "sdrt/convert/conversion_check.hpp"
+#include "sdrt/convert/model_compression.hpp"
 #include "sdrt/pipeline/bundle.hpp"
-#include "sdrt/pipeline/conversion_check.hpp"
-#include "sdrt/pipeline/model_compression.hpp"
 #include "sdrt/pipeline/precision.hpp"
 
 namespace sdrt::cli {

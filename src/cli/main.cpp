@@ -5,8 +5,11 @@
 
 #include "cli/commands.hpp"
 #include "sdrt/base/error.hpp"
+#include "sdrt/convert/checkpoint_importer.hpp"
 
 int main(int argc, char** argv) {
+  // generate, convert, inspect, serve and bench open single-file checkpoints through the converter.
+  sdrt::convert::install_checkpoint_importer();
   CLI::App app{"sdrt: Stable Diffusion runtime and model converter"};
   app.set_version_flag("--version", "sdrt " SDRT_VERSION);
   app.require_subcommand(1);

@@ -1,4 +1,6 @@
-// Reading an sdrt bundle: manifest.json, file names confined to the bundle, checksums, tensors.
+// Reading an sdrt bundle: manifest.json, file names confined to the bundle, checksums, tensors (the writer
+// is sdrt_convert's bundle_write.cpp).
+#include <cctype>
 #include <filesystem>
 
 #include "sdrt/base/error.hpp"
@@ -6,7 +8,7 @@
 #include "sdrt/io/safetensors.hpp"
 #include "sdrt/pipeline/bundle.hpp"
 #include "sdrt/pipeline/checksum.hpp"
-#include "sdrt/pipeline/weight_compression.hpp"
+#include "sdrt/pipeline/compressed_tensor_file.hpp"
 
 namespace fs = std::filesystem;
 
@@ -182,6 +184,26 @@ ModelSource read_bundle(const std::string& dir_str, bool verify) {
   } catch (const fs::filesystem_error& e) {  // e.g. a listed file name too long for the file system
     throw Error(manifest_path + ": file listed in the manifest cannot be read: " + e.code().message());
   }
+}
+
+std::string controlnet_bundle_name(const std::string& id_or_path) {
+  std::string s = id_or_path;
+  while (!s.empty() && s.back() == '/') s.pop_back();
+  // A local folder: its last component; a hub id "owner/name": both parts, each word capitalised.
+  if (fs::exists(s)) s = fs::path(s).filename().string();
+  std::string out;
+  bool upper = true;
+  for (char c : s) {
+    if (std::isalnum(static_cast<unsigned char>(c))) {
+      const auto u = static_cast<unsigned char>(c);
+      out += static_cast<char>(upper ? std::toupper(u) : std::tolower(u));
+      upper = false;
+    } else {
+      upper = true;
+    }
+  }
+  if (out.empty()) throw Error("cannot derive a ControlNet name from '" + id_or_path + "'");
+  return out;
 }
 
 }  // namespace sdrt::pipeline

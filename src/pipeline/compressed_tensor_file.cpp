@@ -1,6 +1,6 @@
 // Compressed tensors inside .safetensors files: parts X#lut / X#indices or X#q / X#scale plus a spec.
 #include "sdrt/base/error.hpp"
-#include "sdrt/pipeline/weight_compression.hpp"
+#include "sdrt/pipeline/compressed_tensor_file.hpp"
 
 namespace sdrt::pipeline {
 namespace {

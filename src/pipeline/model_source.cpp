@@ -2,13 +2,13 @@
 
 #include <dlfcn.h>
 
+#include <atomic>
 #include <filesystem>
 
 #include "sdrt/base/error.hpp"
 #include "sdrt/core/weights_loader.hpp"
 #include "sdrt/io/json.hpp"
 #include "sdrt/pipeline/bundle.hpp"
-#include "sdrt/pipeline/ldm_checkpoint.hpp"
 
 namespace fs = std::filesystem;
 
@@ -35,13 +35,6 @@ std::string read_pad_token(const fs::path& tokenizer_dir) {
   return "<|endoftext|>";
 }
 
-TokenizerFiles tokenizer_files(const fs::path& dir) {
-  TokenizerFiles t{(dir / "vocab.json").string(), (dir / "merges.txt").string(), read_pad_token(dir)};
-  for (const auto& f : {t.vocab_json, t.merges_txt})
-    if (!fs::exists(f)) throw Error(f + ": tokenizer file missing");
-  return t;
-}
-
 // SDXL: text_encoder_2 + tokenizer_2 always; text_encoder + tokenizer too in the base, not in the refiner.
 ModelSource open_sdxl_folder(const fs::path& dir, const nlohmann::json& index) {
   ModelSource src;
@@ -57,10 +50,10 @@ ModelSource open_sdxl_folder(const fs::path& dir, const nlohmann::json& index) {
   src.vae = open_component_folder((dir / "vae").string());
   src.has_vae_encoder = src.has_vae_decoder = true;
   src.text_encoder_2 = open_component_folder((dir / "text_encoder_2").string());
-  src.tokenizer_2 = tokenizer_files(dir / "tokenizer_2");
+  src.tokenizer_2 = open_tokenizer_folder((dir / "tokenizer_2").string());
   if (first_encoder) {
     src.text_encoder = open_component_folder((dir / "text_encoder").string());
-    src.tokenizer = tokenizer_files(dir / "tokenizer");
+    src.tokenizer = open_tokenizer_folder((dir / "tokenizer").string());
   } else {
     src.tokenizer = *src.tokenizer_2;  // unused: the refiner encodes with text_encoder_2 alone
   }
@@ -104,7 +97,7 @@ ModelSource open_diffusers_folder(const fs::path& dir) {
   }
   src.scheduler_config = io::read_json_file((dir / "scheduler" / "scheduler_config.json").string());
   src.scheduler_class = src.scheduler_config.value("_class_name", index["scheduler"][1].get<std::string>());
-  src.tokenizer = tokenizer_files(dir / "tokenizer");
+  src.tokenizer = open_tokenizer_folder((dir / "tokenizer").string());
   src.family = detect_family(src.text_encoder->config, src.tokenizer.pad_token);
   return src;
 }
@@ -123,8 +116,10 @@ void apply_config_dir(ModelSource& src, const fs::path& dir, const std::optional
   src.vae->config = config("vae");
   if (src.text_encoder) src.text_encoder->config = config("text_encoder");
   if (src.text_encoder_2) src.text_encoder_2->config = config("text_encoder_2");
-  if (src.text_encoder && fs::is_directory(dir / "tokenizer")) src.tokenizer = tokenizer_files(dir / "tokenizer");
-  if (src.tokenizer_2 && fs::is_directory(dir / "tokenizer_2")) src.tokenizer_2 = tokenizer_files(dir / "tokenizer_2");
+  if (src.text_encoder && fs::is_directory(dir / "tokenizer"))
+    src.tokenizer = open_tokenizer_folder((dir / "tokenizer").string());
+  if (src.tokenizer_2 && fs::is_directory(dir / "tokenizer_2"))
+    src.tokenizer_2 = open_tokenizer_folder((dir / "tokenizer_2").string());
   const fs::path scheduler = dir / "scheduler" / "scheduler_config.json";
   if (fs::is_regular_file(scheduler)) {
     src.scheduler_config = io::read_json_file(scheduler.string());
@@ -138,45 +133,32 @@ void apply_config_dir(ModelSource& src, const fs::path& dir, const std::optional
     if (index.is_object() && index.contains(key) && index[key].is_boolean()) *flag = index[key].get<bool>();
 }
 
-ModelSource open_single_file(const fs::path& file, const SourceOptions& options) {
-  LdmOptions ldm;
-  ldm.prediction_type = options.prediction_type;
-  ldm.configs_given = options.config_dir.has_value();
-  if (options.text_encoder_heads || options.norm_num_groups) {
-    LdmConfig overrides;
-    overrides.text_num_attention_heads = options.text_encoder_heads;
-    overrides.norm_num_groups = options.norm_num_groups;
-    ldm.overrides = overrides;
-  }
-  ConvertedCheckpoint ckpt = load_ldm_checkpoint(file.string(), ldm);
-  ModelSource src;
-  src.path = file.string();
-  src.format = "single-file";
-  src.family = ckpt.family;
-  src.unet = ComponentData{std::move(ckpt.unet), ckpt.unet_config};
-  src.vae = ComponentData{std::move(ckpt.vae), ckpt.vae_config};
-  src.has_vae_encoder = src.has_vae_decoder = true;
-  if (ckpt.has_text_encoder) src.text_encoder = ComponentData{std::move(ckpt.text_encoder), ckpt.text_encoder_config};
-  src.scheduler_config = ckpt.scheduler_config;
-  src.scheduler_class = ckpt.scheduler_config.value("_class_name", "PNDMScheduler");
-  const TokenizerFiles bpe =
-      tokenizer_files(options.tokenizer_dir ? fs::path(*options.tokenizer_dir) : fs::path(default_tokenizer_dir()));
-  src.tokenizer = bpe;
-  if (ckpt.has_text_encoder)
-    src.tokenizer.pad_token = ckpt.tokenizer_config.value("pad_token", src.family == "sd2" ? "!" : "<|endoftext|>");
-  if (ckpt.text_encoder_2) {  // SDXL: the same BPE files, padded with "!"
-    src.text_encoder_2 = ComponentData{std::move(*ckpt.text_encoder_2), ckpt.text_encoder_2_config};
-    src.tokenizer_2 = bpe;
-    src.tokenizer_2->pad_token = ckpt.tokenizer_2_config.value("pad_token", "!");
-    if (!ckpt.has_text_encoder) src.tokenizer = *src.tokenizer_2;  // unused: the refiner has text_encoder_2 alone
-    src.requires_aesthetics_score = src.family == "sdxl-refiner";
-    src.force_zeros_for_empty_prompt = !src.requires_aesthetics_score;  // diffusers' defaults for each pipeline
-  }
-  if (options.config_dir) apply_config_dir(src, *options.config_dir, options.prediction_type);
-  return src;
+}  // namespace
+
+TokenizerFiles open_tokenizer_folder(const std::string& dir_str) {
+  const fs::path dir(dir_str);
+  TokenizerFiles t{(dir / "vocab.json").string(), (dir / "merges.txt").string(), read_pad_token(dir)};
+  for (const auto& f : {t.vocab_json, t.merges_txt})
+    if (!fs::exists(f)) throw Error(f + ": tokenizer file missing");
+  return t;
 }
 
+namespace {
+
+// Constant-initialised, so an importer installed by another translation unit's static initialiser holds.
+constinit std::atomic<const CheckpointImporter*> g_importer{nullptr};
+
 }  // namespace
+
+void set_checkpoint_importer(const CheckpointImporter* importer) { g_importer.store(importer); }
+
+const CheckpointImporter& checkpoint_importer(const std::string& path, const std::string& what) {
+  const CheckpointImporter* importer = g_importer.load();
+  if (!importer)
+    throw Error(path + ": " + what + " need sdrt's converter (link sdrt_convert and call "
+                "sdrt::convert::install_checkpoint_importer())");
+  return *importer;
+}
 
 ComponentData open_component_folder(const std::string& dir) {
   return {load_component(dir), io::read_json_file((fs::path(dir) / "config.json").string())};
@@ -234,7 +216,8 @@ ModelSource open_model_source(const std::string& path, const SourceOptions& opti
     src = open_diffusers_folder(p);
     src.precision = stored_precision(src);
   } else {
-    src = open_single_file(p, options);
+    src = checkpoint_importer(path, "single-file checkpoints").open_checkpoint(path, options);
+    if (options.config_dir) apply_config_dir(src, *options.config_dir, options.prediction_type);
     src.precision = stored_precision(src);
   }
   if (options.vae) {

@@ -4,7 +4,6 @@
 // without the first_stage_model. prefix of a whole checkpoint).
 #include <filesystem>
 
-#include "pipeline/ldm_internal.hpp"
 #include "sdrt/base/error.hpp"
 #include "sdrt/io/tensor_file.hpp"
 #include "sdrt/pipeline/model_source.hpp"
@@ -42,15 +41,8 @@ ComponentData open_vae_override(const std::string& path, const nlohmann::json& m
       throw Error(what + ": not a VAE: no encoder.down_blocks.* (diffusers) or encoder.down.* (LDM) tensors");
     for (auto& t : tensors) t.first = "first_stage_model." + t.first;
   }
-  // LDM names: the converter's VAE map; the model's VAE config keeps what no shape shows.
-  const ldm::TensorTable table(tensors, path);
-  const ldm::VaeLayout layout = ldm::infer_vae_layout(table);
-  Weights weights = ldm::convert_vae(table, layout);
-  nlohmann::json config = ldm::vae_config_json(layout, model_vae_config.value("sample_size", int64_t{512}),
-                                               model_vae_config.value("scaling_factor", 0.18215));
-  for (const char* key : {"norm_num_groups", "force_upcast"})
-    if (model_vae_config.contains(key)) config[key] = model_vae_config[key];
-  return {std::move(weights), config};
+  // LDM names: the converter's VAE map (sdrt_convert, installed through the checkpoint importer).
+  return checkpoint_importer(what, "VAE files with LDM names").open_ldm_vae(tensors, path, model_vae_config);
 }
 
 }  // namespace sdrt::pipeline

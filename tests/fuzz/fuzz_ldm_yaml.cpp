@@ -1,7 +1,7 @@
 // LDM yaml reader (v1-inference.yaml and friends). The first input byte selects raw text (even) or a
 // generated document (odd: deep indentation, long keys, an unclosed flow list, many siblings).
 #include "generators.hpp"
-#include "sdrt/pipeline/ldm_checkpoint.hpp"
+#include "sdrt/convert/ldm_checkpoint.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace sdrt;

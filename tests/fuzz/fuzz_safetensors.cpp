@@ -5,7 +5,7 @@
 
 #include "generators.hpp"
 #include "sdrt/io/safetensors.hpp"
-#include "sdrt/pipeline/weight_compression.hpp"
+#include "sdrt/pipeline/compressed_tensor_file.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace sdrt;

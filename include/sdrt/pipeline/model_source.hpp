@@ -1,13 +1,16 @@
 // Everything a pipeline needs from a model, whichever form it came in: an sdrt bundle, a diffusers
-// folder or a single-file CompVis/LDM checkpoint (converted in memory).
+// folder or a single-file CompVis/LDM checkpoint (converted in memory by sdrt_convert, see
+// CheckpointImporter below).
 #pragma once
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "sdrt/core/weights.hpp"
+#include "sdrt/io/safetensors.hpp"
 #include "sdrt/pipeline/source_options.hpp"
 
 namespace sdrt::pipeline {
@@ -61,6 +64,30 @@ ComponentData open_vae_override(const std::string& path, const nlohmann::json& m
 
 // "sd1" or "sd2" from a text encoder config (hidden_act gelu / pad token "!" mean SD2).
 std::string detect_family(const nlohmann::json& text_encoder_config, const std::string& pad_token);
+
+// The vocab.json / merges.txt of a tokenizer folder and its pad token (tokenizer_config.json or
+// special_tokens_map.json; "<|endoftext|>" when neither names one). Throws when a file is missing.
+TokenizerFiles open_tokenizer_folder(const std::string& dir);
+
+// ---- Single-file checkpoints: a hook, so that the runtime does not link the converter ----
+// Checkpoints with LDM/SGM names (.safetensors, .ckpt) and VAE files with LDM names are renamed in memory by
+// sdrt_convert's key maps. sdrt::convert::install_checkpoint_importer() (sdrt/convert/checkpoint_importer.hpp)
+// installs them here; the CLI, the C API and libsdrt.so do so. Without it, open_model_source and
+// open_vae_override refuse such files with an Error that says what to link and call.
+struct CheckpointImporter {
+  // The checkpoint's networks with diffusers names and configs, scheduler and tokenizers (format
+  // "single-file"). open_model_source then applies SourceOptions::config_dir and vae.
+  ModelSource (*open_checkpoint)(const std::string& path, const SourceOptions& options);
+  // A VAE file's tensors with LDM names, each under "first_stage_model.": the diffusers-named weights, with a
+  // config derived from `model_vae_config` (what no shape shows).
+  ComponentData (*open_ldm_vae)(const std::vector<io::NamedTensor>& tensors, const std::string& path,
+                                const nlohmann::json& model_vae_config);
+};
+
+// Process-wide and thread-safe; `importer` must live as long as the process (nullptr uninstalls).
+void set_checkpoint_importer(const CheckpointImporter* importer);
+// The installed importer; throws sdrt::Error "<path>: <what> need sdrt's converter (...)" when none is.
+const CheckpointImporter& checkpoint_importer(const std::string& path, const std::string& what);
 
 // Where the CLIP BPE files installed with sdrt are (for single-file checkpoints, which carry none).
 std::string default_tokenizer_dir();

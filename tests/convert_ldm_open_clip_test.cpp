@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/ldm_internal.hpp"
+#include "convert/ldm_internal.hpp"
 #include "sdrt/io/safetensors.hpp"
 #include "support/test_support.hpp"
 

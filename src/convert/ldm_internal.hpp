@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "sdrt/convert/ldm_checkpoint.hpp"
 #include "sdrt/core/weights.hpp"
 #include "sdrt/io/safetensors.hpp"
-#include "sdrt/pipeline/ldm_checkpoint.hpp"
 
 namespace sdrt::pipeline::ldm {
 

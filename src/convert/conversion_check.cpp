@@ -1,4 +1,4 @@
-#include "sdrt/pipeline/conversion_check.hpp"
+#include "sdrt/convert/conversion_check.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,6 @@
 // LDM AutoencoderKL (first_stage_model.*: encoder.down.N.block.M, decoder.up.N in reverse order,
 // mid.attn_1 as 1x1 convolutions) -> diffusers AutoencoderKL names, and its layout from tensor shapes.
-#include "pipeline/ldm_internal.hpp"
+#include "convert/ldm_internal.hpp"
 #include "sdrt/base/error.hpp"
 
 namespace sdrt::pipeline::ldm {

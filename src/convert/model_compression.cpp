@@ -1,4 +1,4 @@
-#include "sdrt/pipeline/model_compression.hpp"
+#include "sdrt/convert/model_compression.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "sdrt/base/error.hpp"
-#include "sdrt/pipeline/conversion_check.hpp"
-#include "sdrt/pipeline/weight_compression.hpp"
+#include "sdrt/convert/conversion_check.hpp"
+#include "sdrt/convert/weight_compression.hpp"
 
 namespace sdrt::pipeline {
 namespace {

@@ -12,8 +12,9 @@
 #include <vector>
 
 #include "sdrt/base/half.hpp"
+#include "sdrt/convert/weight_compression.hpp"
 #include "sdrt/io/safetensors.hpp"
-#include "sdrt/pipeline/weight_compression.hpp"
+#include "sdrt/pipeline/compressed_tensor_file.hpp"
 #include "support/test_support.hpp"
 
 namespace sdrt::pipeline {

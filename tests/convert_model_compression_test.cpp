@@ -6,10 +6,12 @@
 #include <filesystem>
 #include <fstream>
 
+#include "sdrt/convert/bundle_write.hpp"
+#include "sdrt/convert/conversion_check.hpp"
+#include "sdrt/convert/model_compression.hpp"
 #include "sdrt/io/safetensors.hpp"
 #include "sdrt/pipeline/bundle.hpp"
-#include "sdrt/pipeline/conversion_check.hpp"
-#include "sdrt/pipeline/model_compression.hpp"
+#include "sdrt/pipeline/compressed_tensor_file.hpp"
 #include "sdrt/pipeline/pipeline.hpp"
 #include "support/test_support.hpp"
 

@@ -1,6 +1,6 @@
 // Single-file LDM checkpoints -> diffusers components: architecture checks, layouts from tensor shapes
 // cross-checked against the LDM yaml, and the configs diffusers' from_single_file would build.
-#include "sdrt/pipeline/ldm_checkpoint.hpp"
+#include "sdrt/convert/ldm_checkpoint.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <map>
 
-#include "pipeline/ldm_internal.hpp"
+#include "convert/ldm_internal.hpp"
 #include "sdrt/base/error.hpp"
 #include "sdrt/io/tensor_file.hpp"
 

@@ -2,7 +2,7 @@
 // UNet2DConditionModel names, and its layout from tensor shapes.
 #include <algorithm>
 
-#include "pipeline/ldm_internal.hpp"
+#include "convert/ldm_internal.hpp"
 #include "sdrt/base/error.hpp"
 
 namespace sdrt::pipeline::ldm {

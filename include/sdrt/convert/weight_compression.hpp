@@ -1,15 +1,12 @@
-// Weight compression for bundles: post-training k-means palettization and 8-bit per-channel
-// quantization, the policy of which tensors to compress, and how compressed tensors are stored inside
-// a .safetensors file so that the file stays readable by any safetensors tool.
+// Weight compression for bundles (conversion only): post-training k-means palettization and 8-bit
+// per-channel quantization, and the policy of which tensors to compress. How compressed tensors are
+// stored in a .safetensors file, and read back at generate time, is sdrt/pipeline/compressed_tensor_file.hpp.
 #pragma once
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <string>
-#include <vector>
 
 #include "sdrt/core/compressed_weight.hpp"
 #include "sdrt/core/tensor.hpp"
-#include "sdrt/io/safetensors.hpp"
 
 namespace sdrt::pipeline {
 
@@ -35,22 +32,5 @@ bool compressible(const std::string& name, const Shape& shape, int64_t min_eleme
 
 // 10 log10(sum w^2 / sum (w - decoded)^2): how well `w` reproduces `dense` (+inf when exact).
 double weight_snr_db(const Tensor& dense, const CompressedWeight& w);
-
-// ---- Storage in .safetensors ----
-// A compressed tensor X is stored as X#lut (F16 [groups, entries]) and X#indices (U8 [bytes]) when
-// palettized, as X#q (I8, X's shape) and X#scale (F32 [rows]) when int8, and described by
-// specs[X] = {"kind": "palette" | "int8", "bits": n, "groups": g, "shape": [...]}. The bundle writer
-// stores specs.dump() under this __metadata__ key.
-inline constexpr const char* kCompressionMetadataKey = "sdrt.compression";
-
-// Appends X's parts to `tensors` (sharing w's storage) and sets specs[name]. Throws when `w` is invalid
-// or `name` is already in specs.
-void append_compressed(const std::string& name, const CompressedWeight& w, std::vector<io::NamedTensor>& tensors,
-                       nlohmann::json& specs);
-
-// The compressed tensor `name` described by `spec`, viewing the file's bytes without copying. Throws
-// naming the file and tensor on a malformed spec (unknown kind, bad bits, groups or shape), missing
-// parts, or parts that fail CompressedWeight::validate().
-CompressedWeight read_compressed(const io::SafetensorsFile& file, const std::string& name, const nlohmann::json& spec);
 
 }  // namespace sdrt::pipeline

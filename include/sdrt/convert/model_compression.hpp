@@ -9,8 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sdrt/convert/weight_compression.hpp"
 #include "sdrt/pipeline/model_source.hpp"
-#include "sdrt/pipeline/weight_compression.hpp"
 
 namespace sdrt::pipeline {
 

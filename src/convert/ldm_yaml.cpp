@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "sdrt/base/error.hpp"
-#include "sdrt/pipeline/ldm_checkpoint.hpp"
+#include "sdrt/convert/ldm_checkpoint.hpp"
 
 namespace sdrt::pipeline {
 

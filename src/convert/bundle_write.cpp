@@ -1,8 +1,8 @@
-#include "sdrt/pipeline/bundle.hpp"
+// The bundle writer (conversion only; reading a bundle is src/pipeline/bundle_read.cpp).
+#include "sdrt/convert/bundle_write.hpp"
 
 #include <unistd.h>
 
-#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -13,7 +13,7 @@
 #include "sdrt/io/safetensors.hpp"
 #include "sdrt/pipeline/checksum.hpp"
 #include "sdrt/pipeline/precision.hpp"
-#include "sdrt/pipeline/weight_compression.hpp"
+#include "sdrt/pipeline/compressed_tensor_file.hpp"
 
 namespace fs = std::filesystem;
 
@@ -283,26 +283,6 @@ void write_bundle(const ModelSource& source, const std::string& out_dir, const B
     if (old_moved) fs::rename(old, target, ec);  // the replaced bundle goes back where it was
     throw;
   }
-}
-
-std::string controlnet_bundle_name(const std::string& id_or_path) {
-  std::string s = id_or_path;
-  while (!s.empty() && s.back() == '/') s.pop_back();
-  // A local folder: its last component; a hub id "owner/name": both parts, each word capitalised.
-  if (fs::exists(s)) s = fs::path(s).filename().string();
-  std::string out;
-  bool upper = true;
-  for (char c : s) {
-    if (std::isalnum(static_cast<unsigned char>(c))) {
-      const auto u = static_cast<unsigned char>(c);
-      out += static_cast<char>(upper ? std::toupper(u) : std::tolower(u));
-      upper = false;
-    } else {
-      upper = true;
-    }
-  }
-  if (out.empty()) throw Error("cannot derive a ControlNet name from '" + id_or_path + "'");
-  return out;
 }
 
 namespace {

@@ -11,11 +11,11 @@
 #include <map>
 #include <sstream>
 
+#include "sdrt/convert/ldm_checkpoint.hpp"
 #include "sdrt/io/image.hpp"
 #include "sdrt/io/json.hpp"
 #include "sdrt/io/safetensors.hpp"
 #include "sdrt/io/tensor_file.hpp"
-#include "sdrt/pipeline/ldm_checkpoint.hpp"
 #include "sdrt/pipeline/pipeline.hpp"
 #include "support/model_writers.hpp"
 #include "support/test_support.hpp"

@@ -2,7 +2,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "pipeline/ldm_internal.hpp"
+#include "convert/ldm_internal.hpp"
 #include "sdrt/base/error.hpp"
 
 namespace sdrt::pipeline::ldm {

@@ -7,8 +7,8 @@
 #include <cstring>
 #include <fstream>
 
+#include "sdrt/convert/ldm_checkpoint.hpp"
 #include "sdrt/io/safetensors.hpp"
-#include "sdrt/pipeline/ldm_checkpoint.hpp"
 #include "support/test_support.hpp"
 #include "support/weights_compare.hpp"
 

@@ -9,8 +9,8 @@
 #include <map>
 #include <set>
 
+#include "sdrt/convert/ldm_checkpoint.hpp"
 #include "sdrt/io/safetensors.hpp"
-#include "sdrt/pipeline/ldm_checkpoint.hpp"
 #include "support/model_writers.hpp"
 #include "support/test_support.hpp"
 

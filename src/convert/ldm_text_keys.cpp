@@ -4,7 +4,7 @@
 // SGM (SDXL) checkpoints hold them as conditioner.embedders.N.{transformer,model}.*: every OpenCLIP block
 // is kept (the pipeline takes the penultimate state itself) and text_projection, stored as [hidden, proj]
 // for x @ P, becomes CLIPTextModelWithProjection's Linear weight [proj, hidden].
-#include "pipeline/ldm_internal.hpp"
+#include "convert/ldm_internal.hpp"
 #include "sdrt/base/error.hpp"
 
 namespace sdrt::pipeline::ldm {

@@ -1,4 +1,4 @@
-#include "sdrt/pipeline/weight_compression.hpp"
+#include "sdrt/convert/weight_compression.hpp"
 
 #include <algorithm>
 #include <bit>
