@@ -100,9 +100,11 @@ const models::UNet2DConditionModel& Networks::unet() {
 }
 
 void Networks::release_denoisers() {
-  if (!reduce_memory_) return;
-  unet_.reset();
-  controlnets_.clear();
+  if (reduce_memory_) {
+    unet_.reset();
+    controlnets_.clear();
+  }
+  // The UNet's cached activation buffers are smaller than the VAE's and would only add to its peak.
   release_cached_memory_unless_shared();
 }
 

@@ -54,7 +54,8 @@ class Networks {
   // The UNet's conditioning for a generation, from the text encoder(s) the model has.
   models::Conditioning encode_conditioning(const PromptRequest& request);
   const models::UNet2DConditionModel& unet();
-  // With reduce_memory: frees the UNet and ControlNets after the denoising loop.
+  // After the denoising loop: frees the buffers its activations left cached and, with reduce_memory, the
+  // UNet and ControlNets.
   void release_denoisers();
   // latents [B, C, h, w] -> RGB images (decoded / 2 + 0.5, clamped, x255 rounded half to even).
   std::vector<io::Image> decode_images(const Tensor& latents);
