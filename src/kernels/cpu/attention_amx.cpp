@@ -91,14 +91,11 @@ struct HardwareTiles {
 
 #undef SDRT_TILE_SWITCH
 
-}  // namespace
-
-Tensor attention_flash_amx(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal) {
-  check_attention_inputs(q, k, v, heads);
-  if (!amx_usable()) fail("attention", "flash-amx: " + amx_unusable_reason());
+Tensor attention_on_tiles(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal) {
   return amx::attention<HardwareTiles>(q, k, v, heads, scale, causal);
 }
 
+}  // namespace
 }  // namespace sdrt::kernels::cpu
 
 #if defined(__clang__)
@@ -106,3 +103,14 @@ Tensor attention_flash_amx(const Tensor& q, const Tensor& k, const Tensor& v, in
 #else
 #pragma GCC pop_options
 #endif
+
+namespace sdrt::kernels::cpu {
+
+// Portable code: it runs on every CPU, if only to refuse.
+Tensor attention_flash_amx(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal) {
+  check_attention_inputs(q, k, v, heads);
+  if (!amx_usable()) fail("attention", "flash-amx: " + amx_unusable_reason());
+  return attention_on_tiles(q, k, v, heads, scale, causal);
+}
+
+}  // namespace sdrt::kernels::cpu
