@@ -137,8 +137,11 @@ TEST(AttentionAmx, HardwareMatchesTheEmulation) {
     const int heads = static_cast<int>(c.heads);
     const Tensor hardware = cpu::attention_flash_amx(q, k, v, heads, scale, c.causal);
     EXPECT_LE(relative_error(hardware, run_reference(c, q, k, v)), kTolerance);
-    // The same operands and sums; only the order of the fp32 additions inside TDPBF16PS may differ.
-    EXPECT_LE(relative_error(hardware, cpu::attention_flash_amx_emulated(q, k, v, heads, scale, c.causal)), 1e-4);
+    // The same operands and sums; only the rounding of the fp32 additions inside TDPBF16PS may differ
+    // (the SDM leaves it open). A score that differs in its last bit can round a probability to the
+    // neighbouring bf16 value (2^-8 relative), which moves an output by up to ~1e-3 of the largest;
+    // a layout or configuration fault moves it by tens of percent.
+    EXPECT_LE(relative_error(hardware, cpu::attention_flash_amx_emulated(q, k, v, heads, scale, c.causal)), 5e-3);
   }
 }
 

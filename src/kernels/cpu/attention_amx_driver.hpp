@@ -167,28 +167,36 @@ template <class Tiles>
 void output_tiles(const Problem& pb, const uint32_t* v, int64_t k0, int64_t steps, Workspace& ws) {
   const int64_t o_stride = pb.dp * 4, p_stride = kKeyBlock * 2, v_stride = pb.dp * 4;
   for (int64_t c = 0; c < pb.dp; c += kChunk) {
+    // A last chunk of at most 16 real head dims (40, 80) skips its padding half: 48 columns, not 64.
+    const bool both = c + 16 < pb.d;
     float* o0 = ws.ot.data() + c;
     float* o1 = o0 + 16 * pb.dp;
     Tiles::template load<0>(o0, o_stride);
-    Tiles::template load<1>(o0 + 16, o_stride);
     Tiles::template load<2>(o1, o_stride);
-    Tiles::template load<3>(o1 + 16, o_stride);
+    if (both) {
+      Tiles::template load<1>(o0 + 16, o_stride);
+      Tiles::template load<3>(o1 + 16, o_stride);
+    }
     for (int64_t s = 0; s < steps; ++s) {
       const uint16_t* p = ws.pp.data() + kStep * s;
       const uint32_t* vb = v + ((k0 + kStep * s) / 2) * pb.dp + c;
       Tiles::template load<4>(p, p_stride);
       Tiles::template load<5>(p + 16 * kKeyBlock, p_stride);
       Tiles::template load<6>(vb, v_stride);
-      Tiles::template load<7>(vb + 16, v_stride);
       Tiles::template dot<0, 4, 6>();
-      Tiles::template dot<1, 4, 7>();
       Tiles::template dot<2, 5, 6>();
-      Tiles::template dot<3, 5, 7>();
+      if (both) {
+        Tiles::template load<7>(vb + 16, v_stride);
+        Tiles::template dot<1, 4, 7>();
+        Tiles::template dot<3, 5, 7>();
+      }
     }
     Tiles::template store<0>(o0, o_stride);
-    Tiles::template store<1>(o0 + 16, o_stride);
     Tiles::template store<2>(o1, o_stride);
-    Tiles::template store<3>(o1 + 16, o_stride);
+    if (both) {
+      Tiles::template store<1>(o0 + 16, o_stride);
+      Tiles::template store<3>(o1 + 16, o_stride);
+    }
   }
 }
 
