@@ -27,8 +27,8 @@ grep -o 'amx[a-z_0-9]*' /proc/cpuinfo | sort -u || echo "(none: the real-AMX tes
 
 phase "build (Release: sdrt, the attention tests, the kernel benchmarks)"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null || exit 1
-timeout "$(limit 300)" cmake --build "$build" -j"$jobs" --target sdrt_cli test_kernels_attention_amx test_kernels_attention_bf16 \
-  sdrt_benchmarks | tail -n 3 || exit 1
+timeout "$(limit 300)" cmake --build "$build" -j"$jobs" \
+  --target sdrt_cli test_kernels_attention_amx test_kernels_attention_bf16 sdrt_benchmarks | tail -n 3 || exit 1
 
 phase "tests: test_kernels_attention_amx (AttentionAmx.HardwareMatchesTheEmulation is the one that needs AMX)"
 timeout "$(limit 120)" "$build"/tests/test_kernels_attention_amx || status=1
@@ -40,7 +40,9 @@ bench() {
   local out rc
   out=$(timeout "$(limit 150)" "$build"/sdrt bench --steps 2 --repeat 3 --json "$@" 2>&1)
   rc=$?
-  echo "$out" | grep -E 'note|"(attention|attention_kernel|compute_precision|cpu_isa|cpu_features|threads|unet_step_s|text_encoder_s|vae_decode_s|total_s)"'
+  local keys='attention|attention_kernel|compute_precision|cpu_isa|cpu_features|threads'
+  keys+='|unet_step_s|text_encoder_s|vae_decode_s|total_s'
+  echo "$out" | grep -E "note|\"($keys)\""
   [ $rc -eq 0 ] || { echo "sdrt bench $* failed (exit $rc):"; echo "$out" | tail -n 5; status=1; }
 }
 # The random SD 1.5 is written once (kept in $tmp, removed on exit) and read back by the second run.
@@ -50,7 +52,8 @@ phase "the same model with --attention flash-amx"
 bench --resource-path "$tmp/sd15" --attention flash-amx
 
 phase "kernel benchmark: BM_Attention, flash fp32 (0), AVX512-BF16 (2), AMX (3); the materialised reference left out"
-timeout "$(limit 150)" "$build"/bench/sdrt_benchmarks --benchmark_filter='BM_Attention/[0-9]+/[0-9]+/[0-9]+/[0-9]+/[0-9]+/[023]/' || status=1
+timeout "$(limit 150)" "$build"/bench/sdrt_benchmarks \
+  --benchmark_filter='BM_Attention/[0-9]+/[0-9]+/[0-9]+/[0-9]+/[0-9]+/[023]/' || status=1
 
 phase "done: $([ $status -eq 0 ] && echo "all passed" || echo "FAILURES above")"
 exit $status

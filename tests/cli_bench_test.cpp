@@ -71,7 +71,8 @@ TEST(CliBench, ComputePrecisionAttentionAndReduceMemoryAreHonoured) {
 // flash-amx is opt-in: it runs where AMX is usable; elsewhere bench falls back to flash, says so once on
 // stderr, and reports the kernel that ran.
 TEST(CliBench, AmxAttentionRunsOnlyWithAmx) {
-  const auto r = test::run_sdrt_streams("bench --resource-path " + shell_quote(test::reference_path("models/sd1-tiny")) +
+  const std::string model = shell_quote(test::reference_path("models/sd1-tiny"));
+  const auto r = test::run_sdrt_streams("bench --resource-path " + model +
                                         " --steps 1 --repeat 1 --threads 1 --attention flash-amx --json");
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   const auto j = last_json_object(r.out);

@@ -74,7 +74,8 @@ TEST(AttentionAmxEmulated, MatchesTheFp32Reference) {
 // reference (the AVX512-BF16 kernel moves it lazily) and its exp2 polynomial (7.5e-5 relative).
 // Measured: at most 0.2 % of the output's largest magnitude; 1 % still fails for any layout mistake.
 TEST(AttentionAmxEmulated, AgreesWithTheAvx512Bf16Kernel) {
-  if (!cpu::cpu_has_avx512_bf16()) GTEST_SKIP() << "this CPU lacks AVX512-BF16, so there is no bf16 kernel to agree with";
+  if (!cpu::cpu_has_avx512_bf16())
+    GTEST_SKIP() << "this CPU lacks AVX512-BF16, so there is no bf16 kernel to agree with";
   double worst = 0.0;
   for (const Case& c : kCases) {
     SCOPED_TRACE(c.name());

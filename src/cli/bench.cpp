@@ -475,8 +475,9 @@ Command add_bench(CLI::App& app) {
                "Build each network just before use; =stream also decodes weights per layer on every use");
   app.add_option("--threads", a->threads, "OpenMP threads (default: OMP_NUM_THREADS or every core)");
   app.add_option("--repeat", a->repeat, "Runs of each measurement (the median is reported)")->capture_default_str();
-  app.add_option("--attention", a->attention, "Attention kernel: flash (fused, tiled) | original (materialised) | flash-amx (AMX tiles, opt-in; "
-                 "falls back to flash without AMX)")
+  app.add_option("--attention", a->attention,
+                 "Attention kernel: flash (fused, tiled) | original (materialised) | flash-amx (AMX tiles, "
+                 "opt-in; falls back to flash without AMX)")
       ->capture_default_str();
   app.add_flag("--json", a->json, "Print one JSON object instead of a table");
   app.add_option("--vae-tiling", a->vae_tile_size, "Decode/encode in overlapping tiles of this many pixels (0: whole)")

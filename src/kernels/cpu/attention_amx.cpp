@@ -24,8 +24,9 @@
 // Everything defined below (the driver included) targets AMX; what was included above stays portable.
 // clang (the fuzzing build) has its own spelling.
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("amx-tile,amx-bf16,avx512f,avx512vl,avx512dq,avx512bw,avx512bf16,fma"))), \
-                             apply_to = function)
+#pragma clang attribute push(                                                                          \
+    __attribute__((target("amx-tile,amx-bf16,avx512f,avx512vl,avx512dq,avx512bw,avx512bf16,fma"))), \
+    apply_to = function)
 #else
 #pragma GCC push_options
 #pragma GCC target("amx-tile,amx-bf16,avx512f,avx512vl,avx512dq,avx512bw,avx512bf16,fma")

@@ -22,8 +22,8 @@ class EmulatedTiles {
   static void configure(const TileConfig& c) {
     if (c.palette != 1 || c.start_row != 0) fault("unsupported palette or start row");
     for (int t = 0; t < 16; ++t) {
-      const bool valid = t < 8 ? c.rows[t] <= kTileRows && c.colsb[t] <= kTileBytes && (c.rows[t] == 0) == (c.colsb[t] == 0)
-                               : c.rows[t] == 0 && c.colsb[t] == 0;
+      const bool in_range = c.rows[t] <= kTileRows && c.colsb[t] <= kTileBytes;
+      const bool valid = t < 8 ? in_range && (c.rows[t] == 0) == (c.colsb[t] == 0) : c.rows[t] == 0 && c.colsb[t] == 0;
       if (!valid) fault("invalid tile shape in the configuration");
     }
     State& s = state();
@@ -41,13 +41,15 @@ class EmulatedTiles {
     uint8_t* t = tile<T>();
     std::memset(t, 0, kTileSize);
     const TileConfig& c = state().config;
-    for (int r = 0; r < c.rows[T]; ++r) std::memcpy(t + r * kTileBytes, static_cast<const uint8_t*>(base) + r * stride, c.colsb[T]);
+    const auto* src = static_cast<const uint8_t*>(base);
+    for (int r = 0; r < c.rows[T]; ++r) std::memcpy(t + r * kTileBytes, src + r * stride, c.colsb[T]);
   }
   template <int T>
   static void store(void* base, int64_t stride) {
     const uint8_t* t = tile<T>();
     const TileConfig& c = state().config;
-    for (int r = 0; r < c.rows[T]; ++r) std::memcpy(static_cast<uint8_t*>(base) + r * stride, t + r * kTileBytes, c.colsb[T]);
+    auto* dst = static_cast<uint8_t*>(base);
+    for (int r = 0; r < c.rows[T]; ++r) std::memcpy(dst + r * stride, t + r * kTileBytes, c.colsb[T]);
   }
   // C[m][n] += sum over k < A.colsb/4 of A[m][2k] B[k][2n] + A[m][2k+1] B[k][2n+1], in fp32.
   template <int C, int A, int B>
