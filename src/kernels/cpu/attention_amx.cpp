@@ -1,6 +1,7 @@
 // attention_amx_driver.hpp on the AMX instructions. The whole driver is compiled for AMX and AVX-512
 // (its softmax loops vectorise); attention_flash_amx only enters it once amx_usable() holds.
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <limits>
 #include <vector>
