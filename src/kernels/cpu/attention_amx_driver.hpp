@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -78,20 +79,15 @@ inline uint32_t pair(float lo, float hi) {
   return static_cast<uint32_t>(f32_to_bf16(lo)) | static_cast<uint32_t>(f32_to_bf16(hi)) << 16;
 }
 
-// 2^x for x <= 0 to 7.5e-5 relative, 0 below -126: attention_flash_bf16's minimax cubic on [0, 1), ample
-// for probabilities that are rounded to bf16 (2^-9) next, and a third of the degree-7 series' work.
-inline float exp2_probability(float x) {
-  const bool underflow = x < -126.0f;
-  x = underflow ? -126.0f : x;
-  int32_t n = static_cast<int32_t>(x);                   // toward zero,
-  n -= static_cast<int32_t>(x < static_cast<float>(n));  // then down
-  const float r = x - static_cast<float>(n);
-  float p = 7.802452266e-2f;
-  p = p * r + 2.260671554e-1f;
-  p = p * r + 6.958335405e-1f;
-  p = p * r + 9.999252186e-1f;
-  return underflow ? 0.0f : p * std::bit_cast<float>((n + 127) << 23);
-}
+// 16 fp32 lanes as a GCC/clang vector: one AVX-512 register in attention_amx.cpp, four SSE ones in the
+// portable build. Plain loops with `omp simd` reductions stayed scalar once inlined into the parallel
+// region, which made the softmax slower than the whole AVX512-BF16 kernel. (No function takes or returns
+// one: that would change the calling convention between the two builds, and GCC warns.)
+using VecF = float __attribute__((vector_size(64)));
+using VecI = int32_t __attribute__((vector_size(64)));
+using VecU = uint32_t __attribute__((vector_size(64)));
+using VecH = uint16_t __attribute__((vector_size(32)));
+constexpr int kVec = 16;
 
 struct Problem {
   int64_t batch = 0, heads = 0, nq = 0, nk = 0, d = 0;
@@ -225,17 +221,39 @@ inline void softmax_rows(const Problem& pb, int64_t q0, int64_t k0, int64_t keys
     // Key k0 + j is visible to query q0 + i while j < visible.
     const int64_t visible = pb.causal ? std::clamp<int64_t>(q0 + i + 1 - k0, 0, keys) : keys;
     for (int64_t j = visible; j < n; ++j) s[j] = kMasked;
-    float mx = ws.m[i];
-#pragma omp simd reduction(max : mx)
-    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[j]);
-    float sum = 0.0f;
-    uint16_t* p = ws.pp.data() + i * kKeyBlock;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < n; ++j) {
-      const float e = exp2_probability(s[j] - mx);
-      sum += e;
-      p[j] = f32_to_bf16(e);
+    VecF x, vmax = VecF{} + ws.m[i];
+    for (int64_t j = 0; j < n; j += kVec) {
+      std::memcpy(&x, s + j, sizeof(x));
+      vmax = x > vmax ? x : vmax;
     }
+    float mx = vmax[0];
+    for (int u = 1; u < kVec; ++u) mx = std::max(mx, vmax[u]);
+    VecF vsum = VecF{};
+    uint16_t* p = ws.pp.data() + i * kKeyBlock;
+    for (int64_t j = 0; j < n; j += kVec) {
+      std::memcpy(&x, s + j, sizeof(x));
+      x -= mx;
+      // 2^x for x <= 0 to 7.5e-5 relative, 0 below -126: attention_flash_bf16's minimax cubic on [0, 1),
+      // ample for probabilities that are rounded to bf16 (2^-9) next.
+      const VecI underflow = x < -126.0f;
+      x = underflow ? VecF{} - 126.0f : x;
+      VecI e = __builtin_convertvector(x, VecI);  // toward zero,
+      e += x < __builtin_convertvector(e, VecF);  // then down (true is -1)
+      const VecF r = x - __builtin_convertvector(e, VecF);
+      VecF prob = VecF{} + 7.802452266e-2f;
+      prob = prob * r + 2.260671554e-1f;
+      prob = prob * r + 6.958335405e-1f;
+      prob = prob * r + 9.999252186e-1f;
+      prob *= (VecF)((e + 127) << 23);
+      prob = underflow ? VecF{} : prob;
+      vsum += prob;
+      // To bf16, rounding to nearest even (prob is finite and non-negative: no NaN case).
+      const VecU bits = (VecU)prob;
+      const VecH h = __builtin_convertvector((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16, VecH);
+      std::memcpy(p + j, &h, sizeof(h));
+    }
+    float sum = 0.0f;
+    for (int u = 0; u < kVec; ++u) sum += vsum[u];
     // m starts at -inf; mx is finite (scores and kMasked are), so the first correction is exactly 0.
     const float corr = fast_exp2_nonpositive(ws.m[i] - mx);
     ws.l[i] = ws.l[i] * corr + sum;
