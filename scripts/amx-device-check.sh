@@ -51,9 +51,9 @@ bench --architecture sd15 --precision float16 --save-bundle "$tmp/sd15" --attent
 phase "the same model with --attention flash-amx"
 bench --resource-path "$tmp/sd15" --attention flash-amx
 
-phase "kernel benchmark: BM_Attention, flash fp32 (0), AVX512-BF16 (2), AMX (3); the materialised reference left out"
+phase "kernel benchmark: BM_Attention flash fp32 (0), AVX512-BF16 (2), AMX (3), and the AMX driver without tiles"
 timeout "$(limit 150)" "$build"/bench/sdrt_benchmarks \
-  --benchmark_filter='BM_Attention/[0-9]+/[0-9]+/[0-9]+/[0-9]+/[0-9]+/[023]/' || status=1
+  --benchmark_filter='BM_Attention/[0-9]+/[0-9]+/[0-9]+/[0-9]+/[0-9]+/[023]/|BM_AttentionAmxDriverWithoutTiles' || status=1
 
 phase "done: $([ $status -eq 0 ] && echo "all passed" || echo "FAILURES above")"
 exit $status
