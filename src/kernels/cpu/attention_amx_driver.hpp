@@ -3,18 +3,20 @@
 // which tests everything but the instructions on CPUs without AMX.
 //
 // Tiles (all 16 rows x 64 bytes, one configuration for the whole kernel):
-//   tmm0-3  fp32 accumulators, a 2 x 2 block of 16 x 16 (32 queries x 32 keys or head dims)
-//   tmm4-5  A operands: 16 rows of 32 bf16 (queries x head dims, or queries x keys)
+//   tmm0-3  fp32 accumulators, a 2 x 2 block of 16 x 16
+//   tmm4-5  A operands: 16 rows of 32 bf16
 //   tmm6-7  B operands in the pair ("VNNI") layout: 16 rows of 16 bf16 pairs
 // TDPBF16PS: C[m][n] += sum_k A[m][2k] B[k][2n] + A[m][2k+1] B[k][2n+1].
-//   scores  s[i][j] = sum_t q[i][t] k[j][t]: A = query rows (head dim padded to 32 with zeros); B row t2
-//           holds (k[j][2t2], k[j][2t2+1]) for 16 keys j.
-//   output  o[i][t] += sum_j p[i][j] v[j][t]: A = probability rows (32 keys); B row j2 holds
-//           (v[2j2][t], v[2j2+1][t]) for 16 head dims t.
-// A block of 32 queries meets key blocks of 128 keys: scores (tiles) -> online softmax in fp32 per query
-// row -> probabilities as bf16 rows -> output tiles. The output stays in memory between key blocks (a
-// head dim of 160 would need 20 accumulators). Numerics as attention_flash_bf16: q * scale, k, v and the
-// probabilities rounded to bf16, everything else fp32.
+// Everything is transposed, so that a tile row (16 fp32) holds 16 queries and the softmax is vertical
+// SIMD across queries, as in attention_flash_bf16 (no sums or maxima across a register):
+//   scores  s[j][i] = sum_t k[j][t] q[i][t]: A = key rows (bf16, head dim padded to 32 with zeros); B row
+//           t2 holds (q[i][2t2], q[i][2t2+1]) for 16 queries i.
+//   output  o[t][i] += sum_j v[j][t] p[j][i]: A = rows of v transposed (32 keys of head dim t); B row j2
+//           holds (p[2j2][i], p[2j2+1][i]) for 16 queries i.
+// A block of 32 queries meets key blocks of 128 keys: scores (tiles, 32 keys x 32 queries a step) ->
+// online softmax in fp32 -> probabilities as bf16 key pairs -> output tiles (32 head dims x 32 queries a
+// step). The output stays in memory between key blocks (a head dim of 160 would need 20 accumulators).
+// Numerics as attention_flash_bf16: q * scale, k, v and the probabilities rounded to bf16, the rest fp32.
 //
 // Every TU that includes this gets its own copy (anonymous namespace): attention_amx.cpp compiles it for
 // AMX and AVX-512, and no such copy may be merged with the portable one.
@@ -86,7 +88,6 @@ inline uint32_t pair(float lo, float hi) {
 using VecF = float __attribute__((vector_size(64)));
 using VecI = int32_t __attribute__((vector_size(64)));
 using VecU = uint32_t __attribute__((vector_size(64)));
-using VecH = uint16_t __attribute__((vector_size(32)));
 constexpr int kVec = 16;
 
 struct Problem {
@@ -95,208 +96,225 @@ struct Problem {
   int64_t nkp = 0;  // nk rounded up to kStep
   float q_scale = 1.0f;  // scale * log2(e): softmax in base 2
   bool causal = false;
-  const float* q = nullptr;  // [B, nq, H*d]
-  float* out = nullptr;      // [B, nq, H*d]
-  const uint32_t* k = nullptr;  // [B*H][nkp/16][dp/2][16]: key pairs over head dims, 16 keys a row
-  const uint32_t* v = nullptr;  // [B*H][nkp/2][dp]: (v[2j2][t], v[2j2+1][t])
+  const float* q = nullptr;     // [B, nq, H*d]
+  float* out = nullptr;         // [B, nq, H*d]
+  const uint16_t* k = nullptr;  // [B*H][nkp][dp] bf16
+  const uint16_t* v = nullptr;  // [B*H][dp][nkp] bf16: v transposed
 };
 
 // Converts k and v [B, nk, H*d] into Problem's layouts, zeros past nk and d.
-inline void pack_kv(const Problem& pb, const float* k, const float* v, uint32_t* kp, uint32_t* vp) {
-  const int64_t width = pb.heads * pb.d, d2p = pb.dp / 2, nk2p = pb.nkp / 2;
+inline void pack_kv(const Problem& pb, const float* k, const float* v, uint16_t* kp, uint16_t* vp) {
+  const int64_t width = pb.heads * pb.d;
 #pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < pb.batch; ++b)
-    for (int64_t j2 = 0; j2 < nk2p; ++j2)
-      for (int64_t h = 0; h < pb.heads; ++h) {
-        const int64_t bh = b * pb.heads + h;
-        const float* rows[2] = {nullptr, nullptr};
-        for (int e = 0; e < 2; ++e)
-          if (2 * j2 + e < pb.nk) rows[e] = k + (b * pb.nk + 2 * j2 + e) * width + h * pb.d;
-        for (int e = 0; e < 2; ++e) {
-          const int64_t j = 2 * j2 + e;
-          uint32_t* dst = kp + ((bh * (pb.nkp / 16) + j / 16) * d2p) * 16 + j % 16;
-          for (int64_t t2 = 0; t2 < d2p; ++t2) {
-            const float lo = rows[e] && 2 * t2 < pb.d ? rows[e][2 * t2] : 0.0f;
-            const float hi = rows[e] && 2 * t2 + 1 < pb.d ? rows[e][2 * t2 + 1] : 0.0f;
-            dst[t2 * 16] = pair(lo, hi);
-          }
+  for (int64_t bh = 0; bh < pb.batch * pb.heads; ++bh)
+    for (int64_t j0 = 0; j0 < pb.nkp; j0 += kStep) {
+      const int64_t b = bh / pb.heads, h = bh % pb.heads;
+      for (int64_t j = j0; j < j0 + kStep; ++j) {
+        const bool real = j < pb.nk;
+        const float* kr = k + (b * pb.nk + j) * width + h * pb.d;
+        const float* vr = v + (b * pb.nk + j) * width + h * pb.d;
+        uint16_t* kd = kp + (bh * pb.nkp + j) * pb.dp;
+        uint16_t* vd = vp + bh * pb.dp * pb.nkp + j;
+        for (int64_t t = 0; t < pb.dp; ++t) {
+          kd[t] = real && t < pb.d ? f32_to_bf16(kr[t]) : 0;
+          vd[t * pb.nkp] = real && t < pb.d ? f32_to_bf16(vr[t]) : 0;
         }
-        const float* va = rows[0] ? v + (rows[0] - k) : nullptr;
-        const float* vb = rows[1] ? v + (rows[1] - k) : nullptr;
-        uint32_t* dst = vp + (bh * nk2p + j2) * pb.dp;
-        for (int64_t t = 0; t < pb.dp; ++t)
-          dst[t] = pair(va && t < pb.d ? va[t] : 0.0f, vb && t < pb.d ? vb[t] : 0.0f);
       }
+    }
 }
 
 // Per-thread buffers of one query block.
 struct Workspace {
-  std::vector<uint16_t> qp;  // [kLanes][dp] scaled queries, bf16
-  std::vector<float> st;     // [kLanes][kKeyBlock] scores
-  std::vector<uint16_t> pp;  // [kLanes][kKeyBlock] probabilities, bf16
-  std::vector<float> ot;     // [kLanes][dp] output so far
+  std::vector<uint32_t> qv;  // [2][dp/2][16]: query pairs (2t2, 2t2+1) of queries 0-15, then 16-31
+  std::vector<float> st;     // [kKeyBlock][kLanes] scores
+  std::vector<uint32_t> pv;  // [2][kKeyBlock/2][16]: probability pairs (2j2, 2j2+1), queries 0-15 then 16-31
+  std::vector<float> ot;     // [dp][kLanes] output so far
   float m[kLanes], l[kLanes], corr[kLanes];
   explicit Workspace(const Problem& pb)
-      : qp(static_cast<size_t>(kLanes * pb.dp)),
-        st(static_cast<size_t>(kLanes * kKeyBlock)),
-        pp(st.size()),
-        ot(qp.size()) {}
+      : qv(static_cast<size_t>(kLanes * pb.dp / 2)),
+        st(static_cast<size_t>(kKeyBlock * kLanes)),
+        pv(static_cast<size_t>(kKeyBlock * kLanes / 2)),
+        ot(static_cast<size_t>(pb.dp * kLanes)) {}
 };
 
-// st[0..32)[0..32 * steps) = scores of the block's queries against keys [k0, k0 + 32 * steps).
+// st[0, 32 * steps)[0..32) = scores of keys [k0, k0 + 32 * steps) against the block's queries.
 template <class Tiles>
-void score_tiles(const Problem& pb, const uint32_t* k, int64_t k0, int64_t steps, Workspace& ws) {
-  const int64_t d2p = pb.dp / 2, q_stride = pb.dp * 2, s_stride = kKeyBlock * 4;
-  const uint16_t* q0 = ws.qp.data();
-  const uint16_t* q1 = q0 + 16 * pb.dp;
+void score_tiles(const Problem& pb, const uint16_t* k, int64_t k0, int64_t steps, Workspace& ws) {
+  const int64_t k_stride = pb.dp * 2, s_stride = kLanes * 4;
+  const uint32_t* q0 = ws.qv.data();
+  const uint32_t* q1 = q0 + (pb.dp / 2) * 16;
   for (int64_t s = 0; s < steps; ++s) {
     Tiles::template zero<0>();
     Tiles::template zero<1>();
     Tiles::template zero<2>();
     Tiles::template zero<3>();
-    const uint32_t* kb0 = k + ((k0 + kStep * s) / 16) * d2p * 16;
-    const uint32_t* kb1 = kb0 + d2p * 16;
+    const uint16_t* ka = k + (k0 + kStep * s) * pb.dp;
+    const uint16_t* kb = ka + 16 * pb.dp;
     for (int64_t c = 0; c < pb.dp; c += kChunk) {
-      Tiles::template load<4>(q0 + c, q_stride);
-      Tiles::template load<5>(q1 + c, q_stride);
-      Tiles::template load<6>(kb0 + (c / 2) * 16, kTileBytes);
-      Tiles::template load<7>(kb1 + (c / 2) * 16, kTileBytes);
+      Tiles::template load<4>(ka + c, k_stride);
+      Tiles::template load<5>(kb + c, k_stride);
+      Tiles::template load<6>(q0 + (c / 2) * 16, kTileBytes);
+      Tiles::template load<7>(q1 + (c / 2) * 16, kTileBytes);
       Tiles::template dot<0, 4, 6>();
       Tiles::template dot<1, 4, 7>();
       Tiles::template dot<2, 5, 6>();
       Tiles::template dot<3, 5, 7>();
     }
-    float* st = ws.st.data() + kStep * s;
+    float* st = ws.st.data() + kStep * s * kLanes;
     Tiles::template store<0>(st, s_stride);
     Tiles::template store<1>(st + 16, s_stride);
-    Tiles::template store<2>(st + 16 * kKeyBlock, s_stride);
-    Tiles::template store<3>(st + 16 * kKeyBlock + 16, s_stride);
+    Tiles::template store<2>(st + 16 * kLanes, s_stride);
+    Tiles::template store<3>(st + 16 * kLanes + 16, s_stride);
   }
 }
 
-// ot += probabilities (32 queries x 32 * steps keys) times v rows from key k0 on.
+// ot += v transposed (head dims x 32 * steps keys from k0) times the probability pairs.
 template <class Tiles>
-void output_tiles(const Problem& pb, const uint32_t* v, int64_t k0, int64_t steps, Workspace& ws) {
-  const int64_t o_stride = pb.dp * 4, p_stride = kKeyBlock * 2, v_stride = pb.dp * 4;
+void output_tiles(const Problem& pb, const uint16_t* v, int64_t k0, int64_t steps, Workspace& ws) {
+  const int64_t o_stride = kLanes * 4, v_stride = pb.nkp * 2;
+  const uint32_t* p0 = ws.pv.data();
+  const uint32_t* p1 = p0 + (kKeyBlock / 2) * 16;
   for (int64_t c = 0; c < pb.dp; c += kChunk) {
-    // A last chunk of at most 16 real head dims (40, 80) skips its padding half: 48 columns, not 64.
+    // A last chunk of at most 16 real head dims (40, 80) skips its padding half: 48 rows, not 64.
     const bool both = c + 16 < pb.d;
-    float* o0 = ws.ot.data() + c;
-    float* o1 = o0 + 16 * pb.dp;
+    float* o0 = ws.ot.data() + c * kLanes;
+    float* o1 = o0 + 16 * kLanes;
     Tiles::template load<0>(o0, o_stride);
-    Tiles::template load<2>(o1, o_stride);
+    Tiles::template load<1>(o0 + 16, o_stride);
     if (both) {
-      Tiles::template load<1>(o0 + 16, o_stride);
+      Tiles::template load<2>(o1, o_stride);
       Tiles::template load<3>(o1 + 16, o_stride);
     }
     for (int64_t s = 0; s < steps; ++s) {
-      const uint16_t* p = ws.pp.data() + kStep * s;
-      const uint32_t* vb = v + ((k0 + kStep * s) / 2) * pb.dp + c;
-      Tiles::template load<4>(p, p_stride);
-      Tiles::template load<5>(p + 16 * kKeyBlock, p_stride);
-      Tiles::template load<6>(vb, v_stride);
+      const uint16_t* va = v + c * pb.nkp + k0 + kStep * s;
+      Tiles::template load<4>(va, v_stride);
+      Tiles::template load<6>(p0 + (kStep / 2) * s * 16, kTileBytes);
+      Tiles::template load<7>(p1 + (kStep / 2) * s * 16, kTileBytes);
       Tiles::template dot<0, 4, 6>();
-      Tiles::template dot<2, 5, 6>();
+      Tiles::template dot<1, 4, 7>();
       if (both) {
-        Tiles::template load<7>(vb + 16, v_stride);
-        Tiles::template dot<1, 4, 7>();
+        Tiles::template load<5>(va + 16 * pb.nkp, v_stride);
+        Tiles::template dot<2, 5, 6>();
         Tiles::template dot<3, 5, 7>();
       }
     }
     Tiles::template store<0>(o0, o_stride);
-    Tiles::template store<2>(o1, o_stride);
+    Tiles::template store<1>(o0 + 16, o_stride);
     if (both) {
-      Tiles::template store<1>(o0 + 16, o_stride);
+      Tiles::template store<2>(o1, o_stride);
       Tiles::template store<3>(o1 + 16, o_stride);
     }
   }
 }
 
-// One online-softmax step over scores st[i][0, n) (keys k0..): masks keys past `keys` and, when causal,
-// keys after the query; probabilities into pp, the running max m and sum l updated, and the output
-// rescaled by 2^(m_old - m_new).
-inline void softmax_rows(const Problem& pb, int64_t q0, int64_t k0, int64_t keys, int64_t n, Workspace& ws) {
-  for (int64_t i = 0; i < kLanes; ++i) {
-    float* s = ws.st.data() + i * kKeyBlock;
-    // Key k0 + j is visible to query q0 + i while j < visible.
-    const int64_t visible = pb.causal ? std::clamp<int64_t>(q0 + i + 1 - k0, 0, keys) : keys;
-    for (int64_t j = visible; j < n; ++j) s[j] = kMasked;
-    VecF x, vmax = VecF{} + ws.m[i];
-    for (int64_t j = 0; j < n; j += kVec) {
-      std::memcpy(&x, s + j, sizeof(x));
-      vmax = x > vmax ? x : vmax;
+// One online-softmax step over scores st[0, n)[queries] (keys k0..): masks keys past `keys` and, when
+// causal, keys after the query; probability pairs into pv, the running max m and sum l updated, and the
+// output rescaled by 2^(m_old - m_new). Vertical: lane i of register g is query 16g + i.
+inline void softmax_block(const Problem& pb, int64_t q0, int64_t k0, int64_t keys, int64_t n, Workspace& ws) {
+  float* st = ws.st.data();
+  VecI lane;
+  for (int u = 0; u < kVec; ++u) lane[u] = u;
+  for (int64_t j = 0; j < n; ++j) {
+    // Key k0 + j is hidden from queries q0 + i < k0 + j (causal) and from all when past the last key.
+    const int64_t hidden_below = j >= keys ? kLanes : pb.causal ? std::clamp<int64_t>(k0 + j - q0, 0, kLanes) : 0;
+    if (hidden_below == 0) continue;
+    for (int g = 0; g < 2; ++g) {
+      VecF x;
+      std::memcpy(&x, st + j * kLanes + kVec * g, sizeof(x));
+      x = lane + kVec * g < static_cast<int32_t>(hidden_below) ? VecF{} + kMasked : x;
+      std::memcpy(st + j * kLanes + kVec * g, &x, sizeof(x));
     }
-    float mx = vmax[0];
-    for (int u = 1; u < kVec; ++u) mx = std::max(mx, vmax[u]);
-    VecF vsum = VecF{};
-    uint16_t* p = ws.pp.data() + i * kKeyBlock;
-    for (int64_t j = 0; j < n; j += kVec) {
-      std::memcpy(&x, s + j, sizeof(x));
-      x -= mx;
-      // 2^x for x <= 0 to 7.5e-5 relative, 0 below -126: attention_flash_bf16's minimax cubic on [0, 1),
-      // ample for probabilities that are rounded to bf16 (2^-9) next.
-      const VecI underflow = x < -126.0f;
-      x = underflow ? VecF{} - 126.0f : x;
-      VecI e = __builtin_convertvector(x, VecI);  // toward zero,
-      e += x < __builtin_convertvector(e, VecF);  // then down (true is -1)
-      const VecF r = x - __builtin_convertvector(e, VecF);
-      VecF prob = VecF{} + 7.802452266e-2f;
-      prob = prob * r + 2.260671554e-1f;
-      prob = prob * r + 6.958335405e-1f;
-      prob = prob * r + 9.999252186e-1f;
-      prob *= (VecF)((e + 127) << 23);
-      prob = underflow ? VecF{} : prob;
-      vsum += prob;
-      // To bf16, rounding to nearest even (prob is finite and non-negative: no NaN case).
-      const VecU bits = (VecU)prob;
-      const VecH h = __builtin_convertvector((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16, VecH);
-      std::memcpy(p + j, &h, sizeof(h));
-    }
-    float sum = 0.0f;
-    for (int u = 0; u < kVec; ++u) sum += vsum[u];
-    // m starts at -inf; mx is finite (scores and kMasked are), so the first correction is exactly 0.
-    const float corr = fast_exp2_nonpositive(ws.m[i] - mx);
-    ws.l[i] = ws.l[i] * corr + sum;
-    ws.m[i] = mx;
-    ws.corr[i] = corr;
   }
-  for (int64_t i = 0; i < kLanes; ++i) {
-    if (ws.corr[i] == 1.0f) continue;
-    float* o = ws.ot.data() + i * pb.dp;
-    const float c = ws.corr[i];
-#pragma omp simd
-    for (int64_t t = 0; t < pb.dp; ++t) o[t] *= c;
+  for (int g = 0; g < 2; ++g) {
+    VecF m_old, mx, x, vsum = VecF{};
+    std::memcpy(&m_old, ws.m + kVec * g, sizeof(m_old));
+    mx = m_old;
+    for (int64_t j = 0; j < n; ++j) {
+      std::memcpy(&x, st + j * kLanes + kVec * g, sizeof(x));
+      mx = x > mx ? x : mx;
+    }
+    uint32_t* pv = ws.pv.data() + (kKeyBlock / 2) * 16 * g;
+    for (int64_t j2 = 0; j2 < n / 2; ++j2) {
+      VecU words = VecU{};
+      for (int e = 0; e < 2; ++e) {
+        std::memcpy(&x, st + (2 * j2 + e) * kLanes + kVec * g, sizeof(x));
+        x -= mx;
+        // 2^x for x <= 0 to 7.5e-5 relative, 0 below -126: attention_flash_bf16's minimax cubic on
+        // [0, 1), ample for probabilities that are rounded to bf16 (2^-9) next.
+        const VecI underflow = x < -126.0f;
+        x = underflow ? VecF{} - 126.0f : x;
+        VecI ex = __builtin_convertvector(x, VecI);  // toward zero,
+        ex += x < __builtin_convertvector(ex, VecF);  // then down (true is -1)
+        const VecF r = x - __builtin_convertvector(ex, VecF);
+        VecF prob = VecF{} + 7.802452266e-2f;
+        prob = prob * r + 2.260671554e-1f;
+        prob = prob * r + 6.958335405e-1f;
+        prob = prob * r + 9.999252186e-1f;
+        prob *= (VecF)((ex + 127) << 23);
+        prob = underflow ? VecF{} : prob;
+        vsum += prob;
+        // To bf16, rounding to nearest even (prob is finite and non-negative: no NaN case); key 2j2 in
+        // the low half of each pair, as TDPBF16PS reads it.
+        const VecU bits = (VecU)prob;
+        words |= ((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16) << (16 * e);
+      }
+      std::memcpy(pv + j2 * 16, &words, sizeof(words));
+    }
+    // m starts at -inf and mx is finite (scores and kMasked are), so the first correction is exactly 0.
+    for (int u = 0; u < kVec; ++u) {
+      const int64_t i = kVec * g + u;
+      const float corr = fast_exp2_nonpositive(m_old[u] - mx[u]);
+      ws.l[i] = ws.l[i] * corr + vsum[u];
+      ws.m[i] = mx[u];
+      ws.corr[i] = corr;
+    }
+  }
+  if (std::all_of(ws.corr, ws.corr + kLanes, [](float c) { return c == 1.0f; })) return;
+  VecF c0, c1, o;
+  std::memcpy(&c0, ws.corr, sizeof(c0));
+  std::memcpy(&c1, ws.corr + kVec, sizeof(c1));
+  for (int64_t t = 0; t < pb.dp; ++t) {
+    float* row = ws.ot.data() + t * kLanes;
+    std::memcpy(&o, row, sizeof(o));
+    o *= c0;
+    std::memcpy(row, &o, sizeof(o));
+    std::memcpy(&o, row + kVec, sizeof(o));
+    o *= c1;
+    std::memcpy(row + kVec, &o, sizeof(o));
   }
 }
 
 // Queries [q0, q0 + rows) of head bh against every key block they may see.
 template <class Tiles>
 void attend_block(const Problem& pb, int64_t bh, int64_t q0, int64_t rows, Workspace& ws) {
-  const int64_t d = pb.d, width = pb.heads * d;
+  const int64_t d = pb.d, width = pb.heads * d, d2p = pb.dp / 2;
   const int64_t b = bh / pb.heads, h = bh % pb.heads;
   const float* q = pb.q + (b * pb.nq + q0) * width + h * d;
   for (int64_t i = 0; i < kLanes; ++i) {
-    uint16_t* dst = ws.qp.data() + i * pb.dp;
-    for (int64_t t = 0; t < pb.dp; ++t) dst[t] = i < rows && t < d ? f32_to_bf16(q[i * width + t] * pb.q_scale) : 0;
+    uint32_t* dst = ws.qv.data() + (i / 16) * d2p * 16 + i % 16;
+    const float* row = q + i * width;
+    for (int64_t t2 = 0; t2 < d2p; ++t2) {
+      const bool lo = i < rows && 2 * t2 < d, hi = i < rows && 2 * t2 + 1 < d;
+      dst[t2 * 16] = pair(lo ? row[2 * t2] * pb.q_scale : 0.0f, hi ? row[2 * t2 + 1] * pb.q_scale : 0.0f);
+    }
   }
   std::fill(ws.ot.begin(), ws.ot.end(), 0.0f);
   std::fill(ws.m, ws.m + kLanes, -std::numeric_limits<float>::infinity());
   std::fill(ws.l, ws.l + kLanes, 0.0f);
-  const uint32_t* k = pb.k + bh * (pb.nkp / 16) * (pb.dp / 2) * 16;
-  const uint32_t* v = pb.v + bh * (pb.nkp / 2) * pb.dp;
+  const uint16_t* k = pb.k + bh * pb.nkp * pb.dp;
+  const uint16_t* v = pb.v + bh * pb.dp * pb.nkp;
   // Causal: query i sees keys j <= i, so keys past the block's last query are never needed.
   const int64_t key_end = pb.causal ? std::min(pb.nk, q0 + rows) : pb.nk;
   for (int64_t k0 = 0; k0 < key_end; k0 += kKeyBlock) {
     const int64_t keys = std::min(kKeyBlock, key_end - k0), steps = (keys + kStep - 1) / kStep;
     score_tiles<Tiles>(pb, k, k0, steps, ws);
-    softmax_rows(pb, q0, k0, keys, kStep * steps, ws);
+    softmax_block(pb, q0, k0, keys, kStep * steps, ws);
     output_tiles<Tiles>(pb, v, k0, steps, ws);
   }
   float* out = pb.out + (b * pb.nq + q0) * width + h * d;
   for (int64_t i = 0; i < rows; ++i) {
     const float inv = 1.0f / ws.l[i];
-    const float* o = ws.ot.data() + i * pb.dp;
-    for (int64_t t = 0; t < d; ++t) out[i * width + t] = o[t] * inv;
+    for (int64_t t = 0; t < d; ++t) out[i * width + t] = ws.ot[t * kLanes + i] * inv;
   }
 }
 
@@ -319,11 +337,11 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, f
   pb.q = q.f32();
   pb.out = out.f32();
   const int64_t bh = pb.batch * pb.heads;
-  Tensor kp = Tensor::empty({bh * pb.nkp * (pb.dp / 2)}, DType::I32);
-  Tensor vp = Tensor::empty({bh * (pb.nkp / 2) * pb.dp}, DType::I32);
-  pack_kv(pb, k.f32(), v.f32(), kp.data<uint32_t>(), vp.data<uint32_t>());
-  pb.k = kp.data<uint32_t>();
-  pb.v = vp.data<uint32_t>();
+  Tensor kp = Tensor::empty({bh * pb.nkp * pb.dp}, DType::BF16);
+  Tensor vp = Tensor::empty({bh * pb.dp * pb.nkp}, DType::BF16);
+  pack_kv(pb, k.f32(), v.f32(), kp.data<uint16_t>(), vp.data<uint16_t>());
+  pb.k = kp.data<uint16_t>();
+  pb.v = vp.data<uint16_t>();
   const int64_t q_blocks = (pb.nq + kLanes - 1) / kLanes;
   const TileConfig config = kernel_tile_config();
 #pragma omp parallel
