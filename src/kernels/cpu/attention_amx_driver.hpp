@@ -102,23 +102,23 @@ struct Problem {
   const uint16_t* v = nullptr;  // [B*H][dp][nkp] bf16: v transposed
 };
 
-// Converts k and v [B, nk, H*d] into Problem's layouts, zeros past nk and d.
+// Converts k and v [B, nk, H*d] into Problem's layouts, zeros past nk and d. 32 keys at a time, so that
+// the transposed v is written in runs of 32 keys rather than one element per row.
 inline void pack_kv(const Problem& pb, const float* k, const float* v, uint16_t* kp, uint16_t* vp) {
   const int64_t width = pb.heads * pb.d;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t bh = 0; bh < pb.batch * pb.heads; ++bh)
     for (int64_t j0 = 0; j0 < pb.nkp; j0 += kStep) {
-      const int64_t b = bh / pb.heads, h = bh % pb.heads;
-      for (int64_t j = j0; j < j0 + kStep; ++j) {
-        const bool real = j < pb.nk;
-        const float* kr = k + (b * pb.nk + j) * width + h * pb.d;
-        const float* vr = v + (b * pb.nk + j) * width + h * pb.d;
-        uint16_t* kd = kp + (bh * pb.nkp + j) * pb.dp;
-        uint16_t* vd = vp + bh * pb.dp * pb.nkp + j;
-        for (int64_t t = 0; t < pb.dp; ++t) {
-          kd[t] = real && t < pb.d ? f32_to_bf16(kr[t]) : 0;
-          vd[t * pb.nkp] = real && t < pb.d ? f32_to_bf16(vr[t]) : 0;
-        }
+      const int64_t b = bh / pb.heads, h = bh % pb.heads, real = std::clamp<int64_t>(pb.nk - j0, 0, kStep);
+      const float* kr = k + (b * pb.nk + j0) * width + h * pb.d;
+      const float* vr = v + (b * pb.nk + j0) * width + h * pb.d;
+      for (int64_t j = 0; j < kStep; ++j) {
+        uint16_t* kd = kp + (bh * pb.nkp + j0 + j) * pb.dp;
+        for (int64_t t = 0; t < pb.dp; ++t) kd[t] = j < real && t < pb.d ? f32_to_bf16(kr[j * width + t]) : 0;
+      }
+      for (int64_t t = 0; t < pb.dp; ++t) {
+        uint16_t* vd = vp + (bh * pb.dp + t) * pb.nkp + j0;
+        for (int64_t j = 0; j < kStep; ++j) vd[j] = j < real && t < pb.d ? f32_to_bf16(vr[j * width + t]) : 0;
       }
     }
 }
