@@ -59,8 +59,8 @@ constexpr int kTileBytes = 64;
 namespace {
 namespace amx {
 
-constexpr int64_t kLanes = 32;      // queries per block: two tile rows
-constexpr int64_t kStep = 32;       // keys per tile step (scores) and per A row of probabilities
+constexpr int64_t kLanes = 32;      // queries per block: the 16 columns of two tiles
+constexpr int64_t kStep = 32;       // keys per tile step: 32 score rows, or 16 probability pair rows
 constexpr int64_t kKeyBlock = 128;  // keys per online-softmax step
 constexpr int64_t kChunk = 32;      // head dims per tile step
 // Finite (unlike -inf): 2^(kMasked - max) is exactly 0 and never NaN.
@@ -110,8 +110,9 @@ inline void pack_kv(const Problem& pb, const float* k, const float* v, uint16_t*
   for (int64_t bh = 0; bh < pb.batch * pb.heads; ++bh)
     for (int64_t j0 = 0; j0 < pb.nkp; j0 += kStep) {
       const int64_t b = bh / pb.heads, h = bh % pb.heads, real = std::clamp<int64_t>(pb.nk - j0, 0, kStep);
-      const float* kr = k + (b * pb.nk + j0) * width + h * pb.d;
-      const float* vr = v + (b * pb.nk + j0) * width + h * pb.d;
+      const int64_t row0 = real > 0 ? (b * pb.nk + j0) * width + h * pb.d : 0;  // never past the end
+      const float* kr = k + row0;
+      const float* vr = v + row0;
       for (int64_t j = 0; j < kStep; ++j) {
         uint16_t* kd = kp + (bh * pb.nkp + j0 + j) * pb.dp;
         for (int64_t t = 0; t < pb.dp; ++t) kd[t] = j < real && t < pb.d ? f32_to_bf16(kr[j * width + t]) : 0;
