@@ -83,12 +83,42 @@ inline uint32_t pair(float lo, float hi) {
 
 // 16 fp32 lanes as a GCC/clang vector: one AVX-512 register in attention_amx.cpp, four SSE ones in the
 // portable build. Plain loops with `omp simd` reductions stayed scalar once inlined into the parallel
-// region, which made the softmax slower than the whole AVX512-BF16 kernel. (No function takes or returns
-// one: that would change the calling convention between the two builds, and GCC warns.)
+// region, which made the softmax slower than the whole AVX512-BF16 kernel. (Functions take them by
+// reference: by value, the calling convention would differ between the two builds, and GCC warns.)
 using VecF = float __attribute__((vector_size(64)));
 using VecI = int32_t __attribute__((vector_size(64)));
 using VecU = uint32_t __attribute__((vector_size(64)));
 constexpr int kVec = 16;
+
+// x = 2^x for x <= 0, 0 below -126. Accurate: the Taylor series of degree 7 on [0, 1) (1.3e-6 relative),
+// for the corrections of the running sums. Otherwise attention_flash_bf16's minimax cubic (7.5e-5), ample
+// for probabilities that are rounded to bf16 (2^-9) next.
+template <bool Accurate>
+inline void exp2_in_place(VecF& x) {
+  const VecI underflow = x < -126.0f;
+  x = underflow ? VecF{} - 126.0f : x;
+  VecI e = __builtin_convertvector(x, VecI);  // toward zero,
+  e += x < __builtin_convertvector(e, VecF);  // then down (true is -1)
+  const VecF r = x - __builtin_convertvector(e, VecF);
+  VecF p;
+  if constexpr (Accurate) {
+    p = VecF{} + 1.5252733804e-5f;
+    p = p * r + 1.5403530393e-4f;
+    p = p * r + 1.3333558146e-3f;
+    p = p * r + 9.6181291076e-3f;
+    p = p * r + 5.5504108665e-2f;
+    p = p * r + 2.4022650696e-1f;
+    p = p * r + 6.9314718056e-1f;
+    p = p * r + 1.0f;
+  } else {
+    p = VecF{} + 7.802452266e-2f;
+    p = p * r + 2.260671554e-1f;
+    p = p * r + 6.958335405e-1f;
+    p = p * r + 9.999252186e-1f;
+  }
+  p *= (VecF)((e + 127) << 23);
+  x = underflow ? VecF{} : p;
+}
 
 struct Problem {
   int64_t batch = 0, heads = 0, nq = 0, nk = 0, d = 0;
@@ -240,19 +270,8 @@ inline void softmax_block(const Problem& pb, int64_t q0, int64_t k0, int64_t key
       for (int e = 0; e < 2; ++e) {
         std::memcpy(&x, st + (2 * j2 + e) * kLanes + kVec * g, sizeof(x));
         x -= mx;
-        // 2^x for x <= 0 to 7.5e-5 relative, 0 below -126: attention_flash_bf16's minimax cubic on
-        // [0, 1), ample for probabilities that are rounded to bf16 (2^-9) next.
-        const VecI underflow = x < -126.0f;
-        x = underflow ? VecF{} - 126.0f : x;
-        VecI ex = __builtin_convertvector(x, VecI);  // toward zero,
-        ex += x < __builtin_convertvector(ex, VecF);  // then down (true is -1)
-        const VecF r = x - __builtin_convertvector(ex, VecF);
-        VecF prob = VecF{} + 7.802452266e-2f;
-        prob = prob * r + 2.260671554e-1f;
-        prob = prob * r + 6.958335405e-1f;
-        prob = prob * r + 9.999252186e-1f;
-        prob *= (VecF)((ex + 127) << 23);
-        prob = underflow ? VecF{} : prob;
+        exp2_in_place<false>(x);
+        const VecF prob = x;
         vsum += prob;
         // To bf16, rounding to nearest even (prob is finite and non-negative: no NaN case); key 2j2 in
         // the low half of each pair, as TDPBF16PS reads it.
@@ -261,14 +280,16 @@ inline void softmax_block(const Problem& pb, int64_t q0, int64_t k0, int64_t key
       }
       std::memcpy(pv + j2 * 16, &words, sizeof(words));
     }
-    // m starts at -inf and mx is finite (scores and kMasked are), so the first correction is exactly 0.
-    for (int u = 0; u < kVec; ++u) {
-      const int64_t i = kVec * g + u;
-      const float corr = fast_exp2_nonpositive(m_old[u] - mx[u]);
-      ws.l[i] = ws.l[i] * corr + vsum[u];
-      ws.m[i] = mx[u];
-      ws.corr[i] = corr;
-    }
+    // m starts at -inf and mx is finite (scores and kMasked are), so the first correction is exactly 0;
+    // where the maximum stays, exactly 1 (no rescaling then).
+    VecF corr = m_old - mx, l;
+    exp2_in_place<true>(corr);
+    corr = m_old == mx ? VecF{} + 1.0f : corr;
+    std::memcpy(&l, ws.l + kVec * g, sizeof(l));
+    l = l * corr + vsum;
+    std::memcpy(ws.l + kVec * g, &l, sizeof(l));
+    std::memcpy(ws.m + kVec * g, &mx, sizeof(mx));
+    std::memcpy(ws.corr + kVec * g, &corr, sizeof(corr));
   }
   if (std::all_of(ws.corr, ws.corr + kLanes, [](float c) { return c == 1.0f; })) return;
   VecF c0, c1, o;
