@@ -8,13 +8,12 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
 
 #include "kernels/cpu/attention.hpp"
-#include "kernels/cpu/check.hpp"
-#include "kernels/cpu/math.hpp"
 #include "sdrt/base/half.hpp"
 #include "sdrt/core/cpu_features.hpp"
 

@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <bit>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
 #include "kernels/cpu/attention.hpp"
 #include "kernels/cpu/attention_amx.hpp"
 #include "kernels/cpu/check.hpp"
-#include "kernels/cpu/math.hpp"
 #include "sdrt/base/half.hpp"
 #include "sdrt/core/cpu_features.hpp"
 

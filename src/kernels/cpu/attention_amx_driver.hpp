@@ -29,8 +29,6 @@
 #include <vector>
 
 #include "kernels/cpu/attention.hpp"
-#include "kernels/cpu/check.hpp"
-#include "kernels/cpu/math.hpp"
 #include "sdrt/base/half.hpp"
 
 namespace sdrt::kernels::cpu {
