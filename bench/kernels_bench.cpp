@@ -8,6 +8,7 @@
 #include <random>
 
 #include "kernels/cpu/attention.hpp"
+#include "kernels/cpu/attention_amx.hpp"
 #include "sdrt/kernels/backend.hpp"
 
 namespace sdrt {
@@ -104,12 +105,17 @@ BENCHMARK(BM_Linear)
     ->MinTime(1.0);
 
 // args: batch, tokens, heads, head dim, keys, kernel: 0 flash fp32, 1 materialised reference, 2 flash
-// with bf16 products (AVX512-BF16 only; the case errors out elsewhere).
+// with bf16 products (AVX512-BF16 only; the case errors out elsewhere), 3 flash on AMX tiles (only where
+// amx_usable(); the case errors out elsewhere).
 void BM_Attention(benchmark::State& state) {
   const int64_t b = state.range(0), nq = state.range(1), heads = state.range(2), d = state.range(3);
   const int64_t nk = state.range(4), kernel = state.range(5);
   if (kernel == 2 && !kernels::cpu::cpu_has_avx512_bf16()) {
     state.SkipWithError("this CPU has no AVX512-BF16");
+    return;
+  }
+  if (kernel == 3 && !amx_usable()) {
+    state.SkipWithError(("no AMX on this CPU (" + amx_unusable_reason() + ")").c_str());
     return;
   }
   const Tensor q = random({b, nq, heads * d}, 7), k = random({b, nk, heads * d}, 8), v = random({b, nk, heads * d}, 9);
@@ -118,6 +124,7 @@ void BM_Attention(benchmark::State& state) {
   for (auto _ : state) {
     if (kernel == 1) benchmark::DoNotOptimize(kernels::cpu::attention_reference(q, k, v, h, scale, false));
     else if (kernel == 2) benchmark::DoNotOptimize(kernels::cpu::attention_flash_bf16(q, k, v, h, scale, false));
+    else if (kernel == 3) benchmark::DoNotOptimize(kernels::cpu::attention_flash_amx(q, k, v, h, scale, false));
     else benchmark::DoNotOptimize(kernels::cpu::attention_flash(q, k, v, h, scale, false));
   }
   set_gflops(state, 4.0 * static_cast<double>(b * heads * nq * nk * d));
@@ -125,13 +132,17 @@ void BM_Attention(benchmark::State& state) {
 BENCHMARK(BM_Attention)
     ->Args({2, 4096, 8, 40, 4096, 0})
     ->Args({2, 4096, 8, 40, 4096, 2})
+    ->Args({2, 4096, 8, 40, 4096, 3})
     ->Args({2, 4096, 8, 40, 4096, 1})
     ->Args({2, 1024, 8, 80, 1024, 0})
     ->Args({2, 1024, 8, 80, 1024, 2})
+    ->Args({2, 1024, 8, 80, 1024, 3})
     ->Args({2, 4096, 8, 40, 77, 0})
     ->Args({2, 4096, 8, 40, 77, 2})
+    ->Args({2, 4096, 8, 40, 77, 3})
     ->Args({1, 4096, 1, 512, 4096, 0})
     ->Args({1, 4096, 1, 512, 4096, 2})
+    ->Args({1, 4096, 1, 512, 4096, 3})
     ->MeasureProcessCPUTime()
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)

@@ -42,6 +42,7 @@ TEST(CliBench, JsonReportOnTheTinyModel) {
   EXPECT_EQ(j["compute_precision"], "float32");
   EXPECT_EQ(j["threads"], 1);
   EXPECT_EQ(j["attention"], "flash");
+  EXPECT_EQ(j["attention_kernel"], kernels::attention_kernel_name(kernels::cpu_backend().options()));
   EXPECT_EQ(j["scheduler"], "pndm");  // sd1-tiny's own (PNDMScheduler)
   EXPECT_EQ(j["guidance_scale"], 7.5);
   EXPECT_EQ(j["batch"], 2);  // classifier-free guidance: unconditional and conditional
@@ -65,6 +66,25 @@ TEST(CliBench, ComputePrecisionAttentionAndReduceMemoryAreHonoured) {
   EXPECT_EQ(j["compute_precision"], "float32");
   EXPECT_EQ(j["attention"], "original");
   EXPECT_EQ(j["reduce_memory"], "stream");
+}
+
+// flash-amx is opt-in: it runs where AMX is usable; elsewhere bench falls back to flash, says so once on
+// stderr, and reports the kernel that ran.
+TEST(CliBench, AmxAttentionRunsOnlyWithAmx) {
+  const std::string model = shell_quote(test::reference_path("models/sd1-tiny"));
+  const auto r = test::run_sdrt_streams("bench --resource-path " + model +
+                                        " --steps 1 --repeat 1 --threads 1 --attention flash-amx --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto j = last_json_object(r.out);
+  if (amx_usable()) {
+    EXPECT_EQ(j["attention"], "flash-amx");
+    EXPECT_EQ(j["attention_kernel"], "flash-amx");
+  } else {
+    EXPECT_EQ(j["attention"], "flash");
+    EXPECT_EQ(j["attention_kernel"], kernels::attention_kernel_name(kernels::cpu_backend().options()));
+    EXPECT_NE(r.err.find("attention flash-amx is unavailable (" + amx_unusable_reason() + ")"), std::string::npos)
+        << r.err;
+  }
 }
 
 TEST(CliBench, PrecisionAliasAndSizeAreHonoured) {
@@ -158,7 +178,7 @@ TEST(CliBench, BadValuesFailClearly) {
   const std::string tiny = "--resource-path " + shell_quote(test::reference_path("models/sd1-tiny"));
   expect_failure("--architecture sdxl-xxl", "unknown architecture 'sdxl-xxl' (known: sd15, sd21-base, sd21, sdxl)");
   expect_failure(tiny + " --precision int8", "unknown precision 'int8'");
-  expect_failure(tiny + " --attention sparse", "unknown attention 'sparse' (flash or original)");
+  expect_failure(tiny + " --attention sparse", "unknown attention 'sparse' (flash, original or flash-amx)");
   expect_failure(tiny + " --compute-precision int4", "unknown compute precision 'int4'");
   expect_failure(tiny + " --reduce-memory=sometimes", "--reduce-memory: unknown value 'sometimes'");
   expect_failure("--steps 2", "give exactly one of --resource-path and --architecture");

@@ -48,4 +48,18 @@ TEST(CpuFeatures, SummaryNamesEachPresentSet) {
   EXPECT_EQ(&sdrt::cpu_features(), &sdrt::cpu_features()) << "probed once";
 }
 
+// The AMX permission is asked for once; without AMX-BF16 it is not asked for at all, and the answer
+// says why AMX is unusable.
+TEST(CpuFeatures, AmxIsUsableOnlyWithTheFeatureAndTheGrant) {
+  const std::string& reason = sdrt::amx_unusable_reason();
+  EXPECT_EQ(&reason, &sdrt::amx_unusable_reason()) << "probed once";
+  EXPECT_EQ(sdrt::amx_usable(), reason.empty());
+  if (!sdrt::cpu_features().amx_bf16) {
+    EXPECT_FALSE(sdrt::amx_usable());
+    EXPECT_EQ(reason, "this CPU has no AMX-BF16");
+  } else if (!sdrt::amx_usable()) {
+    EXPECT_NE(reason.find("arch_prctl"), std::string::npos) << reason;
+  }
+}
+
 }  // namespace

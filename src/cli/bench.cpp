@@ -376,6 +376,7 @@ nlohmann::json report(const BenchArgs& a, const pipeline::ModelSource& src, cons
                    {"cpu_isa", kernels::cpu_isa_name()},
                    {"cpu_features", cpu_features().summary()},
                    {"attention", kernels::attention_kind_name(granted.attention)},
+                   {"attention_kernel", kernels::attention_kernel_name(granted)},
                    {"reduce_memory", a.reduce_memory.empty() ? "off" : a.reduce_memory},
                    {"vae_tile_size", a.vae_tile_size},
                    {"family", src.family},
@@ -417,10 +418,10 @@ void print_table(const nlohmann::json& j) {
                 static_cast<long long>(r["parameters"].get<int64_t>()),
                 static_cast<double>(r["file_bytes"].get<int64_t>()) / (1 << 20));
   }
-  std::printf("precision        %s weights, %s compute, %d threads, %s attention, reduce-memory %s\n",
+  std::printf("precision        %s weights, %s compute, %d threads, %s attention (%s), reduce-memory %s\n",
               j["precision"].get<std::string>().c_str(), j["compute_precision"].get<std::string>().c_str(),
               j["threads"].get<int>(), j["attention"].get<std::string>().c_str(),
-              j["reduce_memory"].get<std::string>().c_str());
+              j["attention_kernel"].get<std::string>().c_str(), j["reduce_memory"].get<std::string>().c_str());
   std::printf("oneDNN ISA       %s; sdrt kernels: %s\n", j["cpu_isa"].get<std::string>().c_str(),
               j["cpu_features"].get<std::string>().c_str());
   std::printf("text encoder     %10.4f s  (batch %d)\n", j["text_encoder_s"].get<double>(), j["batch"].get<int>());
@@ -475,7 +476,9 @@ Command add_bench(CLI::App& app) {
                "Build each network just before use; =stream also decodes weights per layer on every use");
   app.add_option("--threads", a->threads, "OpenMP threads (default: OMP_NUM_THREADS or every core)");
   app.add_option("--repeat", a->repeat, "Runs of each measurement (the median is reported)")->capture_default_str();
-  app.add_option("--attention", a->attention, "Attention kernel: flash (fused, tiled) | original (materialised)")
+  app.add_option("--attention", a->attention,
+                 "Attention kernel: flash (fused, tiled) | original (materialised) | flash-amx (AMX tiles, "
+                 "opt-in; falls back to flash without AMX)")
       ->capture_default_str();
   app.add_flag("--json", a->json, "Print one JSON object instead of a table");
   app.add_option("--vae-tiling", a->vae_tile_size, "Decode/encode in overlapping tiles of this many pixels (0: whole)")

@@ -287,7 +287,9 @@ Command add_generate(CLI::App& app) {
   app.add_option("--compute-precision", a->compute_precision,
                  "auto (float32 for a float32 bundle, else bfloat16 where the CPU has it) | float32 | bfloat16")
       ->capture_default_str();
-  app.add_option("--attention", a->attention, "flash (fused, tiled) | original (materialised scores)")
+  app.add_option("--attention", a->attention,
+                 "flash (fused, tiled) | original (materialised scores) | flash-amx (AMX tiles, opt-in; falls "
+                 "back to flash without AMX)")
       ->capture_default_str();
   app.add_option("--vae-tiling", a->vae_tile_size,
                  "Decode/encode in overlapping tiles of this many pixels (e.g. 512; 0: whole images)")

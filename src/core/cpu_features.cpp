@@ -2,6 +2,14 @@
 
 #include <cpuid.h>
 
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#endif
+
 namespace sdrt {
 namespace {
 
@@ -56,5 +64,31 @@ const CpuFeatures& cpu_features() {
   static const CpuFeatures features = probe();
   return features;
 }
+
+namespace {
+
+// "" when AMX may run, else the reason it may not. Linux (5.16+) hands out the 8 KiB tile state only
+// on request; oneDNN makes the same request, and a repeated one succeeds.
+std::string amx_probe() {
+  if (!cpu_features().amx_bf16) return "this CPU has no AMX-BF16";
+#if defined(__linux__) && defined(__x86_64__)
+  constexpr long kArchReqXcompPerm = 0x1023;  // ARCH_REQ_XCOMP_PERM
+  constexpr long kXfeatureXtiledata = 18;     // XFEATURE_XTILEDATA
+  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0)
+    return std::string("Linux refused the AMX tile state (arch_prctl: ") + std::strerror(errno) + ")";
+  return "";
+#else
+  return "AMX is only enabled on Linux";
+#endif
+}
+
+}  // namespace
+
+const std::string& amx_unusable_reason() {
+  static const std::string reason = amx_probe();
+  return reason;
+}
+
+bool amx_usable() { return amx_unusable_reason().empty(); }
 
 }  // namespace sdrt

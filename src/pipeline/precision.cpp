@@ -21,7 +21,8 @@ kernels::BackendOptions backend_options(const std::string& compute_precision, co
   kernels::BackendOptions o;
   o.stream_weights = stream_weights;
   if (attention == "original") o.attention = kernels::AttentionKind::Original;
-  else if (attention != "flash") throw Error("unknown attention '" + attention + "' (flash or original)");
+  else if (attention == "flash-amx") o.attention = kernels::AttentionKind::FlashAmx;
+  else if (attention != "flash") throw Error("unknown attention '" + attention + "' (flash, original or flash-amx)");
   std::string compute = compute_precision;
   if (compute == "auto") compute = precision_name(model_precision) == "float32" ? "float32" : "bfloat16";
   else if (compute != "float32" && compute != "fp32" && compute != "bfloat16" && compute != "bf16")

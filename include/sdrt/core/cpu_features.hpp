@@ -26,4 +26,11 @@ struct CpuFeatures {
 // Probed once, on first use.
 const CpuFeatures& cpu_features();
 
+// Whether this process may execute AMX tile instructions: cpu_features().amx_bf16 and, on Linux, the
+// kernel granted the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, requested once per process,
+// on the first call). Without the grant the first tile instruction faults.
+bool amx_usable();
+// Why amx_usable() is false ("" when it is true), for notes and error messages.
+const std::string& amx_unusable_reason();
+
 }  // namespace sdrt

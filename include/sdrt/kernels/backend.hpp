@@ -26,7 +26,9 @@ enum class OutputUse { General, MatmulInput };
 // The type convolutions and matrix products multiply in (accumulation is always F32).
 enum class ComputeType { F32, BF16 };
 // Flash: fused, tiled, online softmax. Original: scores materialised, softmax, then the product.
-enum class AttentionKind { Flash, Original };
+// FlashAmx (opt-in, untested on AMX hardware so far): flash on AMX tiles with bf16 products whatever the
+// compute type; granted only where amx_usable(), else the backend notes so on stderr and runs Flash.
+enum class AttentionKind { Flash, Original, FlashAmx };
 
 struct BackendOptions {
   ComputeType compute = ComputeType::F32;
@@ -41,7 +43,10 @@ struct BackendOptions {
 };
 
 std::string compute_type_name(ComputeType t);  // "float32" | "bfloat16"
-std::string attention_kind_name(AttentionKind a);  // "flash" | "original"
+std::string attention_kind_name(AttentionKind a);  // "flash" | "original" | "flash-amx"
+// The attention kernel a backend with these granted options runs on this CPU: "flash-amx" |
+// "flash-bf16" (AVX512-BF16) | "flash-avx512" | "flash-generic" | "original".
+std::string attention_kernel_name(const BackendOptions& granted);
 
 struct Conv2dParams {
   int stride = 1;

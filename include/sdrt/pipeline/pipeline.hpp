@@ -25,7 +25,7 @@ struct PipelineOptions {
   // auto: a float32 model computes in fp32, a float16/bfloat16 one in bf16 where the CPU multiplies
   // bf16 natively (else fp32); or float32 | bfloat16 (fp32 | bf16) to choose.
   std::string compute_precision = "auto";
-  std::string attention = "flash";  // flash (fused, tiled) | original (materialised scores)
+  std::string attention = "flash";  // flash (fused, tiled) | original (materialised scores) | flash-amx
   // Decode and encode images in overlapping tiles of this many pixels (0: whole images).
   int vae_tile_size = 0;
   // diffusers ControlNet folders to use besides the ones in a bundle, named as a bundle would name them

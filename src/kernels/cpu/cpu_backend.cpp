@@ -1,10 +1,12 @@
 // The CPU implementation of Backend: forwards each method to its kernel in src/kernels/cpu.
+#include <cstdio>
 #include <map>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
 
 #include "kernels/cpu/attention.hpp"
+#include "kernels/cpu/attention_amx.hpp"
 #include "kernels/cpu/cpu_ops.hpp"
 #include "sdrt/core/cpu_features.hpp"
 
@@ -16,7 +18,16 @@ bool BackendOptions::operator<(const BackendOptions& o) const {
 }
 
 std::string compute_type_name(ComputeType t) { return t == ComputeType::BF16 ? "bfloat16" : "float32"; }
-std::string attention_kind_name(AttentionKind a) { return a == AttentionKind::Original ? "original" : "flash"; }
+std::string attention_kind_name(AttentionKind a) {
+  return a == AttentionKind::Original ? "original" : a == AttentionKind::FlashAmx ? "flash-amx" : "flash";
+}
+
+std::string attention_kernel_name(const BackendOptions& granted) {
+  if (granted.attention == AttentionKind::Original) return "original";
+  if (granted.attention == AttentionKind::FlashAmx) return "flash-amx";
+  if (granted.compute == ComputeType::BF16 && cpu::cpu_has_avx512_bf16()) return "flash-bf16";
+  return cpu::cpu_has_avx512() ? "flash-avx512" : "flash-generic";
+}
 
 Tensor Conv2dOp::forward_upsampled2x(const Tensor& x, int64_t) const { return forward(cpu::upsample_nearest2x(x)); }
 
@@ -76,6 +87,7 @@ class CpuBackend final : public Backend {
   }
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal) override {
     if (options_.attention == AttentionKind::Original) return cpu::attention_reference(q, k, v, heads, scale, causal);
+    if (options_.attention == AttentionKind::FlashAmx) return cpu::attention_flash_amx(q, k, v, heads, scale, causal);
     if (options_.compute == ComputeType::BF16 && cpu::cpu_has_avx512_bf16())
       return cpu::attention_flash_bf16(q, k, v, heads, scale, causal);
     return cpu::attention_flash(q, k, v, heads, scale, causal);
@@ -114,6 +126,15 @@ Backend& cpu_backend(const BackendOptions& requested) {
   BackendOptions granted = requested;
   if (granted.compute == ComputeType::BF16 && !cpu_has_bf16()) granted.compute = ComputeType::F32;
   std::lock_guard lock(mutex);
+  if (granted.attention == AttentionKind::FlashAmx && !amx_usable()) {
+    granted.attention = AttentionKind::Flash;
+    // An explicit request deserves a word, once per process; options() and the bench JSON show the rest.
+    static bool noted = false;
+    if (!noted)
+      std::fprintf(stderr, "sdrt: note: attention flash-amx is unavailable (%s); using %s\n",
+                   amx_unusable_reason().c_str(), attention_kernel_name(granted).c_str());
+    noted = true;
+  }
   return backends.try_emplace(granted, granted).first->second;
 }
 
