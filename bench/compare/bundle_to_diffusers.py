@@ -4,6 +4,7 @@
 
   DIR/unet/diffusion_pytorch_model.safetensors   -> symlink to Unet.safetensors
   DIR/text_encoder/model.safetensors             -> symlink to TextEncoder.safetensors
+  DIR/text_encoder_2/model.safetensors           -> symlink to TextEncoder2.safetensors (SDXL only)
   DIR/vae/diffusion_pytorch_model.safetensors    =  VAEDecoder + VAEEncoder merged
                                                     (tensor bytes copied verbatim, dtype kept)
 
@@ -64,12 +65,15 @@ def main():
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
     bundle, out = (os.path.abspath(a) for a in sys.argv[1:])
-    for sub in ("unet", "text_encoder", "vae"):
-        os.makedirs(os.path.join(out, sub), exist_ok=True)
     links = {
         "unet/diffusion_pytorch_model.safetensors": "Unet.safetensors",
         "text_encoder/model.safetensors": "TextEncoder.safetensors",
     }
+    # SDXL: the second encoder (OpenCLIP bigG with projection) under diffusers' name
+    if os.path.exists(os.path.join(bundle, "TextEncoder2.safetensors")):
+        links["text_encoder_2/model.safetensors"] = "TextEncoder2.safetensors"
+    for sub in {os.path.dirname(d) for d in links} | {"vae"}:
+        os.makedirs(os.path.join(out, sub), exist_ok=True)
     for dst, src in links.items():
         d = os.path.join(out, dst)
         if os.path.lexists(d):
