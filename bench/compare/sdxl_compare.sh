@@ -25,7 +25,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 [[ -x /usr/bin/time ]] || { echo "/usr/bin/time (GNU time) is needed" >&2; exit 2; }
 mkdir -p "$OUT"
 DIFF=${DIFFUSERS:-$OUT/diffusers}
-[[ -d $DIFF/text_encoder_2 ]] || python3 "$HERE/bundle_to_diffusers.py" "$BUNDLE" "$DIFF" >"$OUT/layout.log"
+[[ -f $DIFF/sdcpp_sdxl.json ]] || python3 "$HERE/bundle_to_diffusers.py" "$BUNDLE" "$DIFF" >"$OUT/layout.log"
 
 {
   echo "date: $(date -u +%FT%TZ)  size ${SIZE}x${SIZE}  steps $STEPS  threads $THREADS  cfg $CFG"
@@ -39,7 +39,7 @@ OMP_NUM_THREADS=$THREADS /usr/bin/time -v "$SDRT_BUILD/sdrt" bench --resource-pa
   --guidance-scale "$CFG" --threads "$THREADS" --json >"$OUT/sdrt.json" 2>"$OUT/sdrt.log"
 
 echo "== sd-cli (log: $OUT/sdcpp.log)"
-/usr/bin/time -v "$SD_CLI" -m "$DIFF" -W "$SIZE" -H "$SIZE" --steps "$STEPS" --cfg-scale "$CFG" \
+/usr/bin/time -v "$SD_CLI" -m "$DIFF/sdcpp_sdxl.json" -W "$SIZE" -H "$SIZE" --steps "$STEPS" --cfg-scale "$CFG" \
   --sampling-method euler -t "$THREADS" -p "$PROMPT" -s 0 -o "$OUT/sdcpp.png" -v >"$OUT/sdcpp.log" 2>&1
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/info.txt"
 
@@ -59,36 +59,49 @@ def taking(text, what):  # sd.cpp: "<what> completed, taking 12.34s"
 
 sd = open(f"{out}/sdcpp.log", errors="replace").read()
 sd_rss, sd_wall = gnu_time(sd)
-sampling = taking(sd, "sampling")
+# sd.cpp loads each network's weights lazily, inside the phase that first uses it: take the loads out
+loads, path = {"unet": 0.0, "te": 0.0, "vae": 0.0}, ""
+for line in re.split(r"[\r\n]", sd):
+    m = re.search(r"loading \d+/\d+ tensors from (\S+)", line)
+    if m:
+        path = m.group(1)
+    m = re.search(r"loading tensors completed, taking ([\d.]+)s", line)
+    if m:
+        key = "unet" if "/unet/" in path else "vae" if "/vae/" in path else "te"
+        loads[key] += float(m.group(1))
+sampling, text = taking(sd, "sampling"), taking(sd, "get_learned_condition")
+bar = [(int(k), float(t)) for k, t in re.findall(r"\| (\d+)/\d+ - ([\d.]+)s/it", sd)]
+bar = dict(bar)  # step k -> running mean of steps 1..k
 sd_row = {
-    "step": sampling / steps if sampling is not None else None,
+    "step": (sampling - loads["unet"]) / steps if sampling is not None else None,
+    "last": steps * bar[steps] - (steps - 1) * bar[steps - 1] if steps > 1 and {steps, steps - 1} <= bar.keys() else None,
     "decode": taking(sd, "decode_first_stage"),
-    "text": taking(sd, "get_learned_condition"),
+    "text": text - loads["te"] if text is not None else None,
+    "load": sum(loads.values()),
     "run": sd_wall, "rss": sd_rss,
 }
-rate = re.findall(r"([\d.]+)s/it", sd)  # the progress bar's running mean, last one printed
-sd_row["bar"] = float(rate[-1]) if rate else None
 
 j = json.load(open(f"{out}/sdrt.json"))
 ours_rss, ours_wall = gnu_time(open(f"{out}/sdrt.log", errors="replace").read())
 ours = {"step": j["unet_step_s"], "decode": j["vae_decode_s"], "text": j["text_encoder_s"],
-        "run": ours_wall, "rss": j["peak_rss_bytes"], "bar": None}
+        "run": ours_wall, "rss": j["peak_rss_bytes"], "last": None, "load": j["pipeline_load_s"]}
 
 def f(v, unit):
     if v is None:
         return "n/a"
     return f"{v / 2**30:.2f} GiB" if unit == "GiB" else f"{v:.2f} s"
 
-rows = [("sampling step, CFG (sd.cpp: sampling / steps)", "step", "s"),
-        ("sd.cpp progress bar s/it (last)", "bar", "s"),
+rows = [("sampling step, CFG (sd.cpp: (sampling - UNet load) / steps)", "step", "s"),
+        ("sd.cpp last step alone (from its progress bar)", "last", "s"),
         ("VAE decode", "decode", "s"),
-        ("text encoding (prompt and empty prompt)", "text", "s"),
+        ("text encoding, prompt and empty prompt (sd.cpp: less load)", "text", "s"),
+        ("weight loading (sd.cpp: lazy, per network; sdrt: pipeline build)", "load", "s"),
         ("whole process, wall (sdrt: every bench phase)", "run", "s"),
         ("peak RSS", "rss", "GiB")]
-print(f"{'':48} {'stable-diffusion.cpp':>20} {'sdrt':>12}")
+print(f"{'':66} {'stable-diffusion.cpp':>20} {'sdrt':>12}")
 for label, key, unit in rows:
-    print(f"{label:48} {f(sd_row[key], unit):>20} {f(ours[key], unit):>12}")
+    print(f"{label:66} {f(sd_row[key], unit):>20} {f(ours[key], unit):>12}")
 print(f"sdrt peak RSS from time -v: {f(ours_rss, 'GiB')}; sdrt generation ({steps} steps): {j['total_s']:.2f} s")
-m = re.search(r"Version: (.*)", sd) or re.search(r"(VERSION_\w+|SDXL[\w ]*)", sd)
-print("sd.cpp model:", m.group(1).strip() if m else "? (see sdcpp.log)")
+for m in re.finditer(r"- (Version: .*|[\w ]*[Ww]eight type stat: .*|total params memory size.*)", sd):
+    print("sd.cpp:", " ".join(m.group(1).split()))
 EOF
