@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # sdrt and stable-diffusion.cpp back to back on the very same SDXL weights (an sdrt bundle; sd.cpp reads it
-# through bundle_to_diffusers.py's symlinked diffusers folder), each under /usr/bin/time -v, then one table:
+# through bundle_to_diffusers.py's layout, DIR/sdcpp_sdxl.json), each under /usr/bin/time -v, then one table:
 # per-step (CFG), VAE decode, text encoding, whole run and peak RSS of both.  See docs/performance.md.
 #
 # Usage: sdxl_compare.sh SDRT_BUILD_DIR SD_CLI BUNDLE [OUT_DIR]
