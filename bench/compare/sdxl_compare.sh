@@ -70,11 +70,14 @@ for line in re.split(r"[\r\n]", sd):
         key = "unet" if "/unet/" in path else "vae" if "/vae/" in path else "te"
         loads[key] += float(m.group(1))
 sampling, text = taking(sd, "sampling"), taking(sd, "get_learned_condition")
-bar = [(int(k), float(t)) for k, t in re.findall(r"\| (\d+)/\d+ - ([\d.]+)s/it", sd)]
-bar = dict(bar)  # step k -> running mean of steps 1..k
+# its progress bar prints each step's own time ("k/N - 12.34s/it", or it/s under a second)
+bar = {int(k): (float(v) if u == "s/it" else 1 / float(v))
+       for k, v, u in re.findall(r"\| (\d+)/\d+ - ([\d.]+)(s/it|it/s)",
+                                 sd[sd.find("generating image"):sd.find("sampling completed")])}
 sd_row = {
     "step": (sampling - loads["unet"]) / steps if sampling is not None else None,
-    "last": steps * bar[steps] - (steps - 1) * bar[steps - 1] if steps > 1 and {steps, steps - 1} <= bar.keys() else None,
+    "first": bar[1] - loads["unet"] if 1 in bar else None,
+    "last": bar.get(steps),
     "decode": taking(sd, "decode_first_stage"),
     "text": text - loads["te"] if text is not None else None,
     "load": sum(loads.values()),
@@ -84,7 +87,7 @@ sd_row = {
 j = json.load(open(f"{out}/sdrt.json"))
 ours_rss, ours_wall = gnu_time(open(f"{out}/sdrt.log", errors="replace").read())
 ours = {"step": j["unet_step_s"], "decode": j["vae_decode_s"], "text": j["text_encoder_s"],
-        "run": ours_wall, "rss": j["peak_rss_bytes"], "last": None, "load": j["pipeline_load_s"]}
+        "run": ours_wall, "rss": j["peak_rss_bytes"], "first": None, "last": None, "load": j["pipeline_load_s"]}
 
 def f(v, unit):
     if v is None:
@@ -92,7 +95,8 @@ def f(v, unit):
     return f"{v / 2**30:.2f} GiB" if unit == "GiB" else f"{v:.2f} s"
 
 rows = [("sampling step, CFG (sd.cpp: (sampling - UNet load) / steps)", "step", "s"),
-        ("sd.cpp last step alone (from its progress bar)", "last", "s"),
+        ("sd.cpp first step alone, less the UNet load (progress bar)", "first", "s"),
+        ("sd.cpp last step alone (progress bar)", "last", "s"),
         ("VAE decode", "decode", "s"),
         ("text encoding, prompt and empty prompt (sd.cpp: less load)", "text", "s"),
         ("weight loading (sd.cpp: lazy, per network; sdrt: pipeline build)", "load", "s"),
