@@ -7,6 +7,17 @@
   DIR/vae/diffusion_pytorch_model.safetensors    =  VAEDecoder + VAEEncoder merged
                                                     (tensor bytes copied verbatim, dtype kept)
 
+SDXL bundles (TextEncoder2.safetensors) get two more files, because this stable-diffusion.cpp snapshot
+loads a diffusers text_encoder_2 under the prefix "te.1.", which its name map turns into
+cond_stage_model.transformer.1.* (not the cond_stage_model.1.* its SDXL conditioner reads), and then
+detects SD 1.x.  Instead (run `sd-cli -m OUT_DIR/sdcpp_sdxl.json`):
+
+  DIR/sdcpp_clip_g.safetensors  =  TextEncoder2 with names prefixed "cond_stage_model.1.transformer."
+                                   (tensor bytes copied verbatim, dtype kept)
+  DIR/sdcpp_sdxl.json           =  a safetensors index whose shards are DIR itself (loaded as the
+                                   diffusers folder) and sdcpp_clip_g.safetensors
+  DIR/text_encoder_2/model.safetensors = a file with no tensors (else the folder loader logs an ERROR)
+
 Python standard library only.  Usage: bundle_to_diffusers.py BUNDLE_DIR OUT_DIR
 """
 import json
@@ -23,7 +34,7 @@ def read_header(path):
     return hdr, 8 + n
 
 
-def merge_safetensors(inputs, out_path):
+def merge_safetensors(inputs, out_path, prefix=""):
     entries = []  # (name, dtype, shape, src_path, abs_start, nbytes)
     seen = set()
     for p in inputs:
@@ -34,7 +45,7 @@ def merge_safetensors(inputs, out_path):
                 raise SystemExit(f"duplicate tensor {name}")
             seen.add(name)
             s, e = info["data_offsets"]
-            entries.append((name, info["dtype"], info["shape"], p, base + s, e - s))
+            entries.append((prefix + name, info["dtype"], info["shape"], p, base + s, e - s))
     out_hdr = {"__metadata__": {"format": "pt"}}
     off = 0
     for name, dtype, shape, _, _, nbytes in entries:
@@ -60,10 +71,37 @@ def merge_safetensors(inputs, out_path):
     return len(entries), off
 
 
+def tensor_names(path):
+    hdr, _ = read_header(path)
+    hdr.pop("__metadata__", None)
+    return sorted(hdr)
+
+
+def write_sdxl_index(out, te2):
+    clip_g = os.path.join(out, "sdcpp_clip_g.safetensors")
+    n, nbytes = merge_safetensors([te2], clip_g, prefix="cond_stage_model.1.transformer.")
+    print(f"text_encoder_2: {n} tensors, {nbytes} data bytes -> {clip_g}")
+    # every tensor names its shard, as in a diffusers index; sd.cpp only reads the shard paths
+    weight_map = {}
+    for sub, stem in (("unet", "diffusion_pytorch_model"), ("text_encoder", "model"), ("vae", "diffusion_pytorch_model")):
+        prefix = {"unet": "unet.", "text_encoder": "te.", "vae": "vae."}[sub]
+        for name in tensor_names(os.path.join(out, sub, stem + ".safetensors")):
+            weight_map[prefix + name] = "."
+    for name in tensor_names(clip_g):
+        weight_map[name] = "sdcpp_clip_g.safetensors"
+    os.makedirs(os.path.join(out, "text_encoder_2"), exist_ok=True)
+    merge_safetensors([], os.path.join(out, "text_encoder_2", "model.safetensors"))
+    with open(os.path.join(out, "sdcpp_sdxl.json"), "w") as f:
+        json.dump({"metadata": {"note": "sdrt bundle laid out for stable-diffusion.cpp"}, "weight_map": weight_map},
+                  f, indent=1)
+    print(f"sdcpp_sdxl.json: {len(weight_map)} tensors")
+
+
 def main():
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
     bundle, out = (os.path.abspath(a) for a in sys.argv[1:])
+    # no text_encoder_2 folder for SDXL: sd.cpp would load it under names it cannot use (see above)
     for sub in ("unet", "text_encoder", "vae"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     links = {
@@ -80,6 +118,9 @@ def main():
         os.path.join(out, "vae/diffusion_pytorch_model.safetensors"),
     )
     print(f"vae: merged {n} tensors, {nbytes} data bytes")
+    te2 = os.path.join(bundle, "TextEncoder2.safetensors")
+    if os.path.exists(te2):
+        write_sdxl_index(out, te2)
     # stable-diffusion.cpp has its CLIP vocabulary built in; the files are copied for other readers
     for f in ("vocab.json", "merges.txt", "manifest.json"):
         shutil.copyfile(os.path.join(bundle, f), os.path.join(out, f))
