@@ -287,9 +287,10 @@ Timings run_bench(const BenchArgs& a, const CliLoras& loras, const pipeline::Mod
   });
   phase("unet", [&] {
     // With --lora the UNet is built as the pipeline builds it, carrying the LoRAs' UNet deltas.
-    pipeline::LoraLayers lora_layers(backend, src.at(component::unet).weights);
+    const pipeline::ComponentData& unet_data = src.at(component::unet);
+    pipeline::LoraLayers lora_layers(backend, unet_data.weights);
     const pipeline::ComponentData* text = src.find(component::text_encoder);
-    const pipeline::LoraTargets targets{{pipeline::LoraNetwork::UNet, &src.at(component::unet).weights},
+    const pipeline::LoraTargets targets{{pipeline::LoraNetwork::UNet, &unet_data.weights},
                                         {pipeline::LoraNetwork::TextEncoder,
                                          &(text ? *text : src.at(component::text_encoder_2)).weights}};
     std::vector<pipeline::ResolvedLora> deltas;
@@ -301,8 +302,8 @@ Timings run_bench(const BenchArgs& a, const CliLoras& loras, const pipeline::Mod
       }
     lora_layers.activate(deltas);
     t.unet_lora_layers = lora_layers.active_layers();
-    const models::UNet2DConditionModel unet(models::UNet2DConditionConfig::from_json(src.at(component::unet).config),
-                                            src.at(component::unet).weights, loras.loras.empty() ? backend : lora_layers.backend());
+    const models::UNet2DConditionModel unet(models::UNet2DConditionConfig::from_json(unet_data.config), unet_data.weights,
+                                            loras.loras.empty() ? backend : lora_layers.backend());
     const Tensor sample = bench_input({batch, unet.config().in_channels, h, w});
     const std::vector<float> timesteps(static_cast<size_t>(batch), 500.0f);
     BufferStats before, after;

@@ -260,7 +260,8 @@ void write_into(const ModelSource& src, const fs::path& dir, const BundleWriteOp
 
 void write_bundle(const ModelSource& source, const std::string& out_dir, const BundleWriteOptions& options) {
   precision_dtype(options.precision);  // reject a bad precision before touching the disk
-  if (source.has(component::text_encoder_2) && !source.tokenizer_2) throw Error(source.path + ": SDXL model without tokenizer_2");
+  if (source.has(component::text_encoder_2) && !source.tokenizer_2)
+    throw Error(source.path + ": SDXL model without tokenizer_2");
   const fs::path out = fs::absolute(out_dir).lexically_normal();
   const fs::path target = out.filename().empty() ? out.parent_path() : out;
   if (fs::exists(target) && !options.force)

@@ -147,10 +147,11 @@ CompressionReport compress_model(ModelSource& src, const CompressionOptions& o,
     throw Error(src.path + ": compression with a target_psnr needs the text encoder's config to drive the UNet");
   const ComponentData text = driver ? *driver : ComponentData{};
   if (auto* c = src.find(component::text_encoder_2)) run("text_encoder_2", *c, text_encoder_check_output);
-  if (auto* c = src.find(component::unet)) run("unet", *c, [&](const ComponentData& u) { return unet_check_output(u, text); });
+  const auto unet_output = [&](const ComponentData& u) { return unet_check_output(u, text); };
+  if (auto* c = src.find(component::unet)) run("unet", *c, unet_output);
   if (src.refiner && src.refiner->has(component::unet)) {  // a copy: the caller's reference keeps the dense refiner
     auto refiner = std::make_shared<ModelSource>(*src.refiner);
-    run("unet_refiner", refiner->at(component::unet), [&](const ComponentData& u) { return unet_check_output(u, text); });
+    run("unet_refiner", refiner->at(component::unet), unet_output);
     src.refiner = std::move(refiner);
   }
   for (auto& [name, data] : src.controlnets) run("controlnet " + name, data, controlnet_check_output);

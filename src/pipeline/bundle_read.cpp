@@ -161,7 +161,8 @@ ModelSource read_bundle(const std::string& dir_str, bool verify) {
     const auto& comps = m.at("components");
     for (std::string_view name : {component::text_encoder, component::unet, component::safety_checker})
       read_component(dir, comps, name, src, name);
-    if (src.has(component::safety_checker)) src.feature_extractor_config = comps["safety_checker"].value("preprocessor", nlohmann::json::object());
+    if (src.has(component::safety_checker))
+      src.feature_extractor_config = comps["safety_checker"].value("preprocessor", nlohmann::json::object());
     auto dec = bundle_component(dir, comps, "vae_decoder");
     auto enc = bundle_component(dir, comps, "vae_encoder");
     src.has_vae_decoder = dec.has_value();
