@@ -20,6 +20,8 @@ namespace fs = std::filesystem;
 namespace sdrt {
 namespace {
 
+namespace component = pipeline::component;
+
 using pipeline::CompressionOptions;
 
 pipeline::ModelSource tiny(const std::string& name = "sd1-tiny") {
@@ -44,11 +46,11 @@ NetworkPsnrs compressed_psnr(const std::string& model, const CompressionOptions&
   const auto report = pipeline::compress_model(compressed, o);
   EXPECT_GT(report.at("unet").at("compressed_tensors").get<int>(), 10);
   EXPECT_GT(report.at("text_encoder").at("compressed_tensors").get<int>(), 5);
-  const auto& text = *reference.text_encoder;
+  const auto& text = reference.at(component::text_encoder);
   return {pipeline::output_psnr(pipeline::text_encoder_check_output(text),
-                                pipeline::text_encoder_check_output(*compressed.text_encoder)),
-          pipeline::output_psnr(pipeline::unet_check_output(*reference.unet, text),
-                                pipeline::unet_check_output(*compressed.unet, text))};
+                                pipeline::text_encoder_check_output(compressed.at(component::text_encoder))),
+          pipeline::output_psnr(pipeline::unet_check_output(reference.at(component::unet), text),
+                                pipeline::unet_check_output(compressed.at(component::unet), text))};
 }
 
 // Floors ~3 dB under the lower of the two tiny models' measurements (text encoder / UNet, dB: 8 bits
@@ -98,7 +100,7 @@ TEST(ModelCompression, MixedBitRecipeReachesItsTargetWithFewerBitsThanEight) {
   double bits = 0;
   int n = 0;
   for (const auto& [name, b] : unet.at("recipe").items()) {
-    EXPECT_TRUE(src.unet->weights.is_compressed(name)) << name;
+    EXPECT_TRUE(src.at(component::unet).weights.is_compressed(name)) << name;
     bits += b.get<int>();
     ++n;
   }
@@ -124,8 +126,8 @@ TEST(ModelCompression, BundleRoundTripGeneratesAndRecordsTheRecipe) {
   for (const auto& [key, r] : pipeline::compress_model(src, palette(6))) w.compression[key] = r;
   pipeline::write_bundle(src, (dir / "b").string(), w);
   const auto bundle = pipeline::read_bundle((dir / "b").string());
-  EXPECT_TRUE(bundle.unet->weights.is_compressed("down_blocks.1.resnets.0.conv1.weight"));
-  EXPECT_FALSE(bundle.unet->weights.is_compressed("conv_in.bias"));
+  EXPECT_TRUE(bundle.at(component::unet).weights.is_compressed("down_blocks.1.resnets.0.conv1.weight"));
+  EXPECT_FALSE(bundle.at(component::unet).weights.is_compressed("conv_in.bias"));
   const auto manifest = test::read_json((dir / "b" / "manifest.json").string());
   EXPECT_EQ(manifest["components"]["unet"]["compression"]["bits"], 6);
   // Palettized bundles are smaller than the float32 source, and generate what the source generates closely.

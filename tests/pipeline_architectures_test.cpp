@@ -15,6 +15,8 @@
 namespace sdrt {
 namespace {
 
+namespace component = pipeline::component;
+
 using pipeline::architecture;
 using pipeline::random_model_source;
 
@@ -30,16 +32,16 @@ void construct_all(const std::string& name) {
   const pipeline::ModelSource src = random_model_source(name, "float16");
   auto& backend = kernels::cpu_backend();
   {
-    const models::CLIPTextModel text(models::CLIPTextConfig::from_json(src.text_encoder->config),
-                                     src.text_encoder->weights, backend);
+    const models::CLIPTextModel text(models::CLIPTextConfig::from_json(src.at(component::text_encoder).config),
+                                     src.at(component::text_encoder).weights, backend);
   }
   {
-    const models::UNet2DConditionModel unet(models::UNet2DConditionConfig::from_json(src.unet->config),
-                                            src.unet->weights, backend);
-    EXPECT_EQ(unet.config().sample_size, src.unet->config.at("sample_size").get<int64_t>());
+    const models::UNet2DConditionModel unet(models::UNet2DConditionConfig::from_json(src.at(component::unet).config),
+                                            src.at(component::unet).weights, backend);
+    EXPECT_EQ(unet.config().sample_size, src.at(component::unet).config.at("sample_size").get<int64_t>());
   }
-  const models::AutoencoderKL vae(models::AutoencoderKLConfig::from_json(src.vae->config), src.vae->weights, backend,
-                                  true, true);
+  const models::AutoencoderKL vae(models::AutoencoderKLConfig::from_json(src.at(component::vae).config),
+                                  src.at(component::vae).weights, backend, true, true);
   EXPECT_EQ(vae.config().downscale_factor(), 8);
 }
 

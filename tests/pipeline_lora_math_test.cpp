@@ -15,6 +15,8 @@
 namespace sdrt {
 namespace {
 
+namespace component = pipeline::component;
+
 struct Module {
   std::string name;  // weight name without ".weight"
   Tensor down, up;
@@ -51,12 +53,14 @@ Tensor merged(const Tensor& w, const Module& m, float k) {
 TEST(LoraMath, SidePathMatchesMergedWeightsOnEveryLayer) {
   const auto source = pipeline::open_model_source(test::reference_path("models/sd2-tiny-v"));
   const float alpha = 1.5f, scale = 0.8f, k = scale * alpha / 2;
-  const auto unet = every_layer(source.unet->weights, 1), text = every_layer(source.text_encoder->weights, 5000);
+  const auto unet = every_layer(source.at(component::unet).weights, 1);
+  const auto text = every_layer(source.at(component::text_encoder).weights, 5000);
   std::vector<io::NamedTensor> entries;
   const Tensor alpha_t = Tensor::full({}, alpha);
   pipeline::ModelSource merged_source = source;
   for (const auto& [list, prefix, weights] :
-       {std::tuple{&unet, "lora_unet_", &merged_source.unet->weights}, std::tuple{&text, "lora_te_", &merged_source.text_encoder->weights}})
+       {std::tuple{&unet, "lora_unet_", &merged_source.at(component::unet).weights},
+        std::tuple{&text, "lora_te_", &merged_source.at(component::text_encoder).weights}})
     for (const Module& m : *list) {
       std::string key = prefix + m.name;
       for (char& ch : key)

@@ -21,6 +21,8 @@ namespace fs = std::filesystem;
 namespace sdrt {
 namespace {
 
+namespace component = pipeline::component;
+
 std::string kohya() { return test::reference_path("models/adapters/sd1-tiny-lora-kohya.safetensors"); }
 std::string diffusers_folder() { return test::reference_path("models/adapters/sd1-tiny-lora-diffusers"); }
 std::string sd1() { return test::reference_path("models/sd1-tiny"); }
@@ -216,8 +218,9 @@ TEST(LoraFile, ReadsKohyaAndDiffusersFormats) {
 
 TEST(LoraFile, MapsEveryModuleOntoTheModelsLayers) {
   const auto source = pipeline::open_model_source(sd1());
-  const pipeline::LoraTargets targets{{pipeline::LoraNetwork::UNet, &source.unet->weights},
-                                      {pipeline::LoraNetwork::TextEncoder, &source.text_encoder->weights}};
+  const pipeline::LoraTargets targets{
+      {pipeline::LoraNetwork::UNet, &source.at(component::unet).weights},
+      {pipeline::LoraNetwork::TextEncoder, &source.at(component::text_encoder).weights}};
   const auto resolved = pipeline::resolve_lora(pipeline::read_lora_file(kohya()), 0.5f, targets);
   ASSERT_EQ(resolved.size(), 95u);
   std::set<std::string> modules;

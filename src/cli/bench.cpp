@@ -43,6 +43,7 @@ namespace sdrt::cli {
 namespace {
 
 namespace fs = std::filesystem;
+namespace component = pipeline::component;
 
 constexpr const char* kPrompt = "a photograph of an astronaut riding a horse";
 
@@ -205,12 +206,12 @@ pipeline::ModelSource open_source(const BenchArgs& a, TempBundle& temp, ModelFac
   pipeline::ModelSource src = pipeline::open_model_source(a.resource_path, options);
   if (a.precision && pipeline::precision_name(*a.precision) != src.precision) {
     const DType dtype = pipeline::precision_dtype(*a.precision);
-    for (auto* component : {&src.text_encoder, &src.text_encoder_2, &src.unet, &src.vae, &src.safety_checker}) {
-      if (!*component) continue;
-      Weights converted((*component)->weights.source());
-      for (const auto& [name, t] : (*component)->weights.all()) converted.add(name, t.to(dtype));
-      for (const auto& [name, c] : (*component)->weights.all_compressed()) converted.add_compressed(name, c);
-      (*component)->weights = std::move(converted);
+    for (auto& entry : src.components) {
+      pipeline::ComponentData& data = entry.second;
+      Weights converted(data.weights.source());
+      for (const auto& [name, t] : data.weights.all()) converted.add(name, t.to(dtype));
+      for (const auto& [name, c] : data.weights.all_compressed()) converted.add_compressed(name, c);
+      data.weights = std::move(converted);
     }
     src.precision = pipeline::precision_name(*a.precision);
   }
@@ -252,7 +253,7 @@ Timings run_bench(const BenchArgs& a, const CliLoras& loras, const pipeline::Mod
   if (options.stream_weights) set_cached_memory_limit(0);  // as the pipeline does when streaming
   auto& backend = kernels::cpu_backend(pipeline::backend_options(options.compute_precision, options.attention,
                                                                  options.stream_weights, src.precision));
-  const int64_t factor = int64_t{1} << (src.vae->config.at("block_out_channels").size() - 1);
+  const int64_t factor = int64_t{1} << (src.at(component::vae).config.at("block_out_channels").size() - 1);
   const int64_t h = height / factor, w = width / factor;
   if (height % factor || width % factor)
     throw Error("--width and --height must be multiples of the VAE's downscale factor " + std::to_string(factor));
@@ -269,14 +270,14 @@ Timings run_bench(const BenchArgs& a, const CliLoras& loras, const pipeline::Mod
   models::Conditioning cond;  // the UNet step's conditioning (SDXL: context, pooled and time ids)
   Tensor& embeds = cond.context;
   phase("text_encoder", [&] {
-    if (src.text_encoder_2) {  // SDXL: both encoders as the pipeline runs them
+    if (src.has(component::text_encoder_2)) {  // SDXL: both encoders as the pipeline runs them
       const auto encoder = pipeline::make_sdxl_prompt_encoder(src, backend, backend, backend, false);
       const pipeline::PromptRequest request = sdxl_request(width, height, a.guided());
       t.text_encoder_s = median_seconds(a.repeat, [&] { cond = encoder->encode(request); });
       return;
     }
-    const models::CLIPTextModel text(models::CLIPTextConfig::from_json(src.text_encoder->config),
-                                     src.text_encoder->weights, backend);
+    const models::CLIPTextModel text(models::CLIPTextConfig::from_json(src.at(component::text_encoder).config),
+                                     src.at(component::text_encoder).weights, backend);
     const auto tok = tokenizer::ClipTokenizer::from_files(src.tokenizer.vocab_json, src.tokenizer.merges_txt,
                                                           src.tokenizer.pad_token);
     std::vector<int64_t> ids = a.guided() ? tok.encode("") : std::vector<int64_t>{};
@@ -286,10 +287,12 @@ Timings run_bench(const BenchArgs& a, const CliLoras& loras, const pipeline::Mod
   });
   phase("unet", [&] {
     // With --lora the UNet is built as the pipeline builds it, carrying the LoRAs' UNet deltas.
-    pipeline::LoraLayers lora_layers(backend, src.unet->weights);
-    const pipeline::LoraTargets targets{{pipeline::LoraNetwork::UNet, &src.unet->weights},
+    const pipeline::ComponentData& unet_data = src.at(component::unet);
+    pipeline::LoraLayers lora_layers(backend, unet_data.weights);
+    const pipeline::ComponentData* text = src.find(component::text_encoder);
+    const pipeline::LoraTargets targets{{pipeline::LoraNetwork::UNet, &unet_data.weights},
                                         {pipeline::LoraNetwork::TextEncoder,
-                                         src.text_encoder ? &src.text_encoder->weights : &src.text_encoder_2->weights}};
+                                         &(text ? *text : src.at(component::text_encoder_2)).weights}};
     std::vector<pipeline::ResolvedLora> deltas;
     for (size_t i = 0; i < loras.loras.size(); ++i) try {
         for (auto& r : pipeline::resolve_lora(pipeline::read_lora_file(loras.loras[i].path), loras.loras[i].scale, targets))
@@ -299,8 +302,8 @@ Timings run_bench(const BenchArgs& a, const CliLoras& loras, const pipeline::Mod
       }
     lora_layers.activate(deltas);
     t.unet_lora_layers = lora_layers.active_layers();
-    const models::UNet2DConditionModel unet(models::UNet2DConditionConfig::from_json(src.unet->config),
-                                            src.unet->weights, loras.loras.empty() ? backend : lora_layers.backend());
+    const models::UNet2DConditionModel unet(models::UNet2DConditionConfig::from_json(unet_data.config), unet_data.weights,
+                                            loras.loras.empty() ? backend : lora_layers.backend());
     const Tensor sample = bench_input({batch, unet.config().in_channels, h, w});
     const std::vector<float> timesteps(static_cast<size_t>(batch), 500.0f);
     BufferStats before, after;
@@ -313,7 +316,8 @@ Timings run_bench(const BenchArgs& a, const CliLoras& loras, const pipeline::Mod
                            after.fresh_bytes - before.fresh_bytes};
   });
   phase("vae", [&] {
-    const models::AutoencoderKL vae(models::AutoencoderKLConfig::from_json(src.vae->config), src.vae->weights, backend,
+    const models::AutoencoderKL vae(models::AutoencoderKLConfig::from_json(src.at(component::vae).config),
+                                    src.at(component::vae).weights, backend,
                                     src.has_vae_encoder, src.has_vae_decoder);
     if (!src.has_vae_decoder) throw Error(src.path + ": the model has no VAE decoder");
     const Tensor z = bench_input({1, vae.config().latent_channels, h, w});
@@ -501,17 +505,18 @@ Command add_bench(CLI::App& app) {
     TempBundle temp;
     ModelFacts facts;
     const pipeline::ModelSource src = open_source(*a, temp, facts);
-    if (!(src.text_encoder || src.text_encoder_2) || !src.unet || !src.vae)
+    if (!(src.has(component::text_encoder) || src.has(component::text_encoder_2)) || !src.has(component::unet) ||
+        !src.has(component::vae))
       throw Error(src.path + ": the model needs a text encoder, a UNet and a VAE to be benchmarked");
-    const int native = static_cast<int>(src.unet->config.value("sample_size", 64) *
-                                        (1 << (src.vae->config.at("block_out_channels").size() - 1)));
+    const int native = static_cast<int>(src.at(component::unet).config.value("sample_size", 64) *
+                                        (1 << (src.at(component::vae).config.at("block_out_channels").size() - 1)));
     const int width = a->width ? a->width : native, height = a->height ? a->height : native;
     CliLoras loras = cli_loras(a->loras, "", {});
     RandomLora random_lora;
     if (a->random_lora_rank) {
       const std::string path =
           (fs::temp_directory_path() / ("sdrt-bench-lora-" + std::to_string(::getpid()) + ".safetensors")).string();
-      write_random_lora(src.unet->weights, *a->random_lora_rank, path, random_lora);
+      write_random_lora(src.at(component::unet).weights, *a->random_lora_rank, path, random_lora);
       loras.loras.push_back({path, 1.0f});
       loras.origins.push_back("--random-lora " + std::to_string(*a->random_lora_rank));
     }

@@ -34,8 +34,9 @@ ShownTokenizer open_tokenizer(const std::string& path) {
     pipeline::SourceOptions so;
     so.verify_checksums = false;
     const auto src = pipeline::open_model_source(path, so);
-    const auto& t = src.text_encoder || !src.tokenizer_2 ? src.tokenizer : *src.tokenizer_2;  // SDXL refiner: the second
-    return {tokenizer::ClipTokenizer::from_files(t.vocab_json, t.merges_txt, t.pad_token), src.text_encoder ? 0u : 1u,
+    const bool first = src.has(pipeline::component::text_encoder);
+    const auto& t = first || !src.tokenizer_2 ? src.tokenizer : *src.tokenizer_2;  // SDXL refiner: the second
+    return {tokenizer::ClipTokenizer::from_files(t.vocab_json, t.merges_txt, t.pad_token), first ? 0u : 1u,
             src.tokenizer_2 ? 2u : 1u};
   }
   return {tokenizer::ClipTokenizer::from_folder(path)};

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -126,32 +127,38 @@ std::vector<PendingFile> unet_files(const std::string& stem, const ComponentData
   return {{stem + "Chunk1.safetensors", {tensors.begin(), mid}}, {stem + "Chunk2.safetensors", {mid, tensors.end()}}};
 }
 
+// The components a bundle holds; their file names and manifest order are fixed by the format (plan_bundle).
+constexpr std::string_view kBundled[] = {component::text_encoder, component::text_encoder_2, component::unet,
+                                         component::vae, component::safety_checker};
+
 BundlePlan plan_bundle(const ModelSource& src, const BundleWriteOptions& opt, DType dtype) {
+  for (const auto& [name, data] : src.components)  // rather than dropping a network without a bundle form
+    if (std::find(std::begin(kBundled), std::end(kBundled), name) == std::end(kBundled))
+      throw Error(src.path + ": a bundle cannot hold the component '" + name + "'");
   BundlePlan plan;
-  if (opt.text_encoder && src.text_encoder)
-    plan_component(plan, "text_encoder", *src.text_encoder,
-                   {{"TextEncoder.safetensors", select(src.text_encoder->weights, {}, dtype)}}, opt.compression);
-  if (opt.text_encoder && src.text_encoder_2)
-    plan_component(plan, "text_encoder_2", *src.text_encoder_2,
-                   {{"TextEncoder2.safetensors", select(src.text_encoder_2->weights, {}, dtype)}}, opt.compression);
-  if (opt.unet && src.unet) plan_component(plan, "unet", *src.unet, unet_files("Unet", *src.unet, opt, dtype), opt.compression);
-  if (opt.unet && src.refiner && src.refiner->unet)
-    plan_component(plan, "unet_refiner", *src.refiner->unet, unet_files("UnetRefiner", *src.refiner->unet, opt, dtype),
-                   opt.compression);
-  if (src.vae && opt.vae_decoder && src.has_vae_decoder)
-    plan_component(plan, "vae_decoder", *src.vae,
-                   {{"VAEDecoder.safetensors", select(src.vae->weights, {"decoder.", "post_quant_conv."}, dtype)}},
-                   opt.compression);
-  if (src.vae && opt.vae_encoder && src.has_vae_encoder)
-    plan_component(plan, "vae_encoder", *src.vae,
-                   {{"VAEEncoder.safetensors", select(src.vae->weights, {"encoder.", "quant_conv."}, dtype)}},
-                   opt.compression);
-  if (opt.safety_checker && src.safety_checker) {
-    plan_component(plan, "safety_checker", *src.safety_checker,
-                   {{"SafetyChecker.safetensors", select(src.safety_checker->weights, {}, dtype)}},
-                   opt.compression);
-    plan.components["safety_checker"]["preprocessor"] = src.feature_extractor_config;
+  const auto whole = [&](std::string_view name, bool selected, const char* file) {
+    if (const ComponentData* c = src.find(name); c && selected)
+      plan_component(plan, std::string(name), *c, {{file, select(c->weights, {}, dtype)}}, opt.compression);
+  };
+  whole(component::text_encoder, opt.text_encoder, "TextEncoder.safetensors");
+  whole(component::text_encoder_2, opt.text_encoder, "TextEncoder2.safetensors");
+  if (const ComponentData* unet = src.find(component::unet); unet && opt.unet)
+    plan_component(plan, "unet", *unet, unet_files("Unet", *unet, opt, dtype), opt.compression);
+  if (const ComponentData* unet = src.refiner ? src.refiner->find(component::unet) : nullptr; unet && opt.unet)
+    plan_component(plan, "unet_refiner", *unet, unet_files("UnetRefiner", *unet, opt, dtype), opt.compression);
+  if (const ComponentData* vae = src.find(component::vae)) {
+    if (opt.vae_decoder && src.has_vae_decoder)
+      plan_component(plan, "vae_decoder", *vae,
+                     {{"VAEDecoder.safetensors", select(vae->weights, {"decoder.", "post_quant_conv."}, dtype)}},
+                     opt.compression);
+    if (opt.vae_encoder && src.has_vae_encoder)
+      plan_component(plan, "vae_encoder", *vae,
+                     {{"VAEEncoder.safetensors", select(vae->weights, {"encoder.", "quant_conv."}, dtype)}},
+                     opt.compression);
   }
+  whole(component::safety_checker, opt.safety_checker, "SafetyChecker.safetensors");
+  if (plan.components.contains("safety_checker"))
+    plan.components["safety_checker"]["preprocessor"] = src.feature_extractor_config;
   nlohmann::ordered_json controlnets = nlohmann::ordered_json::object();
   for (const auto& [name, data] : src.controlnets) {
     const std::string file = "controlnet/" + name + ".safetensors";
@@ -214,7 +221,7 @@ void write_into(const ModelSource& src, const fs::path& dir, const BundleWriteOp
   nlohmann::ordered_json manifest;
   manifest["format"] = "sdrt-bundle";
   // SD 1.x/2.x bundles stay at version 1, so an older sdrt still reads them and refuses SDXL ones.
-  manifest["format_version"] = src.text_encoder_2 ? kBundleFormatVersion : 1;
+  manifest["format_version"] = src.has(component::text_encoder_2) ? kBundleFormatVersion : 1;
   manifest["model_family"] = src.family;
   manifest["precision"] = precision_name(opt.precision);
   manifest["source"] = {{"path", src.path}, {"format", src.format}};
@@ -223,7 +230,7 @@ void write_into(const ModelSource& src, const fs::path& dir, const BundleWriteOp
   manifest["tokenizer"] = {{"files", {"vocab.json", "merges.txt"}}, {"pad_token", src.tokenizer.pad_token}};
   std::vector<std::pair<std::string, std::string>> copies{{"vocab.json", src.tokenizer.vocab_json},
                                                           {"merges.txt", src.tokenizer.merges_txt}};
-  if (src.text_encoder_2)
+  if (src.has(component::text_encoder_2))
     for (auto& c : plan_sdxl(src, manifest)) copies.push_back(std::move(c));
 
   const int total = static_cast<int>(plan.files.size() + copies.size()) + 1;
@@ -253,7 +260,8 @@ void write_into(const ModelSource& src, const fs::path& dir, const BundleWriteOp
 
 void write_bundle(const ModelSource& source, const std::string& out_dir, const BundleWriteOptions& options) {
   precision_dtype(options.precision);  // reject a bad precision before touching the disk
-  if (source.text_encoder_2 && !source.tokenizer_2) throw Error(source.path + ": SDXL model without tokenizer_2");
+  if (source.has(component::text_encoder_2) && !source.tokenizer_2)
+    throw Error(source.path + ": SDXL model without tokenizer_2");
   const fs::path out = fs::absolute(out_dir).lexically_normal();
   const fs::path target = out.filename().empty() ? out.parent_path() : out;
   if (fs::exists(target) && !options.force)
@@ -315,8 +323,10 @@ bool same_weights(const Weights& a, const Weights& b) {
   return true;
 }
 
-void require_same(const std::optional<ComponentData>& base, const std::optional<ComponentData>& refiner,
-                  const ModelSource& b, const ModelSource& r, const std::string& what) {
+// The refiner's component `name`, when it has one, equals the base's.
+void require_same(const ModelSource& b, const ModelSource& r, std::string_view name, const std::string& what) {
+  const ComponentData* base = b.find(name);
+  const ComponentData* refiner = r.find(name);
   if (!refiner) return;
   if (!base || !same_config(base->config, refiner->config) || !same_weights(base->weights, refiner->weights))
     throw Error("refiner: " + r.path + ": its " + what + " differs from the base's (" + b.path +
@@ -331,10 +341,10 @@ void attach_refiner(ModelSource& base, const ModelSource& refiner) {
   if (refiner.family != "sdxl-refiner" && refiner.family != "sdxl")
     throw Error("refiner: " + refiner.path + " is not an SDXL model (family " + refiner.family + ")");
   if (refiner.refiner) throw Error("refiner: " + refiner.path + " carries a refiner of its own");
-  if (!refiner.unet) throw Error("refiner: " + refiner.path + " has no UNet");
-  if (refiner.text_encoder) require_same(base.text_encoder, refiner.text_encoder, base, refiner, "text_encoder");
-  require_same(base.text_encoder_2, refiner.text_encoder_2, base, refiner, "text_encoder_2");
-  require_same(base.vae, refiner.vae, base, refiner, "VAE");
+  if (!refiner.has(component::unet)) throw Error("refiner: " + refiner.path + " has no UNet");
+  require_same(base, refiner, component::text_encoder, "text_encoder");
+  require_same(base, refiner, component::text_encoder_2, "text_encoder_2");
+  require_same(base, refiner, component::vae, "VAE");
   if (!base.tokenizer_2 || !refiner.tokenizer_2) throw Error("refiner: " + base.path + " or " + refiner.path + " has no tokenizer_2");
   const TokenizerFiles& bt = *base.tokenizer_2;
   const TokenizerFiles& rt = *refiner.tokenizer_2;

@@ -13,6 +13,7 @@ using pipeline::ComponentData;
 using pipeline::ModelSource;
 using pipeline::SourceOptions;
 using pipeline::TokenizerFiles;
+namespace component = pipeline::component;
 
 ModelSource open_single_file(const std::string& path, const SourceOptions& options) {
   pipeline::LdmOptions ldm;
@@ -29,10 +30,10 @@ ModelSource open_single_file(const std::string& path, const SourceOptions& optio
   src.path = path;
   src.format = "single-file";
   src.family = ckpt.family;
-  src.unet = ComponentData{std::move(ckpt.unet), ckpt.unet_config};
-  src.vae = ComponentData{std::move(ckpt.vae), ckpt.vae_config};
+  src.set(component::unet, {std::move(ckpt.unet), ckpt.unet_config});
+  src.set(component::vae, {std::move(ckpt.vae), ckpt.vae_config});
   src.has_vae_encoder = src.has_vae_decoder = true;
-  if (ckpt.has_text_encoder) src.text_encoder = ComponentData{std::move(ckpt.text_encoder), ckpt.text_encoder_config};
+  if (ckpt.has_text_encoder) src.set(component::text_encoder, {std::move(ckpt.text_encoder), ckpt.text_encoder_config});
   src.scheduler_config = ckpt.scheduler_config;
   src.scheduler_class = ckpt.scheduler_config.value("_class_name", "PNDMScheduler");
   const TokenizerFiles bpe = pipeline::open_tokenizer_folder(options.tokenizer_dir.value_or(pipeline::default_tokenizer_dir()));
@@ -40,7 +41,7 @@ ModelSource open_single_file(const std::string& path, const SourceOptions& optio
   if (ckpt.has_text_encoder)
     src.tokenizer.pad_token = ckpt.tokenizer_config.value("pad_token", src.family == "sd2" ? "!" : "<|endoftext|>");
   if (ckpt.text_encoder_2) {  // SDXL: the same BPE files, padded with "!"
-    src.text_encoder_2 = ComponentData{std::move(*ckpt.text_encoder_2), ckpt.text_encoder_2_config};
+    src.set(component::text_encoder_2, {std::move(*ckpt.text_encoder_2), ckpt.text_encoder_2_config});
     src.tokenizer_2 = bpe;
     src.tokenizer_2->pad_token = ckpt.tokenizer_2_config.value("pad_token", "!");
     if (!ckpt.has_text_encoder) src.tokenizer = *src.tokenizer_2;  // unused: the refiner has text_encoder_2 alone

@@ -63,13 +63,13 @@ Tensor unet_check_output(const ComponentData& c, const ComponentData& text) {
 
 namespace {
 
-Tensor vae_decoder_output(const ModelSource& src) {
-  models::AutoencoderKL m(models::AutoencoderKLConfig::from_json(src.vae->config), src.vae->weights, be(), false, true);
-  return m.decode(randn({1, src.vae->config.value("latent_channels", 4), 16, 16}, 3));
+Tensor vae_decoder_output(const ComponentData& vae) {
+  models::AutoencoderKL m(models::AutoencoderKLConfig::from_json(vae.config), vae.weights, be(), false, true);
+  return m.decode(randn({1, vae.config.value("latent_channels", 4), 16, 16}, 3));
 }
 
-Tensor vae_encoder_output(const ModelSource& src) {
-  models::AutoencoderKL m(models::AutoencoderKLConfig::from_json(src.vae->config), src.vae->weights, be(), true, false);
+Tensor vae_encoder_output(const ComponentData& vae) {
+  models::AutoencoderKL m(models::AutoencoderKLConfig::from_json(vae.config), vae.weights, be(), true, false);
   Tensor x = randn({1, 3, 64, 64}, 4);
   for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = std::tanh(x.f32()[i]);
   return m.encode(x).mean;
@@ -107,24 +107,28 @@ double output_psnr(const Tensor& reference, const Tensor& test) {
 
 std::vector<NetworkPsnr> check_conversion(const ModelSource& ref, const ModelSource& out) {
   std::vector<NetworkPsnr> r;
-  if (ref.text_encoder && out.text_encoder)
-    r.push_back({"text_encoder", output_psnr(text_encoder_check_output(*ref.text_encoder), text_encoder_check_output(*out.text_encoder))});
-  if (ref.text_encoder_2 && out.text_encoder_2)
-    r.push_back({"text_encoder_2", output_psnr(text_encoder_check_output(*ref.text_encoder_2),
-                                               text_encoder_check_output(*out.text_encoder_2))});
+  // Both sides' component `name`, or nullptrs when either lacks it.
+  const auto both = [&](std::string_view name) {
+    const ComponentData *a = ref.find(name), *b = out.find(name);
+    return a && b ? std::pair{a, b} : std::pair<const ComponentData*, const ComponentData*>{};
+  };
+  for (std::string_view name : {component::text_encoder, component::text_encoder_2})
+    if (auto [a, b] = both(name); a)
+      r.push_back({std::string(name), output_psnr(text_encoder_check_output(*a), text_encoder_check_output(*b))});
   // The UNet's conditioning is sized from the text encoder that drives it (SDXL: text_encoder_2's projection).
-  const auto& text = ref.text_encoder_2 ? ref.text_encoder_2 : ref.text_encoder;
-  if (ref.unet && out.unet && text)
-    r.push_back({"unet", output_psnr(unet_check_output(*ref.unet, *text), unet_check_output(*out.unet, *text))});
+  const ComponentData* text = ref.has(component::text_encoder_2) ? ref.find(component::text_encoder_2)
+                                                                 : ref.find(component::text_encoder);
+  if (auto [a, b] = both(component::unet); a && text)
+    r.push_back({"unet", output_psnr(unet_check_output(*a, *text), unet_check_output(*b, *text))});
   if (ref.refiner && out.refiner && text)
-    r.push_back({"unet_refiner", output_psnr(unet_check_output(*ref.refiner->unet, *text),
-                                             unet_check_output(*out.refiner->unet, *text))});
-  if (ref.vae && out.vae && out.has_vae_decoder)
-    r.push_back({"vae_decoder", output_psnr(vae_decoder_output(ref), vae_decoder_output(out))});
-  if (ref.vae && out.vae && out.has_vae_encoder)
-    r.push_back({"vae_encoder", output_psnr(vae_encoder_output(ref), vae_encoder_output(out))});
-  if (ref.safety_checker && out.safety_checker)
-    r.push_back({"safety_checker", output_psnr(safety_output(*ref.safety_checker), safety_output(*out.safety_checker))});
+    r.push_back({"unet_refiner", output_psnr(unet_check_output(ref.refiner->at(component::unet), *text),
+                                             unet_check_output(out.refiner->at(component::unet), *text))});
+  if (auto [a, b] = both(component::vae); a && out.has_vae_decoder)
+    r.push_back({"vae_decoder", output_psnr(vae_decoder_output(*a), vae_decoder_output(*b))});
+  if (auto [a, b] = both(component::vae); a && out.has_vae_encoder)
+    r.push_back({"vae_encoder", output_psnr(vae_encoder_output(*a), vae_encoder_output(*b))});
+  if (auto [a, b] = both(component::safety_checker); a)
+    r.push_back({"safety_checker", output_psnr(safety_output(*a), safety_output(*b))});
   for (const auto& [name, data] : out.controlnets) {
     auto it = ref.controlnets.find(name);
     if (it != ref.controlnets.end())

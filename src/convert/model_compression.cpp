@@ -139,17 +139,19 @@ CompressionReport compress_model(ModelSource& src, const CompressionOptions& o,
     if (progress) progress("compressing " + key);
     report[key] = o.target_psnr > 0 ? compress_mixed(c, o, output) : compress_uniform(c, o);
   };
-  if (src.text_encoder) run("text_encoder", *src.text_encoder, text_encoder_check_output);
+  if (auto* c = src.find(component::text_encoder)) run("text_encoder", *c, text_encoder_check_output);
   // SDXL: the UNet's check input is sized from text_encoder_2 (its pooled projection), taken before compression.
-  const auto& driver = src.text_encoder_2 ? src.text_encoder_2 : src.text_encoder;
-  if (o.target_psnr > 0 && src.unet && !driver)
+  const ComponentData* driver = src.has(component::text_encoder_2) ? src.find(component::text_encoder_2)
+                                                                    : src.find(component::text_encoder);
+  if (o.target_psnr > 0 && src.has(component::unet) && !driver)
     throw Error(src.path + ": compression with a target_psnr needs the text encoder's config to drive the UNet");
   const ComponentData text = driver ? *driver : ComponentData{};
-  if (src.text_encoder_2) run("text_encoder_2", *src.text_encoder_2, text_encoder_check_output);
-  if (src.unet) run("unet", *src.unet, [&](const ComponentData& u) { return unet_check_output(u, text); });
-  if (src.refiner && src.refiner->unet) {  // a copy: the caller's reference source keeps the dense refiner
+  if (auto* c = src.find(component::text_encoder_2)) run("text_encoder_2", *c, text_encoder_check_output);
+  const auto unet_output = [&](const ComponentData& u) { return unet_check_output(u, text); };
+  if (auto* c = src.find(component::unet)) run("unet", *c, unet_output);
+  if (src.refiner && src.refiner->has(component::unet)) {  // a copy: the caller's reference keeps the dense refiner
     auto refiner = std::make_shared<ModelSource>(*src.refiner);
-    run("unet_refiner", *refiner->unet, [&](const ComponentData& u) { return unet_check_output(u, text); });
+    run("unet_refiner", refiner->at(component::unet), unet_output);
     src.refiner = std::move(refiner);
   }
   for (auto& [name, data] : src.controlnets) run("controlnet " + name, data, controlnet_check_output);

@@ -394,16 +394,16 @@ ModelSource random_model_source(const std::string& name, const std::string& prec
   src.format = "random";
   src.family = arch.family;
   src.precision = precision_name(precision);
-  src.text_encoder = ComponentData{random_text_encoder_weights(arch.text_encoder, dtype), arch.text_encoder};
-  src.unet = ComponentData{random_unet_weights(arch.unet, dtype), arch.unet};
-  src.vae = ComponentData{random_vae_weights(arch.vae, dtype), arch.vae};
+  src.set(component::text_encoder, {random_text_encoder_weights(arch.text_encoder, dtype), arch.text_encoder});
+  src.set(component::unet, {random_unet_weights(arch.unet, dtype), arch.unet});
+  src.set(component::vae, {random_vae_weights(arch.vae, dtype), arch.vae});
   src.has_vae_encoder = src.has_vae_decoder = true;
   src.scheduler_class = arch.scheduler.at("_class_name").get<std::string>();
   src.scheduler_config = arch.scheduler;
   const std::string dir = default_tokenizer_dir();
   src.tokenizer = {dir + "/vocab.json", dir + "/merges.txt", arch.family == "sd2" ? "!" : "<|endoftext|>"};
   if (!arch.text_encoder_2.is_null()) {  // SDXL: model_index.json's values for the base
-    src.text_encoder_2 = ComponentData{random_text_encoder_weights(arch.text_encoder_2, dtype), arch.text_encoder_2};
+    src.set(component::text_encoder_2, {random_text_encoder_weights(arch.text_encoder_2, dtype), arch.text_encoder_2});
     src.tokenizer_2 = TokenizerFiles{dir + "/vocab.json", dir + "/merges.txt", "!"};
     src.force_zeros_for_empty_prompt = true;
   }

@@ -90,10 +90,16 @@ void verify_checksums(const fs::path& dir, const nlohmann::json& checksums) {
 }
 
 std::optional<ComponentData> bundle_component(const fs::path& dir, const nlohmann::json& components,
-                                              const std::string& key) {
-  if (!components.contains(key)) return std::nullopt;
-  const auto& c = components[key];
-  return ComponentData{load_bundle_files(dir, c.at("files"), key), c.at("config")};
+                                              std::string_view key) {
+  const auto c = components.find(std::string(key));
+  if (c == components.end()) return std::nullopt;
+  return ComponentData{load_bundle_files(dir, c->at("files"), std::string(key)), c->at("config")};
+}
+
+// The manifest component `key`, when present, as the source's component `name`.
+void read_component(const fs::path& dir, const nlohmann::json& components, std::string_view key, ModelSource& src,
+                    std::string_view name) {
+  if (auto c = bundle_component(dir, components, key)) src.set(name, std::move(*c));
 }
 
 // SDXL: text_encoder_2, tokenizer_2, model_index.json's flags and the refiner, which shares everything
@@ -101,7 +107,7 @@ std::optional<ComponentData> bundle_component(const fs::path& dir, const nlohman
 void read_sdxl(const fs::path& dir, const nlohmann::json& m, ModelSource& src) {
   const std::string manifest = (dir / "manifest.json").string();
   const auto& comps = m.at("components");
-  src.text_encoder_2 = bundle_component(dir, comps, "text_encoder_2");
+  read_component(dir, comps, component::text_encoder_2, src, component::text_encoder_2);
   const auto& sdxl = m.at("sdxl");
   src.force_zeros_for_empty_prompt = sdxl.at("force_zeros_for_empty_prompt").get<bool>();
   src.requires_aesthetics_score = sdxl.at("requires_aesthetics_score").get<bool>();
@@ -109,7 +115,7 @@ void read_sdxl(const fs::path& dir, const nlohmann::json& m, ModelSource& src) {
   if (files.size() != 2) throw Error(manifest + ": tokenizer_2 must list vocab.json and merges.txt");
   src.tokenizer_2 = TokenizerFiles{(dir / files[0]).string(), (dir / files[1]).string(),
                                    m.at("tokenizer_2").value("pad_token", "!")};
-  if (!src.text_encoder) src.tokenizer = *src.tokenizer_2;  // a refiner: text_encoder_2 alone
+  if (!src.has(component::text_encoder)) src.tokenizer = *src.tokenizer_2;  // a refiner: text_encoder_2 alone
   if (!m.contains("refiner")) return;
   const auto& r = m.at("refiner");
   auto refiner = std::make_shared<ModelSource>(src);  // shares the tensors
@@ -121,9 +127,11 @@ void read_sdxl(const fs::path& dir, const nlohmann::json& m, ModelSource& src) {
   const std::string unet = r.at("unet").get<std::string>();
   if (unet.rfind("unet", 0) != 0 || unet == "unet")
     throw Error(manifest + ": refiner.unet '" + unet + "' must name a UNet component other than 'unet'");
-  refiner->unet = bundle_component(dir, comps, unet);
-  if (!refiner->unet) throw Error(manifest + ": refiner.unet names a missing component '" + unet + "'");
-  if (refiner->family == "sdxl-refiner") refiner->text_encoder.reset();  // encodes with text_encoder_2 alone
+  refiner->erase(component::unet);
+  read_component(dir, comps, unet, *refiner, component::unet);
+  if (!refiner->has(component::unet))
+    throw Error(manifest + ": refiner.unet names a missing component '" + unet + "'");
+  if (refiner->family == "sdxl-refiner") refiner->erase(component::text_encoder);  // encodes with text_encoder_2 alone
   refiner->scheduler_class = r.at("scheduler").at("class").get<std::string>();
   refiner->scheduler_config = r.at("scheduler").at("config");
   refiner->force_zeros_for_empty_prompt = r.at("force_zeros_for_empty_prompt").get<bool>();
@@ -151,10 +159,10 @@ ModelSource read_bundle(const std::string& dir_str, bool verify) {
     src.family = m.at("model_family").get<std::string>();
     src.precision = m.at("precision").get<std::string>();
     const auto& comps = m.at("components");
-    src.text_encoder = bundle_component(dir, comps, "text_encoder");
-    src.unet = bundle_component(dir, comps, "unet");
-    src.safety_checker = bundle_component(dir, comps, "safety_checker");
-    if (src.safety_checker) src.feature_extractor_config = comps["safety_checker"].value("preprocessor", nlohmann::json::object());
+    for (std::string_view name : {component::text_encoder, component::unet, component::safety_checker})
+      read_component(dir, comps, name, src, name);
+    if (src.has(component::safety_checker))
+      src.feature_extractor_config = comps["safety_checker"].value("preprocessor", nlohmann::json::object());
     auto dec = bundle_component(dir, comps, "vae_decoder");
     auto enc = bundle_component(dir, comps, "vae_encoder");
     src.has_vae_decoder = dec.has_value();
@@ -165,7 +173,7 @@ ModelSource read_bundle(const std::string& dir_str, bool verify) {
         for (const auto& [name, t] : enc->weights.all()) vae.weights.add(name, t);
       if (dec && enc)
         for (const auto& [name, c] : enc->weights.all_compressed()) vae.weights.add_compressed(name, c);
-      src.vae = std::move(vae);
+      src.set(component::vae, std::move(vae));
     }
     if (comps.contains("controlnets"))
       for (auto it = comps["controlnets"].begin(); it != comps["controlnets"].end(); ++it) {

@@ -87,7 +87,7 @@ DenoiseInputs prepare_denoise_inputs(Networks& nets, const GenerationConfig& c, 
   in.guided = c.guidance_scale > 1.0f;
   const int64_t f = nets.latent_factor();
   const Shape shape{batch, nets.latent_channels(), height / f, width / f};
-  const float scaling = nets.source().vae->config.value("scaling_factor", 0.18215f);
+  const float scaling = nets.source().at(component::vae).config.value("scaling_factor", 0.18215f);
   const bool inpaint_unet = nets.unet_in_channels() == 9;
   if (inpaint_unet && !c.mask) throw Error(nets.source().path + ": this is an inpainting model: give a starting_image and a mask");
 

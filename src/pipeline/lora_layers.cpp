@@ -292,7 +292,7 @@ size_t LoraLayers::active_layers() const {
 }
 
 namespace {
-const Weights& weights_of(const std::optional<ComponentData>& c) {
+const Weights& weights_of(const ComponentData* c) {
   static const Weights kNone("(none)");
   return c ? c->weights : kNone;
 }
@@ -300,9 +300,9 @@ const Weights& weights_of(const std::optional<ComponentData>& c) {
 
 ModelLoras::ModelLoras(kernels::Backend& backend, const ModelSource& source)
     : source_(source),
-      unet_(backend, weights_of(source.unet)),
-      text_encoder_(backend, weights_of(source.text_encoder)),
-      text_encoder_2_(backend, weights_of(source.text_encoder_2)) {}
+      unet_(backend, weights_of(source.find(component::unet))),
+      text_encoder_(backend, weights_of(source.find(component::text_encoder))),
+      text_encoder_2_(backend, weights_of(source.find(component::text_encoder_2))) {}
 
 namespace {
 
@@ -352,9 +352,10 @@ std::vector<std::string> ModelLoras::activate(const std::vector<LoraInput>& lora
   }
   clear();
   LoraTargets targets;
-  if (source_.unet) targets[LoraNetwork::UNet] = &source_.unet->weights;
-  if (source_.text_encoder) targets[LoraNetwork::TextEncoder] = &source_.text_encoder->weights;
-  if (source_.text_encoder_2) targets[LoraNetwork::TextEncoder2] = &source_.text_encoder_2->weights;
+  for (auto [network, name] : {std::pair{LoraNetwork::UNet, component::unet},
+                               std::pair{LoraNetwork::TextEncoder, component::text_encoder},
+                               std::pair{LoraNetwork::TextEncoder2, component::text_encoder_2}})
+    if (const ComponentData* c = source_.find(name)) targets[network] = &c->weights;
   std::vector<ResolvedLora> unet, text, text_2;
   std::vector<std::string> notes;
   for (size_t i = 0; i < loras.size(); ++i) {

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 
@@ -20,6 +21,17 @@ bool listed(const nlohmann::json& index, const std::string& name) {
   return index.contains(name) && index[name].is_array() && !index[name].empty() && !index[name][0].is_null();
 }
 
+
+// Loads the networks sdrt knows (component::all) that model_index.json lists. A listed safety checker without
+// its folder is skipped, as diffusers does when it is disabled; any other missing folder is an error.
+void open_listed_components(ModelSource& src, const fs::path& dir, const nlohmann::json& index) {
+  for (auto it = index.begin(); it != index.end(); ++it) {
+    const auto known = std::find(std::begin(component::all), std::end(component::all), it.key());
+    if (known == std::end(component::all) || !listed(index, it.key())) continue;
+    if (*known == component::safety_checker && !fs::is_directory(dir / it.key())) continue;
+    src.set(*known, open_component_folder((dir / it.key()).string()));
+  }
+}
 
 // The pad token from tokenizer_config.json or special_tokens_map.json (a string or {"content": ...}).
 std::string read_pad_token(const fs::path& tokenizer_dir) {
@@ -46,13 +58,10 @@ ModelSource open_sdxl_folder(const fs::path& dir, const nlohmann::json& index) {
   const bool first_encoder = listed(index, "text_encoder");
   if (first_encoder != listed(index, "tokenizer"))
     throw Error(dir.string() + ": model_index.json lists only one of 'text_encoder' and 'tokenizer'");
-  src.unet = open_component_folder((dir / "unet").string());
-  src.vae = open_component_folder((dir / "vae").string());
+  open_listed_components(src, dir, index);
   src.has_vae_encoder = src.has_vae_decoder = true;
-  src.text_encoder_2 = open_component_folder((dir / "text_encoder_2").string());
   src.tokenizer_2 = open_tokenizer_folder((dir / "tokenizer_2").string());
   if (first_encoder) {
-    src.text_encoder = open_component_folder((dir / "text_encoder").string());
     src.tokenizer = open_tokenizer_folder((dir / "tokenizer").string());
   } else {
     src.tokenizer = *src.tokenizer_2;  // unused: the refiner encodes with text_encoder_2 alone
@@ -85,12 +94,9 @@ ModelSource open_diffusers_folder(const fs::path& dir) {
   for (const char* required : {"unet", "vae", "text_encoder", "tokenizer", "scheduler"})
     if (!listed(index, required) || !fs::is_directory(dir / required))
       throw Error(dir.string() + ": diffusers folder has no '" + required + "' component");
-  src.unet = open_component_folder((dir / "unet").string());
-  src.vae = open_component_folder((dir / "vae").string());
+  open_listed_components(src, dir, index);
   src.has_vae_encoder = src.has_vae_decoder = true;
-  src.text_encoder = open_component_folder((dir / "text_encoder").string());
-  if (listed(index, "safety_checker") && fs::is_directory(dir / "safety_checker")) {
-    src.safety_checker = open_component_folder((dir / "safety_checker").string());
+  if (src.has(component::safety_checker)) {
     const fs::path fe = dir / "feature_extractor" / "preprocessor_config.json";
     if (!fs::exists(fe)) throw Error(fe.string() + ": the safety checker needs its feature extractor config");
     src.feature_extractor_config = io::read_json_file(fe.string());
@@ -98,7 +104,7 @@ ModelSource open_diffusers_folder(const fs::path& dir) {
   src.scheduler_config = io::read_json_file((dir / "scheduler" / "scheduler_config.json").string());
   src.scheduler_class = src.scheduler_config.value("_class_name", index["scheduler"][1].get<std::string>());
   src.tokenizer = open_tokenizer_folder((dir / "tokenizer").string());
-  src.family = detect_family(src.text_encoder->config, src.tokenizer.pad_token);
+  src.family = detect_family(src.at(component::text_encoder).config, src.tokenizer.pad_token);
   return src;
 }
 
@@ -107,16 +113,16 @@ ModelSource open_diffusers_folder(const fs::path& dir) {
 void apply_config_dir(ModelSource& src, const fs::path& dir, const std::optional<std::string>& prediction_type) {
   if (!fs::is_regular_file(dir / "model_index.json"))
     throw Error(dir.string() + ": config_dir must be a diffusers folder (model_index.json and component configs)");
-  const auto config = [&](const char* component) {
-    const fs::path f = dir / component / "config.json";
-    if (!fs::is_regular_file(f)) throw Error(f.string() + ": config_dir has no " + component + " config");
+  const auto config = [&](std::string_view name) {
+    const fs::path f = dir / name / "config.json";
+    if (!fs::is_regular_file(f)) throw Error(f.string() + ": config_dir has no " + std::string(name) + " config");
     return io::read_json_file(f.string());
   };
-  src.unet->config = config("unet");
-  src.vae->config = config("vae");
-  if (src.text_encoder) src.text_encoder->config = config("text_encoder");
-  if (src.text_encoder_2) src.text_encoder_2->config = config("text_encoder_2");
-  if (src.text_encoder && fs::is_directory(dir / "tokenizer"))
+  src.at(component::unet).config = config(component::unet);
+  src.at(component::vae).config = config(component::vae);
+  for (std::string_view name : {component::text_encoder, component::text_encoder_2})
+    if (auto* c = src.find(name)) c->config = config(name);
+  if (src.has(component::text_encoder) && fs::is_directory(dir / "tokenizer"))
     src.tokenizer = open_tokenizer_folder((dir / "tokenizer").string());
   if (src.tokenizer_2 && fs::is_directory(dir / "tokenizer_2"))
     src.tokenizer_2 = open_tokenizer_folder((dir / "tokenizer_2").string());
@@ -160,6 +166,34 @@ const CheckpointImporter& checkpoint_importer(const std::string& path, const std
   return *importer;
 }
 
+const ComponentData* ModelSource::find(std::string_view name) const {
+  const auto it = components.find(name);
+  return it == components.end() ? nullptr : &it->second;
+}
+
+ComponentData* ModelSource::find(std::string_view name) {
+  const auto it = components.find(name);
+  return it == components.end() ? nullptr : &it->second;
+}
+
+const ComponentData& ModelSource::at(std::string_view name) const {
+  if (const ComponentData* c = find(name)) return *c;
+  throw Error(path + ": the model has no '" + std::string(name) + "'");
+}
+
+ComponentData& ModelSource::at(std::string_view name) {
+  if (ComponentData* c = find(name)) return *c;
+  throw Error(path + ": the model has no '" + std::string(name) + "'");
+}
+
+void ModelSource::set(std::string_view name, ComponentData data) {
+  components.insert_or_assign(std::string(name), std::move(data));
+}
+
+void ModelSource::erase(std::string_view name) {
+  if (const auto it = components.find(name); it != components.end()) components.erase(it);
+}
+
 ComponentData open_component_folder(const std::string& dir) {
   return {load_component(dir), io::read_json_file((fs::path(dir) / "config.json").string())};
 }
@@ -192,8 +226,9 @@ namespace {
 
 // The precision of a checkpoint is that of its UNet's matrices (norms are sometimes kept in fp32).
 std::string stored_precision(const ModelSource& src) {
-  if (!src.unet) return src.precision;
-  for (const auto& [name, t] : src.unet->weights.all()) {
+  const ComponentData* unet = src.find(component::unet);
+  if (!unet) return src.precision;
+  for (const auto& [name, t] : unet->weights.all()) {
     if (t.ndim() < 2) continue;
     if (t.dtype() == DType::F16) return "float16";
     if (t.dtype() == DType::BF16) return "bfloat16";
@@ -221,12 +256,12 @@ ModelSource open_model_source(const std::string& path, const SourceOptions& opti
     src.precision = stored_precision(src);
   }
   if (options.vae) {
-    if (!src.vae) throw Error(path + ": the model has no VAE to replace");
-    src.vae = open_vae_override(*options.vae, src.vae->config);
+    if (!src.has(component::vae)) throw Error(path + ": the model has no VAE to replace");
+    src.set(component::vae, open_vae_override(*options.vae, src.at(component::vae).config));
     src.has_vae_encoder = src.has_vae_decoder = true;
     if (src.refiner) {  // a bundled refiner shares the base's VAE: the replacement too
       auto refiner = std::make_shared<ModelSource>(*src.refiner);
-      refiner->vae = src.vae;
+      refiner->set(component::vae, src.at(component::vae));
       refiner->has_vae_encoder = refiner->has_vae_decoder = true;
       src.refiner = std::move(refiner);
     }

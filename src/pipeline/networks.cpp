@@ -13,7 +13,7 @@
 namespace sdrt::pipeline {
 namespace {
 
-const ComponentData& require(const std::optional<ComponentData>& c, const ModelSource& src, const char* what) {
+const ComponentData& require(const ComponentData* c, const ModelSource& src, const char* what) {
   if (!c) throw Error(src.path + ": the model has no " + what);
   return *c;
 }
@@ -50,10 +50,10 @@ Networks::Networks(ModelSource source, bool reduce_memory, kernels::Backend& bac
       loras_(backend, source_),
       tokenizer_(tokenizer::ClipTokenizer::from_files(source_.tokenizer.vocab_json, source_.tokenizer.merges_txt,
                                                       source_.tokenizer.pad_token)) {
-  require(source_.unet, source_, "UNet");
-  if (!source_.text_encoder_2) require(source_.text_encoder, source_, "text encoder");
-  require(source_.vae, source_, "VAE");
-  if (source_.text_encoder_2)
+  require(source_.find(component::unet), source_, "UNet");
+  if (!source_.has(component::text_encoder_2)) require(source_.find(component::text_encoder), source_, "text encoder");
+  require(source_.find(component::vae), source_, "VAE");
+  if (source_.has(component::text_encoder_2))
     prompt_encoder_ = make_sdxl_prompt_encoder(source_, backend_, loras_.text_encoder_backend(),
                                                loras_.text_encoder_2_backend(), reduce_memory_);
   if (vae_tile_size_ > 0) vae_tiling();
@@ -65,7 +65,7 @@ Networks::Networks(ModelSource source, bool reduce_memory, kernels::Backend& bac
 }
 
 models::VaeTiling Networks::vae_tiling() const {
-  const auto cfg = models::AutoencoderKLConfig::from_json(source_.vae->config);
+  const auto cfg = models::AutoencoderKLConfig::from_json(source_.at(component::vae).config);
   models::VaeTiling t = models::VaeTiling::diffusers_default(cfg);
   t.tile_sample_size = vae_tile_size_;
   models::vae_tile_layout(t, cfg);  // throws naming a tile size the VAE cannot use
@@ -73,13 +73,14 @@ models::VaeTiling Networks::vae_tiling() const {
 }
 
 int Networks::latent_factor() const {
-  const auto& blocks = source_.vae->config.at("block_out_channels");
+  const auto& blocks = source_.at(component::vae).config.at("block_out_channels");
   return 1 << (static_cast<int>(blocks.size()) - 1);
 }
 
 // diffusers' sample_size is one side or a (height, width) pair, in latent pixels.
 int Networks::native_side(size_t axis) const {
-  const auto& size = source_.unet->config.contains("sample_size") ? source_.unet->config.at("sample_size") : nlohmann::json(64);
+  const auto& unet = source_.at(component::unet).config;
+  const auto& size = unet.contains("sample_size") ? unet.at("sample_size") : nlohmann::json(64);
   const auto& side = size.is_array() && size.size() == 2 ? size.at(axis) : size;
   if (!side.is_number_integer() || side.get<int64_t>() <= 0 || side.get<int64_t>() > 4096)
     throw Error(source_.path + ": the UNet's sample_size " + size.dump() + " is not a positive size or (height, width) pair");
@@ -89,13 +90,13 @@ int Networks::native_side(size_t axis) const {
 int Networks::native_height() const { return native_side(0); }
 int Networks::native_width() const { return native_side(1); }
 
-int64_t Networks::latent_channels() const { return source_.vae->config.value("latent_channels", 4); }
-int64_t Networks::unet_in_channels() const { return source_.unet->config.value("in_channels", 4); }
+int64_t Networks::latent_channels() const { return source_.at(component::vae).config.value("latent_channels", 4); }
+int64_t Networks::unet_in_channels() const { return source_.at(component::unet).config.value("in_channels", 4); }
 
 const models::UNet2DConditionModel& Networks::unet() {
   if (!unet_)
-    unet_ = std::make_unique<models::UNet2DConditionModel>(models::UNet2DConditionConfig::from_json(source_.unet->config),
-                                                           source_.unet->weights, loras_.unet_backend());
+    unet_ = std::make_unique<models::UNet2DConditionModel>(models::UNet2DConditionConfig::from_json(source_.at(component::unet).config),
+                                                           source_.at(component::unet).weights, loras_.unet_backend());
   return *unet_;
 }
 
@@ -110,15 +111,15 @@ void Networks::release_denoisers() {
 
 models::CLIPTextModel& Networks::text_encoder() {
   if (!text_encoder_)
-    text_encoder_ = std::make_unique<models::CLIPTextModel>(models::CLIPTextConfig::from_json(source_.text_encoder->config),
-                                                            source_.text_encoder->weights, loras_.text_encoder_backend());
+    text_encoder_ = std::make_unique<models::CLIPTextModel>(models::CLIPTextConfig::from_json(source_.at(component::text_encoder).config),
+                                                            source_.at(component::text_encoder).weights, loras_.text_encoder_backend());
   return *text_encoder_;
 }
 
 models::AutoencoderKL& Networks::vae() {
   if (!vae_)
-    vae_ = std::make_unique<models::AutoencoderKL>(models::AutoencoderKLConfig::from_json(source_.vae->config),
-                                                   source_.vae->weights, backend_, source_.has_vae_encoder,
+    vae_ = std::make_unique<models::AutoencoderKL>(models::AutoencoderKLConfig::from_json(source_.at(component::vae).config),
+                                                   source_.at(component::vae).weights, backend_, source_.has_vae_encoder,
                                                    source_.has_vae_decoder);
   return *vae_;
 }
@@ -129,7 +130,7 @@ Tensor Networks::encode_prompts(const std::vector<std::string>& prompts, const s
   if (syntax != "plain" && syntax != "a1111")
     throw Error("prompt_syntax must be plain or a1111 (got '" + syntax + "')");
   // Everything that can fail on the inputs is checked before the text encoder is built (reduce_memory).
-  const auto config = models::CLIPTextConfig::from_json(source_.text_encoder->config);
+  const auto config = models::CLIPTextConfig::from_json(source_.at(component::text_encoder).config);
   const AddedVocabulary added = added_vocabulary(embeddings, 0, 1, tokenizer_.vocab_size(), config.hidden_size);
   const tokenizer::ClipTokenizer tok = tokenizer_with(tokenizer_, added, config.vocab_size, source_.path + ": text_encoder");
   const Tensor* rows = added.tokens.empty() ? nullptr : &added.rows;
@@ -178,7 +179,7 @@ models::Conditioning Networks::encode_conditioning(const PromptRequest& r) {
 }
 
 std::vector<io::Image> Networks::decode_images(const Tensor& latents) {
-  const float scaling = source_.vae->config.value("scaling_factor", 0.18215f);
+  const float scaling = source_.at(component::vae).config.value("scaling_factor", 0.18215f);
   Tensor z = latents.clone();
   float* p = z.f32();
   for (int64_t i = 0; i < z.numel(); ++i) p[i] = p[i] / scaling;
@@ -201,10 +202,11 @@ models::LatentDistribution Networks::encode_image(const Tensor& x) {
 
 std::vector<bool> Networks::check_safety(std::vector<io::Image>& images) {
   std::vector<bool> flags(images.size(), false);
-  if (!source_.safety_checker || images.empty()) return flags;
+  if (!source_.has(component::safety_checker) || images.empty()) return flags;
   if (!safety_checker_)
     safety_checker_ = std::make_unique<models::StableDiffusionSafetyChecker>(
-        models::SafetyCheckerConfig::from_json(source_.safety_checker->config), source_.safety_checker->weights, backend_);
+        models::SafetyCheckerConfig::from_json(source_.at(component::safety_checker).config),
+        source_.at(component::safety_checker).weights, backend_);
   std::vector<const uint8_t*> pixels;
   for (const auto& img : images) pixels.push_back(img.pixels.data());
   const Tensor pixel_values =

@@ -96,12 +96,12 @@ class SdxlPromptEncoder final : public PromptEncoder {
         first_backend_(first_backend),
         second_backend_(second_backend),
         reduce_memory_(reduce_memory) {
-    if (!source.text_encoder_2 || !source.tokenizer_2)
+    if (!source.has(component::text_encoder_2) || !source.tokenizer_2)
       throw Error(source.path + ": SDXL needs text_encoder_2 and tokenizer_2");
-    second_.data = &*source.text_encoder_2;
+    second_.data = source.find(component::text_encoder_2);
     second_.tokenizer = open_tokenizer(*source.tokenizer_2);
-    if (source.text_encoder) {
-      first_.data = &*source.text_encoder;
+    if (source.has(component::text_encoder)) {
+      first_.data = source.find(component::text_encoder);
       first_.tokenizer = open_tokenizer(source.tokenizer);
     }
     if (!reduce_memory_) build();

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sdrt/core/weights.hpp"
@@ -20,6 +21,18 @@ struct ComponentData {
   nlohmann::json config;
 };
 
+// The networks of a model, by their diffusers folder names (the keys of ModelSource::components).
+// Loaders and users name them through these constants, so that a misspelt name does not compile.
+namespace component {
+inline constexpr std::string_view text_encoder = "text_encoder";
+inline constexpr std::string_view text_encoder_2 = "text_encoder_2";  // SDXL's CLIPTextModelWithProjection
+inline constexpr std::string_view unet = "unet";
+inline constexpr std::string_view vae = "vae";
+inline constexpr std::string_view safety_checker = "safety_checker";
+// The networks sdrt knows; a diffusers folder's other model_index.json entries are not loaded.
+inline constexpr std::string_view all[] = {text_encoder, text_encoder_2, unet, vae, safety_checker};
+}  // namespace component
+
 struct TokenizerFiles {
   std::string vocab_json, merges_txt;
   std::string pad_token = "<|endoftext|>";
@@ -30,18 +43,18 @@ struct ModelSource {
   std::string format;  // "bundle", "diffusers" or "single-file"
   std::string family;  // "sd1", "sd2", "sdxl" or "sdxl-refiner"
   std::string precision = "float32";  // of the stored weights
-  std::optional<ComponentData> text_encoder, unet, safety_checker;
-  // The VAE's weights and config; the encoder or decoder half may be absent in a bundle.
-  std::optional<ComponentData> vae;
+  // The networks present, keyed by component:: names. The VAE's encoder or decoder half may be absent in a
+  // bundle (has_vae_*). ControlNets stay apart (controlnets below): any number of them, named by the user's
+  // bundle name rather than a diffusers folder, and chosen per generation rather than always loaded.
+  std::map<std::string, ComponentData, std::less<>> components;
   bool has_vae_encoder = false, has_vae_decoder = false;
   std::string scheduler_class;
   nlohmann::json scheduler_config;
   nlohmann::json feature_extractor_config;  // CLIPImageProcessor settings for the safety checker
   TokenizerFiles tokenizer;
-  // SDXL: the second text encoder (CLIPTextModelWithProjection) with its own tokenizer (the refiner has no
-  // text_encoder), and model_index.json's force_zeros_for_empty_prompt (no negative prompt -> zero negative
-  // conditioning) and requires_aesthetics_score (time ids end with an aesthetic score instead of the target size).
-  std::optional<ComponentData> text_encoder_2;
+  // SDXL: the second text encoder's tokenizer (the refiner has no text_encoder), and model_index.json's
+  // force_zeros_for_empty_prompt (no negative prompt -> zero negative conditioning) and
+  // requires_aesthetics_score (time ids end with an aesthetic score instead of the target size).
   std::optional<TokenizerFiles> tokenizer_2;
   bool force_zeros_for_empty_prompt = false;
   bool requires_aesthetics_score = false;
@@ -49,6 +62,18 @@ struct ModelSource {
   // tokenizer_2 and VAE). Used from GenerationConfig::refiner_start on unless PipelineOptions::refiner names one.
   std::shared_ptr<const ModelSource> refiner;
   std::map<std::string, ComponentData> controlnets;  // by bundle name
+
+  bool has(std::string_view name) const { return components.find(name) != components.end(); }
+  // nullptr when absent.
+  const ComponentData* find(std::string_view name) const;
+  ComponentData* find(std::string_view name);
+  // Throw sdrt::Error "<path>: the model has no '<name>'" when absent.
+  const ComponentData& at(std::string_view name) const;
+  ComponentData& at(std::string_view name);
+  // Adds or replaces a component.
+  void set(std::string_view name, ComponentData data);
+  // Removes a component if present.
+  void erase(std::string_view name);
 };
 
 // Detects the form of `path` (a folder with manifest.json or model_index.json, or a checkpoint file)
