@@ -172,8 +172,8 @@ class DnnlConv2d final : public Conv2dOp {
       for (int64_t b = 0; b < n; ++b)
         for (int64_t r0 = 0; r0 < oh; r0 += rows) {
           const int64_t r = std::min(rows, oh - r0), in_rows = r + ws[2] - 1;
-          const Tensor stripe = Tensor::empty_channels_last({1, c, in_rows, in_w}, staged);
-          upsample2x_rows_channels_last(x, b, r0 - pad, in_rows, pad, staged, const_cast<void*>(stripe.raw()));
+          Tensor stripe = Tensor::empty_channels_last({1, c, in_rows, in_w}, staged);
+          upsample2x_rows_channels_last(x, b, r0 - pad, in_rows, pad, staged, stripe.raw());
           Tensor out = out_rows.slice0(b * oh + r0, b * oh + r0 + r).reshape({1, r * ow, o}).view_as_channels_last(r, ow);
           run(plan(plan_key(stripe, {1, o, r, ow}, false, /*padded_input=*/true)), stripe, out);
         }
