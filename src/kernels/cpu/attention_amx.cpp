@@ -12,15 +12,8 @@
 #include "kernels/cpu/check.hpp"
 #include "sdrt/base/half.hpp"
 #include "sdrt/core/cpu_features.hpp"
-
-// GCC 12 flags the intrinsics' own deliberately-undefined temporaries (as in avx512_math.hpp).
-#pragma GCC diagnostic push
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+// <immintrin.h>, included there with GCC 12's warnings about the intrinsics' own temporaries silenced.
+#include "kernels/cpu/avx512_math.hpp"
 
 // Everything defined below (the driver included) targets AMX; what was included above stays portable.
 // clang (the fuzzing build) has its own spelling.
