@@ -295,7 +295,8 @@ Timings run_bench(const BenchArgs& a, const CliLoras& loras, const pipeline::Mod
                                          &(text ? *text : src.at(component::text_encoder_2)).weights}};
     std::vector<pipeline::ResolvedLora> deltas;
     for (size_t i = 0; i < loras.loras.size(); ++i) try {
-        for (auto& r : pipeline::resolve_lora(pipeline::read_lora_file(loras.loras[i].path), loras.loras[i].scale, targets))
+        for (auto& r : pipeline::resolve_lora(pipeline::read_lora_file(loras.loras[i].path), loras.loras[i].scale, targets,
+                                              pipeline::unet_module_aliases(unet_data.config)))
           if (r.network == pipeline::LoraNetwork::UNet) deltas.push_back(std::move(r));
       } catch (const Error& e) {
         throw Error(loras.origins[i] + ": " + e.what());

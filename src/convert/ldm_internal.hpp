@@ -11,6 +11,7 @@
 #include "sdrt/convert/ldm_checkpoint.hpp"
 #include "sdrt/core/weights.hpp"
 #include "sdrt/io/safetensors.hpp"
+#include "sdrt/models/parameter_layout.hpp"
 
 namespace sdrt::pipeline::ldm {
 
@@ -56,6 +57,8 @@ class ComponentMapper {
   void copy_transposed(const std::string& ldm, const std::string& diffusers, const Shape& expected);
   // Part `part` of `parts` equal row blocks of a tensor of shape `whole` (a view).
   void copy_rows(const std::string& ldm, const std::string& diffusers, const Shape& whole, int64_t part, int64_t parts);
+  // Every parameter of a model layout from its original name, as its Stored says.
+  void copy_layout(const models::ParameterLayout& layout);
   // Tensors diffusers drops.
   void skip(const std::string& ldm);
   void skip_prefix(const std::string& ldm_prefix);

@@ -126,6 +126,32 @@ void ComponentMapper::copy_rows(const std::string& ldm, const std::string& diffu
   out_.add(diffusers, Tensor::from_raw(raw).slice0(part * rows, (part + 1) * rows));
 }
 
+void ComponentMapper::copy_layout(const models::ParameterLayout& layout) {
+  using models::Stored;
+  for (const models::Parameter& p : layout.parameters()) {
+    switch (p.stored) {
+      case Stored::Same:
+        copy(p.original, p.name, p.shape);
+        break;
+      case Stored::LinearOrConv1x1:
+        copy_linear(p.original, p.name, p.shape);
+        break;
+      case Stored::Transposed:
+        copy_transposed(p.original, p.name, p.shape);
+        break;
+      case Stored::RowBlock: {
+        Shape whole = p.shape;
+        whole.at(0) *= p.blocks;
+        copy_rows(p.original, p.name, whole, p.block, p.blocks);
+        break;
+      }
+      case Stored::Absent:
+        throw Error(table_.source() + ": the original layout under '" + prefix_ + "' has no place for " + component_ +
+                    " '" + p.name + "'");
+    }
+  }
+}
+
 void ComponentMapper::skip(const std::string& ldm) { used_.insert(prefix_ + ldm); }
 
 void ComponentMapper::skip_prefix(const std::string& ldm_prefix) { skipped_prefixes_.push_back(prefix_ + ldm_prefix); }

@@ -5,6 +5,7 @@
 // is kept (the pipeline takes the penultimate state itself) and text_projection, stored as [hidden, proj]
 // for x @ P, becomes CLIPTextModelWithProjection's Linear weight [proj, hidden].
 #include "convert/ldm_internal.hpp"
+#include "sdrt/models/clip_text_model.hpp"
 #include "sdrt/base/error.hpp"
 
 namespace sdrt::pipeline::ldm {
@@ -73,52 +74,6 @@ const char* dtype_label(DType d) {
   }
 }
 
-void convert_clip(const TensorTable& t, const TextLayout& l, const std::string& component, Weights& w) {
-  const int64_t h = l.hidden, i = l.intermediate;
-  ComponentMapper m(t, l.root, component, w);
-  m.copy("embeddings.token_embedding.weight", "text_model.embeddings.token_embedding.weight", {l.vocab, h});
-  m.copy("embeddings.position_embedding.weight", "text_model.embeddings.position_embedding.weight", {l.positions, h});
-  m.skip("embeddings.position_ids");  // a buffer, not a weight
-  for (int64_t n = 0; n < l.layers; ++n) {
-    const std::string layer = at("encoder.layers", n), dif = "text_model." + layer;
-    for (const char* proj : {".q_proj", ".k_proj", ".v_proj", ".out_proj"})
-      m.copy_layer(layer + ".self_attn" + proj, dif + ".self_attn" + proj, {h, h});
-    m.copy_layer(layer + ".layer_norm1", dif + ".layer_norm1", {h});
-    m.copy_layer(layer + ".layer_norm2", dif + ".layer_norm2", {h});
-    m.copy_layer(layer + ".mlp.fc1", dif + ".mlp.fc1", {i, h});
-    m.copy_layer(layer + ".mlp.fc2", dif + ".mlp.fc2", {h, i});
-  }
-  m.copy_layer("final_layer_norm", "text_model.final_layer_norm", {h});
-  m.check_all_used();
-}
-
-void convert_open_clip(const TensorTable& t, const TextLayout& l, const std::string& component, Weights& w) {
-  const int64_t h = l.hidden, i = l.intermediate;
-  ComponentMapper m(t, l.root, component, w);
-  m.copy("token_embedding.weight", "text_model.embeddings.token_embedding.weight", {l.vocab, h});
-  m.copy("positional_embedding", "text_model.embeddings.position_embedding.weight", {l.positions, h});
-  for (int64_t n = 0; n < l.layers; ++n) {
-    const std::string block = at("transformer.resblocks", n), dif = at("text_model.encoder.layers", n);
-    const char* qkv[] = {".q_proj", ".k_proj", ".v_proj"};
-    for (int64_t part = 0; part < 3; ++part) {
-      m.copy_rows(block + ".attn.in_proj_weight", dif + ".self_attn" + qkv[part] + ".weight", {3 * h, h}, part, 3);
-      m.copy_rows(block + ".attn.in_proj_bias", dif + ".self_attn" + qkv[part] + ".bias", {3 * h}, part, 3);
-    }
-    m.copy_layer(block + ".attn.out_proj", dif + ".self_attn.out_proj", {h, h});
-    m.copy_layer(block + ".ln_1", dif + ".layer_norm1", {h});
-    m.copy_layer(block + ".ln_2", dif + ".layer_norm2", {h});
-    m.copy_layer(block + ".mlp.c_fc", dif + ".mlp.fc1", {i, h});
-    m.copy_layer(block + ".mlp.c_proj", dif + ".mlp.fc2", {h, i});
-  }
-  m.copy_layer("ln_final", "text_model.final_layer_norm", {h});
-  if (l.drop_last) m.skip_prefix(at("transformer.resblocks", l.layers) + ".");  // see the file comment
-  if (l.projection_dim > 0) m.copy_transposed("text_projection", "text_projection.weight", {l.projection_dim, h});
-  // SD 2.x: used by OpenCLIP's pooled output / contrastive loss only; attn_mask is a buffer.
-  for (const char* unused : {"text_projection", "logit_scale", "attn_mask"})
-    if (l.projection_dim == 0 || std::string(unused) != "text_projection") m.skip(unused);
-  m.check_all_used();
-}
-
 }  // namespace
 
 TextLayout infer_text_layout(const TensorTable& t) {
@@ -146,10 +101,18 @@ std::vector<TextLayout> infer_sgm_text_layouts(const TensorTable& t) {
 
 Weights convert_text_encoder(const TensorTable& t, const TextLayout& l, const std::string& component) {
   Weights w(t.source() + " (" + component + ")");
+  ComponentMapper m(t, l.root, component, w);
+  // One head: head counts shape no tensor.
+  const auto config = models::CLIPTextConfig::from_json(text_encoder_config_json(l, 1));
+  m.copy_layout(models::clip_text_layout(config, l.projection_dim > 0,
+                                         l.open_clip ? models::ClipNaming::OpenClip : models::ClipNaming::Transformers));
+  if (!l.open_clip) m.skip("embeddings.position_ids");  // a buffer, not a weight
+  if (l.drop_last) m.skip_prefix(at("transformer.resblocks", l.layers) + ".");  // see the file comment
+  // SD 2.x: used by OpenCLIP's pooled output / contrastive loss only; attn_mask is a buffer.
   if (l.open_clip)
-    convert_open_clip(t, l, component, w);
-  else
-    convert_clip(t, l, component, w);
+    for (const char* unused : {"text_projection", "logit_scale", "attn_mask"})
+      if (l.projection_dim == 0 || std::string(unused) != "text_projection") m.skip(unused);
+  m.check_all_used();
   return w;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "convert/ldm_internal.hpp"
+#include "sdrt/models/unet_2d_condition.hpp"
 #include "sdrt/base/error.hpp"
 
 namespace sdrt::pipeline::ldm {
@@ -12,38 +13,6 @@ namespace {
 const std::string kPrefix = "model.diffusion_model.";
 
 std::string at(const std::string& path, int64_t index) { return path + "." + std::to_string(index); }
-
-void map_resnet(ComponentMapper& m, const std::string& ldm, const std::string& dif, int64_t in, int64_t out,
-                int64_t temb) {
-  m.copy_layer(ldm + ".in_layers.0", dif + ".norm1", {in});
-  m.copy_layer(ldm + ".in_layers.2", dif + ".conv1", {out, in, 3, 3});
-  m.copy_layer(ldm + ".emb_layers.1", dif + ".time_emb_proj", {out, temb});
-  m.copy_layer(ldm + ".out_layers.0", dif + ".norm2", {out});
-  m.copy_layer(ldm + ".out_layers.3", dif + ".conv2", {out, out, 3, 3});
-  if (in != out) m.copy_layer(ldm + ".skip_connection", dif + ".conv_shortcut", {out, in, 1, 1});
-}
-
-// SpatialTransformer / Transformer2DModel: the names are the same in both layouts.
-void map_transformer(ComponentMapper& m, const std::string& ldm, const std::string& dif, const UnetLayout& u,
-                     int64_t c, int64_t depth) {
-  const Shape proj = u.linear_projection ? Shape{c, c} : Shape{c, c, 1, 1};
-  m.copy_layer(ldm + ".norm", dif + ".norm", {c});
-  m.copy_layer(ldm + ".proj_in", dif + ".proj_in", proj);
-  m.copy_layer(ldm + ".proj_out", dif + ".proj_out", proj);
-  for (int64_t t = 0; t < depth; ++t) {
-    const std::string a = at(ldm + ".transformer_blocks", t), b = at(dif + ".transformer_blocks", t);
-    for (const char* norm : {".norm1", ".norm2", ".norm3"}) m.copy_layer(a + norm, b + norm, {c});
-    for (const char* attn : {".attn1", ".attn2"}) {
-      const int64_t kv = std::string(attn) == ".attn1" ? c : u.context_dim;
-      m.copy(a + attn + ".to_q.weight", b + attn + ".to_q.weight", {c, c});
-      m.copy(a + attn + ".to_k.weight", b + attn + ".to_k.weight", {c, kv});
-      m.copy(a + attn + ".to_v.weight", b + attn + ".to_v.weight", {c, kv});
-      m.copy_layer(a + attn + ".to_out.0", b + attn + ".to_out.0", {c, c});
-    }
-    m.copy_layer(a + ".ff.net.0.proj", b + ".ff.net.0.proj", {8 * c, c});  // GEGLU: value and gate
-    m.copy_layer(a + ".ff.net.2", b + ".ff.net.2", {c, 4 * c});
-  }
-}
 
 // Whether `s` is exactly {0, 1, ..., n - 1}.
 bool is_range(const std::set<int64_t>& s, int64_t n) {
@@ -122,57 +91,8 @@ std::vector<int64_t> UnetLayout::depths_per_block() const {
 Weights convert_unet(const TensorTable& t, const UnetLayout& u) {
   Weights w(t.source() + " (unet)");
   ComponentMapper m(t, kPrefix, "unet", w);
-  const int64_t levels = static_cast<int64_t>(u.channels.size()), per_level = u.layers_per_block;
-  const int64_t c0 = u.channels.front(), temb = 4 * c0;  // diffusers: time_embed_dim = 4 * block_out_channels[0]
-  m.copy_layer("time_embed.0", "time_embedding.linear_1", {temb, c0});
-  m.copy_layer("time_embed.2", "time_embedding.linear_2", {temb, temb});
-  m.copy_layer("input_blocks.0.0", "conv_in", {c0, u.in_channels, 3, 3});
-  if (u.adm_in_channels > 0) {  // SGM's vector conditioning: diffusers' text_time add_embedding
-    m.copy_layer("label_emb.0.0", "add_embedding.linear_1", {temb, u.adm_in_channels});
-    m.copy_layer("label_emb.0.2", "add_embedding.linear_2", {temb, temb});
-  }
-
-  int64_t prev = c0;
-  for (int64_t i = 0; i < levels; ++i) {
-    const int64_t c = u.channels[static_cast<size_t>(i)];
-    const std::string dif = at("down_blocks", i);
-    for (int64_t j = 0; j < per_level; ++j) {
-      const std::string ldm = at("input_blocks", 1 + i * (per_level + 1) + j);
-      map_resnet(m, ldm + ".0", at(dif + ".resnets", j), j == 0 ? prev : c, c, temb);
-      if (u.down_attention[static_cast<size_t>(i)])
-        map_transformer(m, ldm + ".1", at(dif + ".attentions", j), u, c, u.down_depth[static_cast<size_t>(i)]);
-    }
-    if (i + 1 < levels)
-      m.copy_layer(at("input_blocks", (i + 1) * (per_level + 1)) + ".0.op", dif + ".downsamplers.0.conv", {c, c, 3, 3});
-    prev = c;
-  }
-
-  const int64_t cm = u.channels.back();
-  map_resnet(m, "middle_block.0", "mid_block.resnets.0", cm, cm, temb);
-  map_transformer(m, "middle_block.1", "mid_block.attentions.0", u, cm, u.transformer_depth);
-  map_resnet(m, "middle_block.2", "mid_block.resnets.1", cm, cm, temb);
-
-  std::vector<int64_t> reversed(u.channels.rbegin(), u.channels.rend());
-  prev = reversed.front();
-  for (int64_t b = 0; b < levels; ++b) {
-    const int64_t out = reversed[static_cast<size_t>(b)];
-    const int64_t skip_in = reversed[static_cast<size_t>(std::min(b + 1, levels - 1))];
-    const bool attention = u.up_attention[static_cast<size_t>(b)];
-    const std::string dif = at("up_blocks", b);
-    for (int64_t j = 0; j <= per_level; ++j) {
-      const std::string ldm = at("output_blocks", b * (per_level + 1) + j);
-      const int64_t in = (j == 0 ? prev : out) + (j == per_level ? skip_in : out);
-      map_resnet(m, ldm + ".0", at(dif + ".resnets", j), in, out, temb);
-      if (attention) map_transformer(m, ldm + ".1", at(dif + ".attentions", j), u, out, u.up_depth[static_cast<size_t>(b)]);
-    }
-    if (b + 1 < levels) {
-      const std::string ldm = at("output_blocks", b * (per_level + 1) + per_level) + (attention ? ".2" : ".1");
-      m.copy_layer(ldm + ".conv", dif + ".upsamplers.0.conv", {out, out, 3, 3});
-    }
-    prev = out;
-  }
-  m.copy_layer("out.0", "conv_norm_out", {c0});
-  m.copy_layer("out.2", "conv_out", {u.out_channels, c0, 3, 3});
+  // Head counts and sizes shape no tensor.
+  m.copy_layout(models::unet_layout(models::UNet2DConditionConfig::from_json(unet_config_json(u, 1, 0))));
   m.check_all_used();
   return w;
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "sdrt/base/error.hpp"
 
@@ -102,6 +103,18 @@ BasicTransformerBlock::BasicTransformerBlock(kernels::Backend& backend, const We
              AttentionArgs{.query_dim = dim, .cross_attention_dim = cross_attention_dim, .heads = heads,
                            .dim_head = dim_head}),
       ff_(backend, scope["ff"], dim, 4 * dim) {}
+
+void declare_basic_transformer_block(const LayoutScope& s, int64_t dim, int64_t cross_attention_dim) {
+  for (const char* norm : {"norm1", "norm2", "norm3"}) s[norm].norm(dim);
+  for (const auto& [attn, key_dim] : {std::pair{"attn1", dim}, {"attn2", cross_attention_dim}}) {
+    s[attn]["to_q"].linear(dim, dim, false);
+    s[attn]["to_k"].linear(key_dim, dim, false);
+    s[attn]["to_v"].linear(key_dim, dim, false);
+    s[attn]["to_out"][0].linear(dim, dim);
+  }
+  s["ff"]["net"][0]["proj"].linear(dim, 8 * dim);  // GEGLU: value and gate of 4 * dim each
+  s["ff"]["net"][2].linear(4 * dim, dim);
+}
 
 Tensor BasicTransformerBlock::forward(Tensor x, const Tensor& context) const {
   Tensor h = writable(std::move(x));

@@ -29,10 +29,6 @@ int positive_int(int64_t v, const std::string& key, const std::string& what) {
   return static_cast<int>(v);
 }
 
-VaeCoderArgs coder_args(const AutoencoderKLConfig& c, int64_t in_channels, int64_t out_channels) {
-  return {in_channels, out_channels, c.block_out_channels, c.layers_per_block, c.norm_num_groups};
-}
-
 void check_image(const Tensor& t, int64_t channels, const std::string& name) {
   if (t.dtype() != DType::F32 || t.ndim() != 4 || t.dim(1) != channels || t.dim(0) < 1 || t.dim(2) < 1 ||
       t.dim(3) < 1)
@@ -90,14 +86,14 @@ AutoencoderKL::AutoencoderKL(const AutoencoderKLConfig& cfg, const Weights& weig
   const WeightScope root(weights);
   const int64_t latent = cfg.latent_channels;
   if (build_encoder) {
-    encoder_.emplace(backend, root["encoder"], coder_args(cfg, cfg.in_channels, latent));
+    encoder_.emplace(backend, root["encoder"], cfg.encoder_args());
     const Tensor w = root["quant_conv"].get("weight", {2 * latent, 2 * latent, 1, 1});
     const Tensor b = root["quant_conv"].get("bias", {2 * latent});
     quant_conv_mean_ = Conv2d(backend, WeightTensor(w.slice0(0, latent)), b.slice0(0, latent), kOneByOne);
     quant_conv_logvar_ = Conv2d(backend, WeightTensor(w.slice0(latent, 2 * latent)), b.slice0(latent, 2 * latent), kOneByOne);
   }
   if (build_decoder) {
-    decoder_.emplace(backend, root["decoder"], coder_args(cfg, latent, cfg.out_channels));
+    decoder_.emplace(backend, root["decoder"], cfg.decoder_args());
     post_quant_conv_ = Conv2d(backend, root["post_quant_conv"], latent, latent, 1, kOneByOne);
   }
 }

@@ -24,6 +24,15 @@ ResnetBlock2D::ResnetBlock2D(kernels::Backend& backend, const WeightScope& scope
   }
 }
 
+void declare_resnet(const LayoutScope& s, const ResnetBlock2DArgs& a, const ResnetOriginalNames& original) {
+  s("norm1", original.norm1).norm(a.in_channels);
+  s("conv1", original.conv1).conv(a.in_channels, a.out_channels, 3);
+  if (a.temb_channels > 0) s("time_emb_proj", original.time_emb_proj).linear(a.temb_channels, a.out_channels);
+  s("norm2", original.norm2).norm(a.out_channels);
+  s("conv2", original.conv2).conv(a.out_channels, a.out_channels, 3);
+  if (a.in_channels != a.out_channels) s("conv_shortcut", original.conv_shortcut).conv(a.in_channels, a.out_channels, 1);
+}
+
 Tensor ResnetBlock2D::forward(Tensor x, const Tensor& temb) const {
   // The shortcut first and x dropped right after norm1 reads it: where channels shrink, x is the widest
   // tensor, and it is gone before conv1's output exists (unless the caller still holds it).

@@ -1,5 +1,7 @@
 #include "sdrt/models/transformer_2d.hpp"
 
+#include <tuple>
+
 namespace sdrt::models {
 
 Transformer2DModel::Transformer2DModel(kernels::Backend& backend, const WeightScope& scope,
@@ -20,6 +22,17 @@ Transformer2DModel::Transformer2DModel(kernels::Backend& backend, const WeightSc
   for (int i = 0; i < args.num_layers; ++i)
     transformer_blocks_.emplace_back(backend, scope["transformer_blocks"][i], inner_dim, args.num_attention_heads,
                                      args.attention_head_dim, args.cross_attention_dim);
+}
+
+void declare_transformer_2d(const LayoutScope& s, const Transformer2DArgs& a) {
+  const int64_t c = a.in_channels, inner = a.num_attention_heads * a.attention_head_dim;
+  s["norm"].norm(c);
+  for (const auto& [name, in, out] : {std::tuple{"proj_in", c, inner}, {"proj_out", inner, c}}) {
+    if (a.use_linear_projection) s[name].linear(in, out);
+    else s[name].conv(in, out, 1);
+  }
+  for (int i = 0; i < a.num_layers; ++i)
+    declare_basic_transformer_block(s["transformer_blocks"][i], inner, a.cross_attention_dim);
 }
 
 Tensor Transformer2DModel::forward(Tensor x, const Tensor& encoder_hidden_states) const {

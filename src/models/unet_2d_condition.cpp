@@ -10,32 +10,12 @@ namespace {
 
 const std::string kWhat = "UNet2DConditionModel";
 
-// diffusers walks the per-block lists in reverse for the up path; up block i mirrors down block n-1-i.
-BlockArgs up_block_args(const UNet2DConditionConfig& c, size_t i) {
-  const size_t n = c.block_out_channels.size();
-  const size_t mirror = n - 1 - i;
-  BlockArgs a;
-  a.num_layers = c.layers_per_block[mirror] + 1;
-  a.prev_output_channel = c.block_out_channels[i == 0 ? n - 1 : mirror + 1];
-  a.out_channels = c.block_out_channels[mirror];
-  a.in_channels = c.block_out_channels[mirror == 0 ? 0 : mirror - 1];
-  a.temb_channels = c.time_embed_dim();
-  a.add_upsample = i + 1 < n;
-  a.resnet_groups = c.norm_num_groups;
-  a.resnet_eps = c.norm_eps;
-  a.num_attention_heads = c.num_attention_heads[mirror];
-  a.cross_attention_dim = c.cross_attention_dim;
-  a.transformer_layers_per_block = c.transformer_layers_per_block[mirror];
-  a.use_linear_projection = c.use_linear_projection;
-  return a;
-}
-
 std::vector<std::unique_ptr<UNetUpBlock>> make_up_blocks(const UNet2DConditionConfig& c, const WeightScope& scope,
                                                          kernels::Backend& backend) {
   std::vector<std::unique_ptr<UNetUpBlock>> blocks;
   for (size_t i = 0; i < c.up_block_types.size(); ++i)
     blocks.push_back(
-        get_up_block(c.up_block_types[i], backend, scope["up_blocks"][static_cast<int>(i)], up_block_args(c, i)));
+        get_up_block(c.up_block_types[i], backend, scope["up_blocks"][static_cast<int>(i)], c.up_block(i)));
   return blocks;
 }
 
@@ -57,6 +37,26 @@ void check_residuals(const UNetInputs& in, const std::vector<Tensor>& res_sample
 }
 
 }  // namespace
+
+BlockArgs UNet2DConditionConfig::up_block(size_t i) const {
+  const UNet2DConditionConfig& c = *this;
+  const size_t n = c.block_out_channels.size();
+  const size_t mirror = n - 1 - i;
+  BlockArgs a;
+  a.num_layers = c.layers_per_block[mirror] + 1;
+  a.prev_output_channel = c.block_out_channels[i == 0 ? n - 1 : mirror + 1];
+  a.out_channels = c.block_out_channels[mirror];
+  a.in_channels = c.block_out_channels[mirror == 0 ? 0 : mirror - 1];
+  a.temb_channels = c.time_embed_dim();
+  a.add_upsample = i + 1 < n;
+  a.resnet_groups = c.norm_num_groups;
+  a.resnet_eps = c.norm_eps;
+  a.num_attention_heads = c.num_attention_heads[mirror];
+  a.cross_attention_dim = c.cross_attention_dim;
+  a.transformer_layers_per_block = c.transformer_layers_per_block[mirror];
+  a.use_linear_projection = c.use_linear_projection;
+  return a;
+}
 
 UNet2DConditionConfig UNet2DConditionConfig::from_json(const nlohmann::json& j) {
   const std::string what = kWhat + " config";

@@ -111,9 +111,8 @@ std::vector<int64_t> UNetEncoderConfig::res_sample_channels() const {
   return channels;
 }
 
-namespace {
-
-BlockArgs down_block_args(const UNetEncoderConfig& c, size_t i) {
+BlockArgs UNetEncoderConfig::down_block(size_t i) const {
+  const UNetEncoderConfig& c = *this;
   BlockArgs a;
   a.num_layers = c.layers_per_block[i];
   a.in_channels = c.block_out_channels[i == 0 ? 0 : i - 1];
@@ -130,7 +129,8 @@ BlockArgs down_block_args(const UNetEncoderConfig& c, size_t i) {
   return a;
 }
 
-BlockArgs mid_block_args(const UNetEncoderConfig& c) {
+BlockArgs UNetEncoderConfig::mid_block() const {
+  const UNetEncoderConfig& c = *this;
   BlockArgs a;
   a.num_layers = 1;
   a.in_channels = a.out_channels = c.block_out_channels.back();
@@ -145,12 +145,14 @@ BlockArgs mid_block_args(const UNetEncoderConfig& c) {
   return a;
 }
 
+namespace {
+
 std::vector<std::unique_ptr<UNetDownBlock>> make_down_blocks(const UNetEncoderConfig& c, const WeightScope& scope,
                                                              kernels::Backend& backend) {
   std::vector<std::unique_ptr<UNetDownBlock>> blocks;
   for (size_t i = 0; i < c.down_block_types.size(); ++i)
     blocks.push_back(get_down_block(c.down_block_types[i], backend, scope["down_blocks"][static_cast<int>(i)],
-                                    down_block_args(c, i)));
+                                    c.down_block(i)));
   return blocks;
 }
 
@@ -200,7 +202,7 @@ UNetEncoder::UNetEncoder(const UNetEncoderConfig& cfg, const WeightScope& scope,
       conv_in_(backend, scope["conv_in"], cfg.in_channels, cfg.block_out_channels.at(0), 3,
                kernels::Conv2dParams::same(1, 1)),
       down_blocks_(make_down_blocks(cfg, scope, backend)),
-      mid_block_(backend, scope["mid_block"], mid_block_args(cfg)) {
+      mid_block_(backend, scope["mid_block"], cfg.mid_block()) {
   if (cfg.text_time_embedding)
     add_embedding_.emplace(backend, scope["add_embedding"], cfg.projection_class_embeddings_input_dim,
                            cfg.time_embed_dim());

@@ -21,39 +21,44 @@ BlockArgs vae_block_args(const VaeCoderArgs& a, int num_layers, int64_t in_chann
 std::vector<DownEncoderBlock2D> make_down_blocks(kernels::Backend& backend, const WeightScope& scope,
                                                  const VaeCoderArgs& a) {
   std::vector<DownEncoderBlock2D> blocks;
-  const auto& ch = a.block_out_channels;
-  for (size_t i = 0; i < ch.size(); ++i) {
-    BlockArgs b = vae_block_args(a, a.layers_per_block, ch[i == 0 ? 0 : i - 1], ch[i]);
-    b.add_downsample = i + 1 < ch.size();
-    blocks.emplace_back(backend, scope["down_blocks"][static_cast<int>(i)], b);
-  }
+  for (size_t i = 0; i < a.block_out_channels.size(); ++i)
+    blocks.emplace_back(backend, scope["down_blocks"][static_cast<int>(i)], a.down_block(i));
   return blocks;
 }
 
 std::vector<UpDecoderBlock2D> make_up_blocks(kernels::Backend& backend, const WeightScope& scope,
                                              const VaeCoderArgs& a) {
   std::vector<UpDecoderBlock2D> blocks;
-  const auto& ch = a.block_out_channels;
-  const size_t n = ch.size();
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t prev = ch[i == 0 ? n - 1 : n - i];
-    BlockArgs b = vae_block_args(a, a.layers_per_block + 1, prev, ch[n - 1 - i]);
-    b.add_upsample = i + 1 < n;
-    blocks.emplace_back(backend, scope["up_blocks"][static_cast<int>(i)], b);
-  }
+  for (size_t i = 0; i < a.block_out_channels.size(); ++i)
+    blocks.emplace_back(backend, scope["up_blocks"][static_cast<int>(i)], a.up_block(i));
   return blocks;
-}
-
-BlockArgs mid_args(const VaeCoderArgs& a) {
-  return vae_block_args(a, 1, a.block_out_channels.back(), a.block_out_channels.back());
 }
 
 }  // namespace
 
+BlockArgs VaeCoderArgs::down_block(size_t i) const {
+  const auto& ch = block_out_channels;
+  BlockArgs b = vae_block_args(*this, layers_per_block, ch[i == 0 ? 0 : i - 1], ch[i]);
+  b.add_downsample = i + 1 < ch.size();
+  return b;
+}
+
+BlockArgs VaeCoderArgs::up_block(size_t i) const {
+  const auto& ch = block_out_channels;
+  const size_t n = ch.size();
+  BlockArgs b = vae_block_args(*this, layers_per_block + 1, ch[i == 0 ? n - 1 : n - i], ch[n - 1 - i]);
+  b.add_upsample = i + 1 < n;
+  return b;
+}
+
+BlockArgs VaeCoderArgs::mid_block() const {
+  return vae_block_args(*this, 1, block_out_channels.back(), block_out_channels.back());
+}
+
 Encoder::Encoder(kernels::Backend& backend, const WeightScope& scope, const VaeCoderArgs& args)
     : conv_in_(backend, scope["conv_in"], args.in_channels, args.block_out_channels.at(0), 3, kPad1),
       down_blocks_(make_down_blocks(backend, scope, args)),
-      mid_block_(backend, scope["mid_block"], mid_args(args)),
+      mid_block_(backend, scope["mid_block"], args.mid_block()),
       conv_norm_out_(backend, scope["conv_norm_out"], args.norm_num_groups, args.block_out_channels.back(), kEps),
       conv_out_(backend, scope["conv_out"], args.block_out_channels.back(), 2 * args.out_channels, 3, kPad1) {}
 
@@ -66,7 +71,7 @@ Tensor Encoder::forward(const Tensor& x) const {
 
 Decoder::Decoder(kernels::Backend& backend, const WeightScope& scope, const VaeCoderArgs& args)
     : conv_in_(backend, scope["conv_in"], args.in_channels, args.block_out_channels.back(), 3, kPad1),
-      mid_block_(backend, scope["mid_block"], mid_args(args)),
+      mid_block_(backend, scope["mid_block"], args.mid_block()),
       up_blocks_(make_up_blocks(backend, scope, args)),
       conv_norm_out_(backend, scope["conv_norm_out"], args.norm_num_groups, args.block_out_channels.at(0), kEps),
       conv_out_(backend, scope["conv_out"], args.block_out_channels.at(0), args.out_channels, 3, kPad1) {}

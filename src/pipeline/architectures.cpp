@@ -6,6 +6,9 @@
 
 #include "sdrt/base/error.hpp"
 #include "sdrt/base/half.hpp"
+#include "sdrt/models/autoencoder_kl.hpp"
+#include "sdrt/models/clip_text_model.hpp"
+#include "sdrt/models/unet_2d_condition.hpp"
 
 namespace sdrt::pipeline {
 namespace {
@@ -131,23 +134,6 @@ class RandomWeightWriter {
   void constant(const std::string& name, const Shape& shape, float value) {
     fill(name, shape, [value] { return value; });
   }
-  // Uniform with the given standard deviation.
-  void normal_like(const std::string& name, const Shape& shape, float std) { uniform(name, shape, std * std::sqrt(3.0f)); }
-
-  void linear(const std::string& p, int64_t in, int64_t out, bool bias = true) {
-    normal_like(p + ".weight", {out, in}, 0.02f);
-    if (bias) constant(p + ".bias", {out}, 0.0f);
-  }
-  // torch's default: weight and bias uniform in +-1/sqrt(fan_in).
-  void conv(const std::string& p, int64_t in, int64_t out, int64_t kernel) {
-    const float bound = 1.0f / std::sqrt(static_cast<float>(in * kernel * kernel));
-    uniform(p + ".weight", {out, in, kernel, kernel}, bound);
-    uniform(p + ".bias", {out}, bound);
-  }
-  void norm(const std::string& p, int64_t channels) {
-    constant(p + ".weight", {channels}, 1.0f);
-    constant(p + ".bias", {channels}, 0.0f);
-  }
 
  private:
   static uint64_t seed_of(const std::string& name) {
@@ -182,180 +168,41 @@ class RandomWeightWriter {
   DType dtype_;
 };
 
-std::vector<int64_t> ints(const json& config, const char* key) { return config.at(key).get<std::vector<int64_t>>(); }
-
-// --- UNet (diffusers module names) ---
-
-void resnet(RandomWeightWriter& w, const std::string& p, int64_t in, int64_t out, int64_t temb) {
-  w.norm(p + ".norm1", in);
-  w.conv(p + ".conv1", in, out, 3);
-  if (temb > 0) w.linear(p + ".time_emb_proj", temb, out);
-  w.norm(p + ".norm2", out);
-  w.conv(p + ".conv2", out, out, 3);
-  if (in != out) w.conv(p + ".conv_shortcut", in, out, 1);
-}
-
-void cross_attention(RandomWeightWriter& w, const std::string& p, int64_t dim, int64_t key_dim) {
-  w.linear(p + ".to_q", dim, dim, false);
-  w.linear(p + ".to_k", key_dim, dim, false);
-  w.linear(p + ".to_v", key_dim, dim, false);
-  w.linear(p + ".to_out.0", dim, dim);
-}
-
-// `layers` transformer blocks: transformer_layers_per_block of the level (SDXL: 1, 2, 10).
-void transformer_2d(RandomWeightWriter& w, const std::string& p, int64_t c, const json& cfg, int64_t layers) {
-  const int64_t cross = cfg.at("cross_attention_dim").get<int64_t>();
-  const bool linear_projection = cfg.value("use_linear_projection", false);
-  w.norm(p + ".norm", c);
-  auto projection = [&](const std::string& name) {
-    if (linear_projection) w.linear(p + "." + name, c, c);
-    else w.conv(p + "." + name, c, c, 1);
-  };
-  projection("proj_in");
-  for (int64_t i = 0; i < layers; ++i) {
-    const std::string b = p + ".transformer_blocks." + std::to_string(i);
-    for (const char* n : {".norm1", ".norm2", ".norm3"}) w.norm(b + n, c);
-    cross_attention(w, b + ".attn1", c, c);
-    cross_attention(w, b + ".attn2", c, cross);
-    w.linear(b + ".ff.net.0.proj", c, 8 * c);  // GEGLU: two halves of 4c
-    w.linear(b + ".ff.net.2", 4 * c, c);
-  }
-  projection("proj_out");
-}
-
-bool has_cross_attention(const std::string& block_type) { return block_type.rfind("CrossAttn", 0) == 0; }
-
-// A per-level setting given as one number or one per level (diffusers accepts both).
-std::vector<int64_t> per_level(const json& cfg, const char* key, size_t levels) {
-  const json v = cfg.value(key, json(1));
-  if (v.is_number_integer()) return std::vector<int64_t>(levels, v.get<int64_t>());
-  auto out = v.get<std::vector<int64_t>>();
-  if (out.size() != levels) throw Error(std::string("random UNet: ") + key + " has a value per level only for some levels");
-  return out;
-}
-
 }  // namespace
+
+Weights random_weights(const models::ParameterLayout& layout, DType dtype) {
+  Weights weights("random " + layout.network());
+  RandomWeightWriter w(weights, dtype);
+  for (const models::Parameter& p : layout.parameters()) {
+    switch (p.init) {
+      case models::Init::Zeros:
+        w.constant(p.name, p.shape, 0.0f);
+        break;
+      case models::Init::Ones:
+        w.constant(p.name, p.shape, 1.0f);
+        break;
+      case models::Init::Uniform:
+        w.uniform(p.name, p.shape, p.bound);
+        break;
+    }
+  }
+  return weights;
+}
 
 Weights random_unet_weights(const json& cfg, DType dtype) {
-  Weights weights("random UNet");
-  RandomWeightWriter w(weights, dtype);
-  const auto ch = ints(cfg, "block_out_channels");
-  const auto down_types = cfg.at("down_block_types").get<std::vector<std::string>>();
-  const auto up_types = cfg.at("up_block_types").get<std::vector<std::string>>();
-  const int64_t layers = cfg.value("layers_per_block", int64_t{2});
-  const int64_t temb = 4 * ch.at(0);
-  const size_t n = ch.size();
-  if (down_types.size() != n || up_types.size() != n) throw Error("random UNet: block types and channels disagree");
-
-  const auto depth = per_level(cfg, "transformer_layers_per_block", n);
-  w.conv("conv_in", cfg.value("in_channels", int64_t{4}), ch[0], 3);
-  w.linear("time_embedding.linear_1", ch[0], temb);
-  w.linear("time_embedding.linear_2", temb, temb);
-  if (cfg.value("addition_embed_type", json()).is_string()) {  // SDXL text_time: pooled + time ids -> temb
-    w.linear("add_embedding.linear_1", cfg.at("projection_class_embeddings_input_dim").get<int64_t>(), temb);
-    w.linear("add_embedding.linear_2", temb, temb);
-  }
-  for (size_t i = 0; i < n; ++i) {
-    const std::string p = "down_blocks." + std::to_string(i);
-    for (int64_t j = 0; j < layers; ++j) {
-      const std::string idx = std::to_string(j);
-      resnet(w, p + ".resnets." + idx, j == 0 ? ch[i == 0 ? 0 : i - 1] : ch[i], ch[i], temb);
-      if (has_cross_attention(down_types[i])) transformer_2d(w, p + ".attentions." + idx, ch[i], cfg, depth[i]);
-    }
-    if (i + 1 < n) w.conv(p + ".downsamplers.0.conv", ch[i], ch[i], 3);
-  }
-  resnet(w, "mid_block.resnets.0", ch.back(), ch.back(), temb);
-  transformer_2d(w, "mid_block.attentions.0", ch.back(), cfg, depth.back());
-  resnet(w, "mid_block.resnets.1", ch.back(), ch.back(), temb);
-  const std::vector<int64_t> rev(ch.rbegin(), ch.rend());
-  for (size_t i = 0; i < n; ++i) {
-    const std::string p = "up_blocks." + std::to_string(i);
-    const int64_t out = rev[i], prev = rev[i == 0 ? 0 : i - 1], in = rev[std::min(i + 1, n - 1)];
-    for (int64_t j = 0; j <= layers; ++j) {
-      const std::string idx = std::to_string(j);
-      const int64_t skip = j == layers ? in : out;
-      resnet(w, p + ".resnets." + idx, (j == 0 ? prev : out) + skip, out, temb);
-      if (has_cross_attention(up_types[i])) transformer_2d(w, p + ".attentions." + idx, out, cfg, depth[n - 1 - i]);
-    }
-    if (i + 1 < n) w.conv(p + ".upsamplers.0.conv", out, out, 3);
-  }
-  w.norm("conv_norm_out", ch[0]);
-  w.conv("conv_out", ch[0], cfg.value("out_channels", int64_t{4}), 3);
-  return weights;
+  return random_weights(models::unet_layout(models::UNet2DConditionConfig::from_json(cfg)), dtype);
 }
-
-// --- VAE ---
-
-namespace {
-
-void vae_mid_block(RandomWeightWriter& w, const std::string& p, int64_t c) {
-  resnet(w, p + ".resnets.0", c, c, 0);
-  const std::string a = p + ".attentions.0";
-  w.norm(a + ".group_norm", c);
-  for (const char* n : {".to_q", ".to_k", ".to_v", ".to_out.0"}) w.linear(a + n, c, c);
-  resnet(w, p + ".resnets.1", c, c, 0);
-}
-
-}  // namespace
 
 Weights random_vae_weights(const json& cfg, DType dtype) {
-  Weights weights("random VAE");
-  RandomWeightWriter w(weights, dtype);
-  const auto ch = ints(cfg, "block_out_channels");
-  const int64_t layers = cfg.value("layers_per_block", int64_t{2});
-  const int64_t latent = cfg.value("latent_channels", int64_t{4});
-  const size_t n = ch.size();
-
-  w.conv("encoder.conv_in", cfg.value("in_channels", int64_t{3}), ch[0], 3);
-  for (size_t i = 0; i < n; ++i) {
-    const std::string p = "encoder.down_blocks." + std::to_string(i);
-    for (int64_t j = 0; j < layers; ++j)
-      resnet(w, p + ".resnets." + std::to_string(j), j == 0 ? ch[i == 0 ? 0 : i - 1] : ch[i], ch[i], 0);
-    if (i + 1 < n) w.conv(p + ".downsamplers.0.conv", ch[i], ch[i], 3);
-  }
-  vae_mid_block(w, "encoder.mid_block", ch.back());
-  w.norm("encoder.conv_norm_out", ch.back());
-  w.conv("encoder.conv_out", ch.back(), 2 * latent, 3);
-  w.conv("quant_conv", 2 * latent, 2 * latent, 1);
-
-  w.conv("post_quant_conv", latent, latent, 1);
-  w.conv("decoder.conv_in", latent, ch.back(), 3);
-  vae_mid_block(w, "decoder.mid_block", ch.back());
-  const std::vector<int64_t> rev(ch.rbegin(), ch.rend());
-  for (size_t i = 0; i < n; ++i) {
-    const std::string p = "decoder.up_blocks." + std::to_string(i);
-    for (int64_t j = 0; j <= layers; ++j)
-      resnet(w, p + ".resnets." + std::to_string(j), j == 0 ? rev[i == 0 ? 0 : i - 1] : rev[i], rev[i], 0);
-    if (i + 1 < n) w.conv(p + ".upsamplers.0.conv", rev[i], rev[i], 3);
-  }
-  w.norm("decoder.conv_norm_out", ch[0]);
-  w.conv("decoder.conv_out", ch[0], cfg.value("out_channels", int64_t{3}), 3);
-  return weights;
+  return random_weights(models::vae_layout(models::AutoencoderKLConfig::from_json(cfg)), dtype);
 }
 
-// --- CLIP text encoder ---
-
 Weights random_text_encoder_weights(const json& cfg, DType dtype) {
-  Weights weights("random text encoder");
-  RandomWeightWriter w(weights, dtype);
-  const int64_t d = cfg.at("hidden_size").get<int64_t>(), ff = cfg.at("intermediate_size").get<int64_t>();
-  const int layers = cfg.at("num_hidden_layers").get<int>();
-  w.normal_like("text_model.embeddings.token_embedding.weight", {cfg.value("vocab_size", int64_t{49408}), d}, 0.02f);
-  w.normal_like("text_model.embeddings.position_embedding.weight", {cfg.value("max_position_embeddings", int64_t{77}), d},
-                0.01f);
-  for (int i = 0; i < layers; ++i) {
-    const std::string p = "text_model.encoder.layers." + std::to_string(i);
-    w.norm(p + ".layer_norm1", d);
-    for (const char* n : {".q_proj", ".k_proj", ".v_proj", ".out_proj"}) w.linear(p + ".self_attn" + n, d, d);
-    w.norm(p + ".layer_norm2", d);
-    w.linear(p + ".mlp.fc1", d, ff);
-    w.linear(p + ".mlp.fc2", ff, d);
-  }
-  w.norm("text_model.final_layer_norm", d);
   const json arch = cfg.value("architectures", json::array());
-  if (arch.is_array() && !arch.empty() && arch[0] == "CLIPTextModelWithProjection")
-    w.linear("text_projection", d, cfg.at("projection_dim").get<int64_t>(), false);
-  return weights;
+  const bool with_projection = arch.is_array() && !arch.empty() && arch[0] == "CLIPTextModelWithProjection";
+  return random_weights(
+      models::clip_text_layout(models::CLIPTextConfig::from_json(cfg), with_projection, models::ClipNaming::Transformers),
+      dtype);
 }
 
 // --- architectures ---

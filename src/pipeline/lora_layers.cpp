@@ -356,6 +356,8 @@ std::vector<std::string> ModelLoras::activate(const std::vector<LoraInput>& lora
                                std::pair{LoraNetwork::TextEncoder, component::text_encoder},
                                std::pair{LoraNetwork::TextEncoder2, component::text_encoder_2}})
     if (const ComponentData* c = source_.find(name)) targets[network] = &c->weights;
+  const ComponentData* unet_data = source_.find(component::unet);
+  const LoraModuleAliases aliases = unet_data ? unet_module_aliases(unet_data->config) : LoraModuleAliases{};
   std::vector<ResolvedLora> unet, text, text_2;
   std::vector<std::string> notes;
   for (size_t i = 0; i < loras.size(); ++i) {
@@ -365,7 +367,7 @@ std::vector<std::string> ModelLoras::activate(const std::vector<LoraInput>& lora
       throw Error(field + ".scale must be a finite number (got " + std::to_string(loras[i].scale) + ")");
     std::vector<ResolvedLora> resolved;
     try {
-      resolved = resolve_lora(read_lora_file(loras[i].path), loras[i].scale, targets);
+      resolved = resolve_lora(read_lora_file(loras[i].path), loras[i].scale, targets, aliases);
     } catch (const Error& e) {
       throw Error(field + ".path: " + e.what());
     }

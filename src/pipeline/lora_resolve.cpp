@@ -5,6 +5,7 @@
 #include <set>
 
 #include "sdrt/base/error.hpp"
+#include "sdrt/models/unet_2d_condition.hpp"
 #include "sdrt/pipeline/lora.hpp"
 
 namespace sdrt::pipeline {
@@ -12,10 +13,17 @@ namespace {
 
 struct LayerIndex {
   std::map<std::string, Shape> layers;      // module -> weight shape (Linear [out, in] or Conv2d [out, in, kh, kw])
-  std::map<std::string, std::string> flat;  // flattened module -> module; "" when two modules flatten alike
+  std::map<std::string, std::string> flat;  // flattened module or alias -> module; "" when two flatten alike
+  std::map<std::string, std::string> alias;  // dotted original name -> module
 };
 
-LayerIndex index_layers(const Weights& w) {
+std::string flattened(std::string module) {
+  for (char& c : module)
+    if (c == '.') c = '_';
+  return module;
+}
+
+LayerIndex index_layers(const Weights& w, const std::map<std::string, std::string>* aliases) {
   LayerIndex idx;
   const std::string suffix = ".weight";
   auto add = [&](const std::string& name, const Shape& shape) {
@@ -26,14 +34,18 @@ LayerIndex index_layers(const Weights& w) {
     // Embedding tables (token_embedding, position_embedding) are 2-D but no Linear.
     if (module.size() >= 9 && module.compare(module.size() - 9, 9, "embedding") == 0) return;
     idx.layers[module] = shape;
-    std::string flat = module;
-    for (char& c : flat)
-      if (c == '.') c = '_';
-    auto [it, inserted] = idx.flat.emplace(flat, module);
+    auto [it, inserted] = idx.flat.emplace(flattened(module), module);
     if (!inserted && it->second != module) it->second.clear();
   };
   for (const auto& [name, t] : w.all()) add(name, t.shape());
   for (const auto& [name, c] : w.all_compressed()) add(name, c->shape);
+  if (aliases)
+    for (const auto& [original, module] : *aliases) {
+      if (!idx.layers.count(module) || original == module) continue;
+      idx.alias.emplace(original, module);
+      auto [it, inserted] = idx.flat.emplace(flattened(original), module);
+      if (!inserted && it->second != module) it->second.clear();
+    }
   return idx;
 }
 
@@ -41,8 +53,8 @@ LayerIndex index_layers(const Weights& w) {
 std::string unmatched_hint(const LoraModule& m) {
   for (const char* sgm : {"input_blocks", "output_blocks", "middle_block"})
     if (m.path.find(sgm) != std::string::npos)
-      return "SGM/LDM module names such as '" + std::string(sgm) + "' are not supported (kohya's SDXL trainer writes "
-             "them; SDXL LoRAs need an SDXL model)";
+      return "its SGM/LDM module names ('" + std::string(sgm) + "', as kohya's SDXL trainer writes them) fit no layer "
+             "of this model's UNet (an SDXL LoRA needs an SDXL model)";
   return "is it made for another model family?";
 }
 
@@ -55,7 +67,28 @@ Tensor fit(const Tensor& t, bool conv) {
 
 }  // namespace
 
-std::vector<ResolvedLora> resolve_lora(const LoraFile& file, float scale, const LoraTargets& targets) {
+std::map<std::string, std::string> original_module_names(const models::ParameterLayout& layout) {
+  const std::string suffix = ".weight";
+  std::map<std::string, std::string> out;
+  for (const models::Parameter& p : layout.parameters()) {
+    const bool whole = p.stored == models::Stored::Same || p.stored == models::Stored::LinearOrConv1x1;
+    const bool layer = p.shape.size() == 2 || p.shape.size() == 4;
+    if (!whole || !layer || p.name.size() <= suffix.size() || p.original.size() <= suffix.size() ||
+        p.name.compare(p.name.size() - suffix.size(), suffix.size(), suffix) != 0 ||
+        p.original.compare(p.original.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    out.emplace(p.original.substr(0, p.original.size() - suffix.size()), p.name.substr(0, p.name.size() - suffix.size()));
+  }
+  return out;
+}
+
+LoraModuleAliases unet_module_aliases(const nlohmann::json& unet_config) {
+  return {{LoraNetwork::UNet,
+           original_module_names(models::unet_layout(models::UNet2DConditionConfig::from_json(unet_config)))}};
+}
+
+std::vector<ResolvedLora> resolve_lora(const LoraFile& file, float scale, const LoraTargets& targets,
+                                       const LoraModuleAliases& aliases) {
   if (!std::isfinite(scale)) throw Error(file.path + ": the LoRA scale " + std::to_string(scale) + " is not finite");
   // A network the model lacks first: that says more (e.g. an SDXL LoRA) than a shape mismatch would.
   for (const LoraModule& m : file.modules) {
@@ -73,7 +106,10 @@ std::vector<ResolvedLora> resolve_lora(const LoraFile& file, float scale, const 
     const std::string net = lora_network_name(m.network);
     const auto target = targets.find(m.network);
     auto idx = indexes.find(m.network);
-    if (idx == indexes.end()) idx = indexes.emplace(m.network, index_layers(*target->second)).first;
+    if (idx == indexes.end()) {
+      const auto a = aliases.find(m.network);
+      idx = indexes.emplace(m.network, index_layers(*target->second, a == aliases.end() ? nullptr : &a->second)).first;
+    }
     std::string module;
     if (m.flattened) {
       const auto f = idx->second.flat.find(m.path);
@@ -82,6 +118,8 @@ std::vector<ResolvedLora> resolve_lora(const LoraFile& file, float scale, const 
       if (f != idx->second.flat.end()) module = f->second;
     } else if (idx->second.layers.count(m.path)) {
       module = m.path;
+    } else if (const auto a = idx->second.alias.find(m.path); a != idx->second.alias.end()) {
+      module = a->second;
     }
     if (module.empty()) {
       ++unmatched;

@@ -11,6 +11,7 @@
 #include "sdrt/core/tensor.hpp"
 #include "sdrt/core/weights.hpp"
 #include "sdrt/kernels/backend.hpp"
+#include "sdrt/models/parameter_layout.hpp"
 
 namespace sdrt::models {
 
@@ -33,6 +34,12 @@ struct CLIPTextConfig {
   // hidden_act or inconsistent sizes.
   static CLIPTextConfig from_json(const nlohmann::json& config);
 };
+
+// The layouts the original checkpoints keep a CLIP text tower in: transformers' names (SD 1.x, SDXL's first
+// encoder; relative to the tower's "text_model." level) or OpenCLIP's (SD 2.x, SDXL's second encoder).
+enum class ClipNaming { Transformers, OpenClip };
+// The tensors CLIPTextModel reads, and text_projection for CLIPTextModelWithProjection.
+ParameterLayout clip_text_layout(const CLIPTextConfig& config, bool with_projection, ClipNaming original);
 
 struct CLIPTextOutput {
   Tensor last_hidden_state;           // [B, seq, hidden], after final_layer_norm

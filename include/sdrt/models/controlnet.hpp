@@ -23,6 +23,9 @@ struct ControlNetConfig : UNetEncoderConfig {
 };
 
 // conv_in -> SiLU -> (3x3 conv -> SiLU, stride-2 3x3 conv -> SiLU) per channel step -> conv_out.
+// The tensors ControlNetModel reads (diffusers names; sdrt converts no original ControlNet layout).
+ParameterLayout controlnet_layout(const ControlNetConfig& config);
+
 class ControlNetConditioningEmbedding {
  public:
   ControlNetConditioningEmbedding(kernels::Backend& backend, const WeightScope& scope, int64_t conditioning_channels,

@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "sdrt/models/nn_layers.hpp"
+#include "sdrt/models/parameter_layout.hpp"
 
 namespace sdrt::models {
 
@@ -35,6 +36,22 @@ class ResnetBlock2D {
   bool has_conv_shortcut_ = false;
   float output_scale_factor_ = 1.0f;
 };
+
+// A resnet's layers under their original names: LDM's UNet ResBlock and its VAE ResnetBlock differ.
+struct ResnetOriginalNames {
+  const char* norm1;
+  const char* conv1;
+  const char* time_emb_proj;
+  const char* norm2;
+  const char* conv2;
+  const char* conv_shortcut;
+};
+inline constexpr ResnetOriginalNames kLdmUNetResnetNames{"in_layers.0",  "in_layers.2",  "emb_layers.1",
+                                                         "out_layers.0", "out_layers.3", "skip_connection"};
+inline constexpr ResnetOriginalNames kLdmVaeResnetNames{"norm1", "conv1", "", "norm2", "conv2", "nin_shortcut"};
+
+// The tensors ResnetBlock2D reads.
+void declare_resnet(const LayoutScope& scope, const ResnetBlock2DArgs& args, const ResnetOriginalNames& original);
 
 // Stride-2 3x3 convolution. padding 0 means diffusers' explicit (0, 1, 0, 1) pad (right and bottom) first.
 class Downsample2D {

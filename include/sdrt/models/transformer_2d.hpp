@@ -18,6 +18,9 @@ struct Transformer2DArgs {
   bool use_linear_projection = false;
 };
 
+// The tensors Transformer2DModel reads (LDM's SpatialTransformer names them alike).
+void declare_transformer_2d(const LayoutScope& scope, const Transformer2DArgs& args);
+
 class Transformer2DModel {
  public:
   Transformer2DModel(kernels::Backend& backend, const WeightScope& scope, const Transformer2DArgs& args);

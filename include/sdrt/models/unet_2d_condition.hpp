@@ -17,9 +17,15 @@ struct UNet2DConditionConfig : UNetEncoderConfig {
   std::vector<std::string> up_block_types;
   int64_t sample_size = 0;  // latent size the model was trained at; 0 when the config has none
 
+  // Up block i mirrors down block n-1-i (diffusers walks the per-block lists in reverse).
+  BlockArgs up_block(size_t i) const;
+
   // Reads unet/config.json; throws sdrt::Error naming unsupported values (block types, embeddings, ...).
   static UNet2DConditionConfig from_json(const nlohmann::json& j);
 };
+
+// The tensors UNet2DConditionModel reads, with their LDM/SGM names (model.diffusion_model.*).
+ParameterLayout unet_layout(const UNet2DConditionConfig& config);
 
 class UNet2DConditionModel {
  public:

@@ -44,6 +44,9 @@ struct UNetEncoderConfig {
   int num_downsamplers() const { return static_cast<int>(block_out_channels.size()) - 1; }
   // Channels of each down-path residual in order: conv_in's output, then each block's output states.
   std::vector<int64_t> res_sample_channels() const;
+  // The arguments of down block i and the mid block, for the blocks and their layouts alike.
+  BlockArgs down_block(size_t i) const;
+  BlockArgs mid_block() const;
 
   // Reads and checks the shared keys (diffusers' defaults for absent ones); `what` names the config in errors.
   // Throws sdrt::Error naming any key whose value selects something sdrt does not implement.

@@ -14,6 +14,12 @@ struct VaeCoderArgs {
   std::vector<int64_t> block_out_channels;
   int layers_per_block = 1;
   int norm_num_groups = 32;
+
+  // The arguments of the Encoder's down block i, the Decoder's up block i (from the widest level) and the mid
+  // block, for the blocks and their layouts alike.
+  BlockArgs down_block(size_t i) const;
+  BlockArgs up_block(size_t i) const;
+  BlockArgs mid_block() const;
 };
 
 // conv_in -> DownEncoderBlock2D per level (all but the last halve the size) -> UNetMidBlock2D ->

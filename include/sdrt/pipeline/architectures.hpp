@@ -8,6 +8,7 @@
 
 #include "sdrt/base/dtype.hpp"
 #include "sdrt/core/weights.hpp"
+#include "sdrt/models/parameter_layout.hpp"
 #include "sdrt/pipeline/model_source.hpp"
 #include "sdrt/pipeline/precision.hpp"
 
@@ -25,9 +26,10 @@ const std::vector<std::string>& architecture_names();
 // Throws sdrt::Error listing the known names when `name` is not one of them.
 Architecture architecture(const std::string& name);
 
-// Every tensor the models read for the given diffusers configs, with the right shapes, filled with
-// deterministic pseudo-random values scaled like a typical initialisation (linears std 0.02, convs
-// 1/sqrt(fan_in), norms weight 1 bias 0), stored as `dtype`.
+// Every tensor of a layout, filled as its Init says with deterministic pseudo-random values (each tensor's
+// stream seeded from its name), stored as `dtype`.
+Weights random_weights(const models::ParameterLayout& layout, DType dtype);
+// The same for the network a diffusers config describes (its models:: layout).
 Weights random_text_encoder_weights(const nlohmann::json& config, DType dtype);
 Weights random_unet_weights(const nlohmann::json& config, DType dtype);
 Weights random_vae_weights(const nlohmann::json& config, DType dtype);

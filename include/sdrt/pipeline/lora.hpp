@@ -2,11 +2,13 @@
 // <lora:NAME:SCALE> prompt tags. Applying them is lora_layers.hpp's job.
 #pragma once
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "sdrt/core/tensor.hpp"
 #include "sdrt/core/weights.hpp"
+#include "sdrt/models/parameter_layout.hpp"
 
 namespace sdrt::pipeline {
 
@@ -51,11 +53,20 @@ struct ResolvedLora {
 // The model's weights per network (absent: the model has no such network).
 using LoraTargets = std::map<LoraNetwork, const Weights*>;
 
+// Per network, the model's modules under the names of its original layout ("input_blocks.4.1.proj_in" ->
+// "down_blocks.1.attentions.0.proj_in"): kohya's SDXL trainer names UNet modules as SGM does.
+using LoraModuleAliases = std::map<LoraNetwork, std::map<std::string, std::string>>;
+// The original names of a layout's Linear and Conv2d modules, each with the model's own module name.
+std::map<std::string, std::string> original_module_names(const models::ParameterLayout& layout);
+// The aliases of a UNet given its diffusers config.
+LoraModuleAliases unet_module_aliases(const nlohmann::json& unet_config);
+
 // Maps every module of `file` onto a Linear or Conv2d weight of `targets` with `scale`; a kohya name is
-// matched against the flattened names of the model's own layers (never guessed). Throws naming the file
-// and the first offending key when a module matches no layer (with the count of such modules), names a
-// network the model lacks, or has shapes that do not fit the layer.
-std::vector<ResolvedLora> resolve_lora(const LoraFile& file, float scale, const LoraTargets& targets);
+// matched against the flattened names of the model's own layers, or of their `aliases` (never guessed).
+// Throws naming the file and the first offending key when a module matches no layer (with the count of
+// such modules), names a network the model lacks, or has shapes that do not fit the layer.
+std::vector<ResolvedLora> resolve_lora(const LoraFile& file, float scale, const LoraTargets& targets,
+                                       const LoraModuleAliases& aliases = {});
 
 // A1111's extra-network tag <lora:NAME> or <lora:NAME:SCALE> (scale 1 when absent).
 struct LoraTag {
