@@ -7,6 +7,7 @@
 
 #include "sdrt/io/image.hpp"
 #include "support/cli_support.hpp"
+#include "support/model_writers.hpp"
 #include "support/test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -120,6 +121,23 @@ TEST(CliLora, SingleFileCheckpointTakesLoraToo) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const double db = psnr(only_image(out), io::read_image(case_path(name, ".png"), 3));
   std::printf("%s on the LDM single file: PSNR %.1f dB\n", name.c_str(), db);
+  EXPECT_GE(db, kMinPsnr);
+}
+
+// kohya's SDXL trainer writes SGM module names (lora_unet_input_blocks_4_1_…): the same image as the
+// diffusers-named file gives.
+TEST(CliLora, SdxlLoraWithSgmModuleNames) {
+  const std::string name = "sdxl_lora_kohya_scale0.7_s13_10steps";
+  const auto c = test::read_json(case_path(name, ".json"));
+  const auto [file, scale] = case_lora(c);
+  const std::string sgm = test::make_temp_dir("cli-lora-sgm-file") + "/sdxl-sgm-names.safetensors";
+  ASSERT_GT(test::write_sgm_named_sdxl_lora(file, sgm), 500u);
+  const std::string out = test::make_temp_dir("cli-lora-sgm");
+  const std::string model = test::reference_path("models/" + c.at("model").get<std::string>());
+  const auto r = run_sdrt(generate_args(c, model, out, c.at("prompt")) + " --lora " + shell_quote(sgm + ":" + std::to_string(scale)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const double db = psnr(only_image(out), io::read_image(case_path(name, ".png"), 3));
+  std::printf("%s with SGM module names: PSNR %.1f dB\n", name.c_str(), db);
   EXPECT_GE(db, kMinPsnr);
 }
 

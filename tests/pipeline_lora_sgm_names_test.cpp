@@ -1,16 +1,14 @@
 // kohya's SDXL trainer names UNet modules as SGM does (lora_unet_input_blocks_4_1_…): such a LoRA reaches the same
-// layers as the same LoRA under diffusers' names. The SGM names here are written out by hand from SGM's
-// numbering, independently of the layouts the resolver derives its aliases from.
+// layers as the same LoRA under diffusers' names (the SGM names come from test::write_sgm_named_sdxl_lora, written
+// independently of the layouts the resolver derives its aliases from).
 #include <gtest/gtest.h>
 
 #include <map>
-#include <regex>
 #include <string>
 
-#include "sdrt/base/error.hpp"
-#include "sdrt/io/safetensors.hpp"
 #include "sdrt/pipeline/lora.hpp"
 #include "sdrt/pipeline/model_source.hpp"
+#include "support/model_writers.hpp"
 #include "support/test_support.hpp"
 
 namespace sdrt {
@@ -18,52 +16,10 @@ namespace {
 
 namespace component = pipeline::component;
 
-std::string resnet_layer(const std::string& diffusers) {
-  static const std::map<std::string, std::string> names{{"conv1", "in_layers_2"},
-                                                        {"conv2", "out_layers_3"},
-                                                        {"time_emb_proj", "emb_layers_1"},
-                                                        {"conv_shortcut", "skip_connection"}};
-  return names.at(diffusers);
-}
-
-// SDXL's UNet (sdxl-tiny has its block structure): 3 levels of 2 resnets, attention in down blocks 1-2 and up
-// blocks 0-1; input_blocks count from 1 (0 is conv_in), output_blocks from 0, 3 per level.
-std::string sgm_module(const std::string& module) {
-  std::smatch m;
-  const auto n = [&](int i) { return std::stoi(m[i].str()); };
-  if (std::regex_match(module, m, std::regex("lora_unet_down_blocks_(\\d)_resnets_(\\d)_(\\w+)")))
-    return "lora_unet_input_blocks_" + std::to_string(3 * n(1) + n(2) + 1) + "_0_" + resnet_layer(m[3]);
-  if (std::regex_match(module, m, std::regex("lora_unet_down_blocks_(\\d)_attentions_(\\d)_(\\w+)")))
-    return "lora_unet_input_blocks_" + std::to_string(3 * n(1) + n(2) + 1) + "_1_" + m[3].str();
-  if (std::regex_match(module, m, std::regex("lora_unet_down_blocks_(\\d)_downsamplers_0_conv")))
-    return "lora_unet_input_blocks_" + std::to_string(3 * (n(1) + 1)) + "_0_op";
-  if (std::regex_match(module, m, std::regex("lora_unet_mid_block_resnets_(\\d)_(\\w+)")))
-    return "lora_unet_middle_block_" + std::to_string(2 * n(1)) + "_" + resnet_layer(m[2]);
-  if (std::regex_match(module, m, std::regex("lora_unet_mid_block_attentions_0_(\\w+)")))
-    return "lora_unet_middle_block_1_" + m[1].str();
-  if (std::regex_match(module, m, std::regex("lora_unet_up_blocks_(\\d)_resnets_(\\d)_(\\w+)")))
-    return "lora_unet_output_blocks_" + std::to_string(3 * n(1) + n(2)) + "_0_" + resnet_layer(m[3]);
-  if (std::regex_match(module, m, std::regex("lora_unet_up_blocks_(\\d)_attentions_(\\d)_(\\w+)")))
-    return "lora_unet_output_blocks_" + std::to_string(3 * n(1) + n(2)) + "_1_" + m[3].str();
-  if (std::regex_match(module, m, std::regex("lora_unet_up_blocks_(\\d)_upsamplers_0_conv")))
-    return "lora_unet_output_blocks_" + std::to_string(3 * n(1) + 2) + (n(1) < 2 ? "_2_conv" : "_1_conv");
-  if (module.rfind("lora_unet_", 0) == 0) throw Error("the test does not rename '" + module + "'");
-  return module;  // text encoders keep transformers' names
-}
-
 // The reference SDXL kohya LoRA with its UNet modules renamed as SGM names them.
 std::string write_sgm_named_copy(const std::string& from, size_t& renamed) {
-  const Weights diffusers_named = test::read_case(from);
-  std::vector<io::NamedTensor> raw;
-  renamed = 0;
-  for (const auto& [key, t] : diffusers_named.all()) {
-    const size_t dot = key.find('.');
-    const std::string module = key.substr(0, dot), sgm = sgm_module(module);
-    renamed += sgm != module;
-    raw.emplace_back(sgm + key.substr(dot), t.as_raw());
-  }
   const std::string path = test::make_temp_dir("lora-sgm") + "/sdxl-tiny-lora-sgm.safetensors";
-  io::write_safetensors(path, raw);
+  renamed = test::write_sgm_named_sdxl_lora(from, path);
   return path;
 }
 

@@ -39,22 +39,13 @@ void check_residuals(const UNetInputs& in, const std::vector<Tensor>& res_sample
 }  // namespace
 
 BlockArgs UNet2DConditionConfig::up_block(size_t i) const {
-  const UNet2DConditionConfig& c = *this;
-  const size_t n = c.block_out_channels.size();
+  const size_t n = block_out_channels.size();
   const size_t mirror = n - 1 - i;
-  BlockArgs a;
-  a.num_layers = c.layers_per_block[mirror] + 1;
-  a.prev_output_channel = c.block_out_channels[i == 0 ? n - 1 : mirror + 1];
-  a.out_channels = c.block_out_channels[mirror];
-  a.in_channels = c.block_out_channels[mirror == 0 ? 0 : mirror - 1];
-  a.temb_channels = c.time_embed_dim();
+  BlockArgs a = level_block(mirror);
+  a.num_layers = layers_per_block.at(mirror) + 1;
+  a.prev_output_channel = block_out_channels[i == 0 ? n - 1 : mirror + 1];
+  a.in_channels = block_out_channels[mirror == 0 ? 0 : mirror - 1];
   a.add_upsample = i + 1 < n;
-  a.resnet_groups = c.norm_num_groups;
-  a.resnet_eps = c.norm_eps;
-  a.num_attention_heads = c.num_attention_heads[mirror];
-  a.cross_attention_dim = c.cross_attention_dim;
-  a.transformer_layers_per_block = c.transformer_layers_per_block[mirror];
-  a.use_linear_projection = c.use_linear_projection;
   return a;
 }
 

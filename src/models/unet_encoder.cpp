@@ -111,37 +111,33 @@ std::vector<int64_t> UNetEncoderConfig::res_sample_channels() const {
   return channels;
 }
 
-BlockArgs UNetEncoderConfig::down_block(size_t i) const {
-  const UNetEncoderConfig& c = *this;
+BlockArgs UNetEncoderConfig::level_block(size_t level) const {
   BlockArgs a;
-  a.num_layers = c.layers_per_block[i];
-  a.in_channels = c.block_out_channels[i == 0 ? 0 : i - 1];
-  a.out_channels = c.block_out_channels[i];
-  a.temb_channels = c.time_embed_dim();
-  a.add_downsample = i + 1 < c.block_out_channels.size();
-  a.downsample_padding = c.downsample_padding;
-  a.resnet_groups = c.norm_num_groups;
-  a.resnet_eps = c.norm_eps;
-  a.num_attention_heads = c.num_attention_heads[i];
-  a.cross_attention_dim = c.cross_attention_dim;
-  a.transformer_layers_per_block = c.transformer_layers_per_block[i];
-  a.use_linear_projection = c.use_linear_projection;
+  a.out_channels = block_out_channels.at(level);
+  a.temb_channels = time_embed_dim();
+  a.resnet_groups = norm_num_groups;
+  a.resnet_eps = norm_eps;
+  a.num_attention_heads = num_attention_heads.at(level);
+  a.cross_attention_dim = cross_attention_dim;
+  a.transformer_layers_per_block = transformer_layers_per_block.at(level);
+  a.use_linear_projection = use_linear_projection;
+  return a;
+}
+
+BlockArgs UNetEncoderConfig::down_block(size_t i) const {
+  BlockArgs a = level_block(i);
+  a.num_layers = layers_per_block.at(i);
+  a.in_channels = block_out_channels[i == 0 ? 0 : i - 1];
+  a.add_downsample = i + 1 < block_out_channels.size();
+  a.downsample_padding = downsample_padding;
   return a;
 }
 
 BlockArgs UNetEncoderConfig::mid_block() const {
-  const UNetEncoderConfig& c = *this;
-  BlockArgs a;
+  BlockArgs a = level_block(block_out_channels.size() - 1);
   a.num_layers = 1;
-  a.in_channels = a.out_channels = c.block_out_channels.back();
-  a.temb_channels = c.time_embed_dim();
-  a.resnet_groups = c.norm_num_groups;
-  a.resnet_eps = c.norm_eps;
-  a.output_scale_factor = c.mid_block_scale_factor;
-  a.num_attention_heads = c.num_attention_heads.back();
-  a.cross_attention_dim = c.cross_attention_dim;
-  a.transformer_layers_per_block = c.transformer_layers_per_block.back();
-  a.use_linear_projection = c.use_linear_projection;
+  a.in_channels = a.out_channels;
+  a.output_scale_factor = mid_block_scale_factor;
   return a;
 }
 

@@ -48,4 +48,9 @@ std::vector<io::NamedTensor> sgm_tensors(const std::string& diffusers_folder);
 // ldm_tensors() written as a .safetensors single file.
 void write_ldm_safetensors(const std::string& diffusers_folder, LdmText text, const std::string& path);
 
+// A kohya LoRA for sdxl-tiny (SDXL's UNet block structure) with its UNet modules renamed as kohya's SDXL
+// trainer names them, after SGM's numbering (lora_unet_down_blocks_1_attentions_0_proj_in ->
+// lora_unet_input_blocks_4_1_proj_in), written by hand here. Returns the number of tensors renamed.
+size_t write_sgm_named_sdxl_lora(const std::string& src, const std::string& path);
+
 }  // namespace sdrt::test

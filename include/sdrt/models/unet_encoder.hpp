@@ -47,6 +47,8 @@ struct UNetEncoderConfig {
   // The arguments of down block i and the mid block, for the blocks and their layouts alike.
   BlockArgs down_block(size_t i) const;
   BlockArgs mid_block() const;
+  // What every block of a level shares (its width, heads, transformer depth, norms).
+  BlockArgs level_block(size_t level) const;
 
   // Reads and checks the shared keys (diffusers' defaults for absent ones); `what` names the config in errors.
   // Throws sdrt::Error naming any key whose value selects something sdrt does not implement.
