@@ -15,6 +15,8 @@
 namespace sdrt {
 namespace {
 
+namespace component = pipeline::component;
+
 using pipeline::ConvertedCheckpoint;
 using pipeline::LdmConfig;
 using pipeline::LdmOptions;
@@ -49,16 +51,16 @@ const std::string kSd1Ldm = "models/sd1-tiny-ldm.safetensors";
 void expect_sd1_tiny(const ConvertedCheckpoint& c) {
   EXPECT_EQ(c.family, "sd1");
   // diffusers drops only position_ids (a buffer) and the DDPM schedule buffers, which the maps leave out.
-  expect_same_weights(c.unet, reference_component("sd1-tiny", "unet"), "unet");
-  expect_same_weights(c.vae, reference_component("sd1-tiny", "vae"), "vae");
-  expect_same_weights(c.text_encoder, reference_component("sd1-tiny", "text_encoder"), "text_encoder");
-  expect_same_config(c.unet_config, reference_json("models/sd1-tiny/unet/config.json"), {}, "unet");
-  expect_same_config(c.vae_config, reference_json("models/sd1-tiny/vae/config.json"), {}, "vae");
-  expect_same_config(c.text_encoder_config, reference_json("models/sd1-tiny/text_encoder/config.json"),
+  expect_same_weights(c.at(component::unet).weights, reference_component("sd1-tiny", "unet"), "unet");
+  expect_same_weights(c.at(component::vae).weights, reference_component("sd1-tiny", "vae"), "vae");
+  expect_same_weights(c.at(component::text_encoder).weights, reference_component("sd1-tiny", "text_encoder"), "text_encoder");
+  expect_same_config(c.at(component::unet).config, reference_json("models/sd1-tiny/unet/config.json"), {}, "unet");
+  expect_same_config(c.at(component::vae).config, reference_json("models/sd1-tiny/vae/config.json"), {}, "vae");
+  expect_same_config(c.at(component::text_encoder).config, reference_json("models/sd1-tiny/text_encoder/config.json"),
                      {"transformers_version"}, "text_encoder");
   expect_same_config(c.scheduler_config, reference_json("models/sd1-tiny/scheduler/scheduler_config.json"), {},
                      "scheduler");
-  expect_same_config(c.tokenizer_config, reference_json("models/sd1-tiny/tokenizer/tokenizer_config.json"), {},
+  expect_same_config(c.tokenizer_configs.at("tokenizer"), reference_json("models/sd1-tiny/tokenizer/tokenizer_config.json"), {},
                      "tokenizer");
 }
 
@@ -80,22 +82,22 @@ TEST(LdmCheckpoint, TensorsAreViewsOfTheCheckpoint) {
     return static_cast<const void*>(nullptr);
   };
   // A 1x1-conv weight turned linear and a plain copy both point into the file mapping.
-  EXPECT_EQ(c.vae.stored("encoder.mid_block.attentions.0.to_q.weight").raw(),
+  EXPECT_EQ(c.at(component::vae).weights.stored("encoder.mid_block.attentions.0.to_q.weight").raw(),
             data_of("first_stage_model.encoder.mid.attn_1.q.weight"));
-  EXPECT_EQ(c.unet.stored("conv_in.weight").raw(), data_of("model.diffusion_model.input_blocks.0.0.weight"));
+  EXPECT_EQ(c.at(component::unet).weights.stored("conv_in.weight").raw(), data_of("model.diffusion_model.input_blocks.0.0.weight"));
 }
 
 TEST(LdmCheckpoint, WithoutYamlFollowsDiffusersDefaults) {
   const auto tensors = read_tensors(test::reference_path(kSd1Ldm));
   const ConvertedCheckpoint c = pipeline::convert_ldm_checkpoint(tensors, kSd1Ldm, tiny_options());
-  EXPECT_EQ(c.unet_config["attention_head_dim"], 8);  // SD 1.x: num_heads 8
-  EXPECT_EQ(c.unet_config["sample_size"], 64);        // 512 pixels / 8
-  EXPECT_EQ(c.vae_config["sample_size"], 512);
-  EXPECT_EQ(c.vae_config["scaling_factor"], 0.18215);
+  EXPECT_EQ(c.at(component::unet).config["attention_head_dim"], 8);  // SD 1.x: num_heads 8
+  EXPECT_EQ(c.at(component::unet).config["sample_size"], 64);        // 512 pixels / 8
+  EXPECT_EQ(c.at(component::vae).config["sample_size"], 512);
+  EXPECT_EQ(c.at(component::vae).config["scaling_factor"], 0.18215);
   // The schedule comes from the file's "betas" buffer (0.00085..0.012 scaled_linear, stored as float32).
   expect_same_config(c.scheduler_config, reference_json("models/sd1-tiny/scheduler/scheduler_config.json"), {},
                      "scheduler");
-  expect_same_weights(c.unet, reference_component("sd1-tiny", "unet"), "unet");
+  expect_same_weights(c.at(component::unet).weights, reference_component("sd1-tiny", "unet"), "unet");
 }
 
 TEST(LdmCheckpoint, PredictionTypeOptionWins) {
@@ -344,17 +346,17 @@ TEST(LdmCheckpoint, Sd2OpenClipFileGivesTheDiffusersFolderExactly) {
 
   const ConvertedCheckpoint c = pipeline::load_ldm_checkpoint(dir + "/sd2-tiny-v.safetensors", tiny_options());
   EXPECT_EQ(c.family, "sd2");
-  expect_same_weights(c.unet, reference_component("sd2-tiny-v", "unet"), "unet");
-  expect_same_weights(c.vae, reference_component("sd2-tiny-v", "vae"), "vae");
-  expect_same_weights(c.text_encoder, reference_component("sd2-tiny-v", "text_encoder"), "text_encoder");
+  expect_same_weights(c.at(component::unet).weights, reference_component("sd2-tiny-v", "unet"), "unet");
+  expect_same_weights(c.at(component::vae).weights, reference_component("sd2-tiny-v", "vae"), "vae");
+  expect_same_weights(c.at(component::text_encoder).weights, reference_component("sd2-tiny-v", "text_encoder"), "text_encoder");
   // sd2-tiny-v uses GroupNorm(16); an LDM file always means 32 groups (LDM hard-codes them).
-  expect_same_config(c.unet_config, reference_json("models/sd2-tiny-v/unet/config.json"), {"norm_num_groups"}, "unet");
-  expect_same_config(c.vae_config, reference_json("models/sd2-tiny-v/vae/config.json"), {"norm_num_groups"}, "vae");
-  expect_same_config(c.text_encoder_config, reference_json("models/sd2-tiny-v/text_encoder/config.json"),
+  expect_same_config(c.at(component::unet).config, reference_json("models/sd2-tiny-v/unet/config.json"), {"norm_num_groups"}, "unet");
+  expect_same_config(c.at(component::vae).config, reference_json("models/sd2-tiny-v/vae/config.json"), {"norm_num_groups"}, "vae");
+  expect_same_config(c.at(component::text_encoder).config, reference_json("models/sd2-tiny-v/text_encoder/config.json"),
                      {"transformers_version"}, "text_encoder");
   expect_same_config(c.scheduler_config, reference_json("models/sd2-tiny-v/scheduler/scheduler_config.json"), {},
                      "scheduler");
-  expect_same_config(c.tokenizer_config, reference_json("models/sd2-tiny-v/tokenizer/tokenizer_config.json"), {},
+  expect_same_config(c.tokenizer_configs.at("tokenizer"), reference_json("models/sd2-tiny-v/tokenizer/tokenizer_config.json"), {},
                      "tokenizer");
 }
 
@@ -373,8 +375,8 @@ TEST(LdmCheckpoint, Sd2PredictionTypeGuessFollowsTheLatentSize) {
       "epsilon");
   const ConvertedCheckpoint c = pipeline::convert_ldm_checkpoint(ldm.tensors, "sd2", sd2_tiny_options(96));
   EXPECT_EQ(c.scheduler_config["prediction_type"], "v_prediction");
-  EXPECT_EQ(c.unet_config["attention_head_dim"], nlohmann::json({2, 4}));
-  EXPECT_EQ(c.vae_config["sample_size"], 192);  // 96 latents * the 2-level VAE's factor 2
+  EXPECT_EQ(c.at(component::unet).config["attention_head_dim"], nlohmann::json({2, 4}));
+  EXPECT_EQ(c.at(component::vae).config["sample_size"], 192);  // 96 latents * the 2-level VAE's factor 2
 }
 
 TEST(LdmCheckpoint, Sd2HeadsWithoutYamlNeedChannelsDivisibleBy64) {

@@ -24,6 +24,8 @@
 namespace sdrt {
 namespace {
 
+namespace component = pipeline::component;
+
 using pipeline::LdmConfig;
 using pipeline::LdmOptions;
 
@@ -60,29 +62,29 @@ TEST(SgmCheckpoint, GivesTheDiffusersFoldersTensorsAndLayout) {
   options.configs_given = true;  // the tiny encoders' head counts (2, 4) are not hidden / 64
   const auto ckpt = pipeline::load_ldm_checkpoint(test::reference_path(kFile), options);
   EXPECT_EQ(ckpt.family, "sdxl");
-  ASSERT_TRUE(ckpt.has_text_encoder);
-  ASSERT_TRUE(ckpt.text_encoder_2.has_value());
+  ASSERT_TRUE(ckpt.has(component::text_encoder));
+  ASSERT_TRUE(ckpt.has(component::text_encoder_2));
   // sdxl-tiny-ldm.verify.json: diffusers' own SGM converters give these 620 + 180 + 52 + 53 tensors.
-  test::expect_same_weights(ckpt.unet, folder_component("unet"), "unet");
-  test::expect_same_weights(ckpt.vae, folder_component("vae"), "vae");
-  test::expect_same_weights(ckpt.text_encoder, folder_component("text_encoder"), "text_encoder");
-  test::expect_same_weights(*ckpt.text_encoder_2, folder_component("text_encoder_2"), "text_encoder_2");
-  EXPECT_EQ(ckpt.unet.size(), 620u);
-  EXPECT_EQ(ckpt.text_encoder_2->size(), 53u);  // with text_projection, transposed to [12, 20]
+  test::expect_same_weights(ckpt.at(component::unet).weights, folder_component("unet"), "unet");
+  test::expect_same_weights(ckpt.at(component::vae).weights, folder_component("vae"), "vae");
+  test::expect_same_weights(ckpt.at(component::text_encoder).weights, folder_component("text_encoder"), "text_encoder");
+  test::expect_same_weights(ckpt.at(component::text_encoder_2).weights, folder_component("text_encoder_2"), "text_encoder_2");
+  EXPECT_EQ(ckpt.at(component::unet).weights.size(), 620u);
+  EXPECT_EQ(ckpt.at(component::text_encoder_2).weights.size(), 53u);  // with text_projection, transposed to [12, 20]
 
   // Configs: what the layout shows must agree. SGM hard-codes GroupNorm(32) and states no image size
   // (sdxl-tiny uses 16 groups at 64 pixels); the yaml's num_head_channels 8 gives the heads (2, 4, 6).
-  test::expect_same_config(ckpt.unet_config, folder_config("unet"), {"_diffusers_version", "norm_num_groups", "sample_size"},
+  test::expect_same_config(ckpt.at(component::unet).config, folder_config("unet"), {"_diffusers_version", "norm_num_groups", "sample_size"},
                            "unet config");
-  EXPECT_EQ(ckpt.unet_config.at("norm_num_groups"), 32);
-  test::expect_same_config(ckpt.vae_config, folder_config("vae"),
+  EXPECT_EQ(ckpt.at(component::unet).config.at("norm_num_groups"), 32);
+  test::expect_same_config(ckpt.at(component::vae).config, folder_config("vae"),
                            {"_diffusers_version", "norm_num_groups", "sample_size", "latents_mean", "latents_std"},
                            "vae config");
   // Heads are placeholders here (configs_given); transformers' version is not a layout matter.
   for (const auto& [component, config] :
-       {std::pair{"text_encoder", ckpt.text_encoder_config}, std::pair{"text_encoder_2", ckpt.text_encoder_2_config}})
+       {std::pair{"text_encoder", ckpt.at(component::text_encoder).config}, std::pair{"text_encoder_2", ckpt.at(component::text_encoder_2).config}})
     test::expect_same_config(config, folder_config(component), {"num_attention_heads", "transformers_version"}, component);
-  EXPECT_EQ(ckpt.tokenizer_2_config.at("pad_token"), "!");
+  EXPECT_EQ(ckpt.tokenizer_configs.at("tokenizer_2").at("pad_token"), "!");
   EXPECT_EQ(ckpt.scheduler_config.at("_class_name"), "EulerDiscreteScheduler");
   nlohmann::json scheduler = ckpt.scheduler_config, expected = io::read_json_file(
       test::reference_path("models/sdxl-tiny/scheduler/scheduler_config.json"));
@@ -140,14 +142,14 @@ TEST(SgmCheckpoint, RefinerFromItsSingleFile) {
   options.configs_given = true;
   const auto ckpt = pipeline::load_ldm_checkpoint(file, options);
   EXPECT_EQ(ckpt.family, "sdxl-refiner");
-  EXPECT_FALSE(ckpt.has_text_encoder);
-  ASSERT_TRUE(ckpt.text_encoder_2.has_value());
-  test::expect_same_weights(ckpt.unet, test::read_case(folder + "/unet/diffusion_pytorch_model.safetensors"), "unet");
-  test::expect_same_weights(*ckpt.text_encoder_2, test::read_case(folder + "/text_encoder_2/model.safetensors"),
+  EXPECT_FALSE(ckpt.has(component::text_encoder));
+  ASSERT_TRUE(ckpt.has(component::text_encoder_2));
+  test::expect_same_weights(ckpt.at(component::unet).weights, test::read_case(folder + "/unet/diffusion_pytorch_model.safetensors"), "unet");
+  test::expect_same_weights(ckpt.at(component::text_encoder_2).weights, test::read_case(folder + "/text_encoder_2/model.safetensors"),
                             "text_encoder_2");
   // 5 time ids (original size, crop, aesthetic score) of width 8 after the pooled 12: 52.
-  EXPECT_EQ(ckpt.unet_config.at("addition_time_embed_dim"), 8);
-  EXPECT_EQ(ckpt.unet_config.at("projection_class_embeddings_input_dim"), 52);
+  EXPECT_EQ(ckpt.at(component::unet).config.at("addition_time_embed_dim"), 8);
+  EXPECT_EQ(ckpt.at(component::unet).config.at("projection_class_embeddings_input_dim"), 52);
 
   // The refiner's img2img case from the single file: the folder's image, bit for bit.
   const GenerationConfig g = case_config("sdxlrefiner_img2img_torch_s6_10steps_strength0.3");

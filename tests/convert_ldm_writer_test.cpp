@@ -17,6 +17,8 @@
 namespace sdrt {
 namespace {
 
+namespace component = pipeline::component;
+
 using io::NamedTensor;
 
 bool same_tensor(const io::RawTensor& a, const io::RawTensor& b) {
@@ -122,9 +124,9 @@ TEST(LdmWriter, Sd2FileAndYamlGiveTheDiffusersFolderWithTheNormGroupsOption) {
   options.overrides->norm_num_groups = 16;
   const auto c = pipeline::load_ldm_checkpoint(dir + "/sd2.safetensors", options);
   EXPECT_EQ(c.family, "sd2");
-  for (const auto& [component, weights, config] : {std::tuple{"unet", &c.unet, &c.unet_config},
-                                                   {"vae", &c.vae, &c.vae_config},
-                                                   {"text_encoder", &c.text_encoder, &c.text_encoder_config}}) {
+  for (const auto& [component, weights, config] : {std::tuple{"unet", &c.at(component::unet).weights, &c.at(component::unet).config},
+                                                   {"vae", &c.at(component::vae).weights, &c.at(component::vae).config},
+                                                   {"text_encoder", &c.at(component::text_encoder).weights, &c.at(component::text_encoder).config}}) {
     const std::string file =
         std::string(component) == "text_encoder" ? "/model.safetensors" : "/diffusion_pytorch_model.safetensors";
     const Weights expected = test::read_case(model + "/" + component + file);
@@ -146,7 +148,7 @@ TEST(LdmWriter, Sd2FileAndYamlGiveTheDiffusersFolderWithTheNormGroupsOption) {
   EXPECT_NE(error.find("not divisible by norm_num_groups 24"), std::string::npos) << error;
   // Without the option: LDM's 32 groups, which divide these channels too.
   options.overrides->norm_num_groups.reset();
-  EXPECT_EQ(pipeline::load_ldm_checkpoint(dir + "/sd2.safetensors", options).unet_config["norm_num_groups"], 32);
+  EXPECT_EQ(pipeline::load_ldm_checkpoint(dir + "/sd2.safetensors", options).at(component::unet).config["norm_num_groups"], 32);
 }
 
 }  // namespace

@@ -1,7 +1,10 @@
 // sdrt::Pipeline behaviour beyond parity: progress, cancellation, reduce-memory, input validation.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "sdrt/base/error.hpp"
+#include "sdrt/core/cpu_features.hpp"
 #include "sdrt/pipeline/pipeline.hpp"
 #include "support/test_support.hpp"
 
@@ -65,6 +68,19 @@ TEST(PipelineGeneration, ReduceMemoryGivesTheSameImage) {
   const auto a = tiny(false)->generate(config());
   const auto b = tiny(true)->generate(config());
   EXPECT_EQ(a.images[0].pixels, b.images[0].pixels);
+}
+
+// The library does not print: a flash-amx request that falls back is a note of each generation.
+TEST(PipelineGeneration, AnAmxAttentionFallbackIsANote) {
+  PipelineOptions o;
+  o.attention = "flash-amx";
+  GenerationConfig c = config();
+  c.step_count = 1;
+  const auto result = Pipeline::load(test::reference_path("models/sd1-tiny"), o)->generate(c);
+  const std::string expected = "attention flash-amx is unavailable (" + amx_unusable_reason() + ")";
+  const bool noted = std::any_of(result.notes.begin(), result.notes.end(),
+                                 [&](const std::string& n) { return n.find(expected) != std::string::npos; });
+  EXPECT_EQ(noted, !amx_usable());
 }
 
 TEST(PipelineGeneration, SameSeedSameImageOtherSeedOtherImage) {

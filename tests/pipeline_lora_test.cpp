@@ -314,10 +314,11 @@ TEST(LoraHostile, BadFilesGiveClearErrors) {
   bad.push_back({"zero_rank",
                  {{kQ + ".lora_down.weight", Tensor::empty({0, int64_t{1} << 40})}, {kQ + ".lora_up.weight", Tensor::empty({32, 0})}},
                  {kQ, "rank"}});
+  // LDM names are aliases too, but sd1-tiny's input_blocks end at 5: block 12 is none of its layers.
   bad.push_back({"matches_nothing",
-                 {{"lora_unet_input_blocks_1_1_proj_in.lora_down.weight", test::random_normal({4, 32}, 1)},
-                  {"lora_unet_input_blocks_1_1_proj_in.lora_up.weight", test::random_normal({32, 4}, 1)}},
-                 {"1 of 1", "lora_unet_input_blocks_1_1_proj_in", "SGM"}});
+                 {{"lora_unet_input_blocks_12_1_proj_in.lora_down.weight", test::random_normal({4, 32}, 1)},
+                  {"lora_unet_input_blocks_12_1_proj_in.lora_up.weight", test::random_normal({32, 4}, 1)}},
+                 {"1 of 1", "lora_unet_input_blocks_12_1_proj_in", "SGM"}});
   bad.push_back({"loha",
                  {{kQ + ".hada_w1_a", test::random_normal({32, 4}, 1)}, {kQ + ".hada_w1_b", test::random_normal({4, 32}, 1)}},
                  {kQ + ".hada_w1_a", "LoHa"}});

@@ -359,6 +359,8 @@ nlohmann::json report(const BenchArgs& a, const pipeline::ModelSource& src, cons
   const kernels::BackendOptions backend =
       pipeline::backend_options(a.compute_precision, a.attention, a.reduce_memory == "stream", src.precision);
   const kernels::BackendOptions granted = kernels::cpu_backend(backend).options();
+  if (const std::string note = kernels::attention_fallback_note(backend.attention, granted); !note.empty())
+    std::fprintf(stderr, "sdrt: note: %s\n", note.c_str());
   nlohmann::json j{{"text_encoder_s", t.text_encoder_s},
                    {"unet_step_s", t.unet_step_s},
                    {"vae_decode_s", t.vae_decode_s},

@@ -30,21 +30,23 @@ ModelSource open_single_file(const std::string& path, const SourceOptions& optio
   src.path = path;
   src.format = "single-file";
   src.family = ckpt.family;
-  src.set(component::unet, {std::move(ckpt.unet), ckpt.unet_config});
-  src.set(component::vae, {std::move(ckpt.vae), ckpt.vae_config});
+  src.components = std::move(ckpt.components);
   src.has_vae_encoder = src.has_vae_decoder = true;
-  if (ckpt.has_text_encoder) src.set(component::text_encoder, {std::move(ckpt.text_encoder), ckpt.text_encoder_config});
   src.scheduler_config = ckpt.scheduler_config;
   src.scheduler_class = ckpt.scheduler_config.value("_class_name", "PNDMScheduler");
   const TokenizerFiles bpe = pipeline::open_tokenizer_folder(options.tokenizer_dir.value_or(pipeline::default_tokenizer_dir()));
   src.tokenizer = bpe;
-  if (ckpt.has_text_encoder)
-    src.tokenizer.pad_token = ckpt.tokenizer_config.value("pad_token", src.family == "sd2" ? "!" : "<|endoftext|>");
-  if (ckpt.text_encoder_2) {  // SDXL: the same BPE files, padded with "!"
-    src.set(component::text_encoder_2, {std::move(*ckpt.text_encoder_2), ckpt.text_encoder_2_config});
+  const auto tokenizer_config = [&](const char* name) {
+    const auto it = ckpt.tokenizer_configs.find(name);
+    return it == ckpt.tokenizer_configs.end() ? nlohmann::json::object() : it->second;
+  };
+  const bool has_text_encoder = src.has(component::text_encoder);
+  if (has_text_encoder)
+    src.tokenizer.pad_token = tokenizer_config("tokenizer").value("pad_token", src.family == "sd2" ? "!" : "<|endoftext|>");
+  if (src.has(component::text_encoder_2)) {  // SDXL: the same BPE files, padded with "!"
     src.tokenizer_2 = bpe;
-    src.tokenizer_2->pad_token = ckpt.tokenizer_2_config.value("pad_token", "!");
-    if (!ckpt.has_text_encoder) src.tokenizer = *src.tokenizer_2;  // unused: the refiner has text_encoder_2 alone
+    src.tokenizer_2->pad_token = tokenizer_config("tokenizer_2").value("pad_token", "!");
+    if (!has_text_encoder) src.tokenizer = *src.tokenizer_2;  // unused: the refiner has text_encoder_2 alone
     src.requires_aesthetics_score = src.family == "sdxl-refiner";
     src.force_zeros_for_empty_prompt = !src.requires_aesthetics_score;  // diffusers' defaults for each pipeline
   }

@@ -328,29 +328,30 @@ ConvertedCheckpoint convert_sgm(const TensorTable& table, const LdmConfig& confi
   check_vae_config(config, vae, check);
 
   ConvertedCheckpoint out;
+  out.source = source;
   out.family = base ? "sdxl" : "sdxl-refiner";
-  out.unet = ldm::convert_unet(table, unet);
-  out.vae = ldm::convert_vae(table, vae);
-  out.has_text_encoder = base;
+  ComponentData& unet_out = out.components[std::string(component::unet)];
+  ComponentData& vae_out = out.components[std::string(component::vae)];
+  unet_out.weights = ldm::convert_unet(table, unet);
+  vae_out.weights = ldm::convert_vae(table, vae);
   if (base) {
-    out.text_encoder = ldm::convert_text_encoder(table, texts[0], "text_encoder");
-    out.text_encoder_config =
-        ldm::text_encoder_config_json(texts[0], text_heads(config, texts[0], config_source, options, true));
-    out.tokenizer_config = ldm::tokenizer_config_json(false, texts[0].positions);
+    out.components[std::string(component::text_encoder)] = {
+        ldm::convert_text_encoder(table, texts[0], "text_encoder"),
+        ldm::text_encoder_config_json(texts[0], text_heads(config, texts[0], config_source, options, true))};
+    out.tokenizer_configs["tokenizer"] = ldm::tokenizer_config_json(false, texts[0].positions);
   }
-  out.text_encoder_2 = ldm::convert_text_encoder(table, open_clip, "text_encoder_2");
-  out.text_encoder_2_config =
-      ldm::text_encoder_config_json(open_clip, text_heads(config, open_clip, config_source, options, true));
-  out.tokenizer_2_config = ldm::tokenizer_config_json(true, open_clip.positions);  // pads with "!"
+  out.components[std::string(component::text_encoder_2)] = {
+      ldm::convert_text_encoder(table, open_clip, "text_encoder_2"),
+      ldm::text_encoder_config_json(open_clip, text_heads(config, open_clip, config_source, options, true))};
+  out.tokenizer_configs["tokenizer_2"] = ldm::tokenizer_config_json(true, open_clip.positions);  // pads with "!"
 
   // SDXL's 64-dim heads; 1024 pixels (latent 128) unless the yaml says otherwise.
   const int64_t vae_scale = int64_t{1} << (vae.channels.size() - 1);
   const int64_t latent_size = config.image_size.value_or(128);
-  out.unet_config = ldm::unet_config_json(unet, attention_heads(config, unet, true, config_source, options.configs_given), latent_size);
-  out.vae_config = ldm::vae_config_json(vae, latent_size * vae_scale, config.scale_factor.value_or(0.13025));
+  unet_out.config = ldm::unet_config_json(unet, attention_heads(config, unet, true, config_source, options.configs_given), latent_size);
+  vae_out.config = ldm::vae_config_json(vae, latent_size * vae_scale, config.scale_factor.value_or(0.13025));
   if (!options.configs_given)  // else config_dir's configs replace these
-    out.unet_config["norm_num_groups"] = out.vae_config["norm_num_groups"] =
-        norm_groups(config, unet, vae, config_source);
+    unet_out.config["norm_num_groups"] = vae_out.config["norm_num_groups"] = norm_groups(config, unet, vae, config_source);
   BetaSchedule schedule = schedule_from_buffer(table).value_or(BetaSchedule{});
   if (config.linear_start) schedule.start = *config.linear_start;
   if (config.linear_end) schedule.end = *config.linear_end;
@@ -388,22 +389,24 @@ ConvertedCheckpoint convert_ldm_checkpoint(const std::vector<io::NamedTensor>& t
   check_vae_config(config, vae, check);
 
   ConvertedCheckpoint out;
+  out.source = source;
   out.family = sd2 ? "sd2" : "sd1";
-  out.unet = ldm::convert_unet(table, unet);
-  out.vae = ldm::convert_vae(table, vae);
-  out.text_encoder = ldm::convert_text_encoder(table, text);
+  ComponentData& unet_out = out.components[std::string(component::unet)];
+  ComponentData& vae_out = out.components[std::string(component::vae)];
+  ComponentData& text_out = out.components[std::string(component::text_encoder)];
+  unet_out.weights = ldm::convert_unet(table, unet);
+  vae_out.weights = ldm::convert_vae(table, vae);
+  text_out.weights = ldm::convert_text_encoder(table, text);
 
   // Latent size: the yaml's, else diffusers' guess of 512 (SD 1.x) or 768 (SD 2.x) pixels over the VAE's 8.
   const int64_t vae_scale = int64_t{1} << (vae.channels.size() - 1);
   const int64_t latent_size = config.image_size.value_or(sd2 ? 96 : 64);
-  out.unet_config = ldm::unet_config_json(unet, attention_heads(config, unet, sd2, config_source, options.configs_given), latent_size);
-  out.vae_config = ldm::vae_config_json(vae, latent_size * vae_scale, config.scale_factor.value_or(0.18215));
+  unet_out.config = ldm::unet_config_json(unet, attention_heads(config, unet, sd2, config_source, options.configs_given), latent_size);
+  vae_out.config = ldm::vae_config_json(vae, latent_size * vae_scale, config.scale_factor.value_or(0.18215));
   if (!options.configs_given)  // else config_dir's configs replace these
-    out.unet_config["norm_num_groups"] = out.vae_config["norm_num_groups"] =
-        norm_groups(config, unet, vae, config_source);
-  out.text_encoder_config =
-      ldm::text_encoder_config_json(text, text_heads(config, text, config_source, options, false));
-  out.tokenizer_config = ldm::tokenizer_config_json(sd2, text.positions);
+    unet_out.config["norm_num_groups"] = vae_out.config["norm_num_groups"] = norm_groups(config, unet, vae, config_source);
+  text_out.config = ldm::text_encoder_config_json(text, text_heads(config, text, config_source, options, false));
+  out.tokenizer_configs["tokenizer"] = ldm::tokenizer_config_json(sd2, text.positions);
 
   BetaSchedule schedule = schedule_from_buffer(table).value_or(BetaSchedule{});
   if (config.linear_start) schedule.start = *config.linear_start;
@@ -412,6 +415,12 @@ ConvertedCheckpoint convert_ldm_checkpoint(const std::vector<io::NamedTensor>& t
   out.scheduler_config =
       scheduler_config_json(schedule, sd2, prediction_type(options, config, sd2, latent_size, config_source));
   return out;
+}
+
+const ComponentData& ConvertedCheckpoint::at(std::string_view name) const {
+  const auto it = components.find(name);
+  if (it == components.end()) throw Error(source + ": the checkpoint has no " + std::string(name));
+  return it->second;
 }
 
 ConvertedCheckpoint load_ldm_checkpoint(const std::string& path, const LdmOptions& options) {

@@ -59,7 +59,12 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
         networks_(std::move(source), options.reduce_memory || options.stream_weights, backend_, options.vae_tile_size),
         refiner_(open_refiner(networks_, options, backend_)),
         // Streaming trades speed for memory throughout: no buffers kept for reuse either.
-        cache_limit_(options.stream_weights ? 0 : kDefaultCachedMemoryLimit) {}
+        cache_limit_(options.stream_weights ? 0 : kDefaultCachedMemoryLimit),
+        attention_note_(kernels::attention_fallback_note(
+            pipeline::backend_options(options.compute_precision, options.attention, options.stream_weights,
+                                      networks_.source().precision)
+                .attention,
+            backend_.options())) {}
 
   const pipeline::ModelSource& source() const override { return networks_.source(); }
   const kernels::BackendOptions& backend_options() const override { return networks_.backend().options(); }
@@ -87,6 +92,7 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
     // The LoRAs act on this generation only: they are taken off the layers when it ends, however it ends.
     const pipeline::ActiveLoras loras(networks_.loras(), c.loras);
     result.notes = loras.notes();
+    if (!attention_note_.empty()) result.notes.push_back(attention_note_);
     const std::vector<std::string> prompts = c.prompts.empty() ? std::vector<std::string>{c.prompt} : c.prompts;
     const bool guided = c.guidance_scale > 1.0f;
     const bool original = c.original_height > 0, target = c.target_height > 0;  // else the output size
@@ -236,6 +242,7 @@ class StableDiffusionPipeline final : public pipeline::PipelineInternals {
   Networks networks_;
   std::unique_ptr<Networks> refiner_;  // SDXL ensemble of experts (PipelineOptions::refiner)
   size_t cache_limit_;
+  std::string attention_note_;  // an explicit flash-amx request that fell back
 };
 
 }  // namespace

@@ -4,12 +4,15 @@
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sdrt/core/weights.hpp"
 #include "sdrt/io/safetensors.hpp"
+#include "sdrt/pipeline/model_source.hpp"
 
 namespace sdrt::pipeline {
 
@@ -61,14 +64,20 @@ struct LdmOptions {
 };
 
 struct ConvertedCheckpoint {
+  std::string source;  // the checkpoint, for messages
   std::string family;  // "sd1", "sd2", "sdxl" or "sdxl-refiner"
-  // diffusers names; tensors share the checkpoint's storage (1x1 conv -> linear and q/k/v splits are views).
-  Weights unet, vae, text_encoder;
-  nlohmann::json unet_config, vae_config, text_encoder_config, scheduler_config, tokenizer_config;
-  // SDXL (SGM checkpoints): the OpenCLIP encoder with its projection; the refiner has no text_encoder.
-  bool has_text_encoder = true;
-  std::optional<Weights> text_encoder_2;
-  nlohmann::json text_encoder_2_config, tokenizer_2_config;
+  // The networks by diffusers folder name (component::unet, vae, text_encoder, text_encoder_2): SD 1.x/2.x have
+  // the first three, SDXL all four (text_encoder_2 is the OpenCLIP encoder with its projection), the refiner no
+  // text_encoder. diffusers tensor names; the tensors share the checkpoint's storage (1x1 conv -> linear and
+  // q/k/v splits are views).
+  std::map<std::string, ComponentData, std::less<>> components;
+  // Each text encoder's tokenizer_config.json by its tokenizer's folder name ("tokenizer", "tokenizer_2").
+  std::map<std::string, nlohmann::json, std::less<>> tokenizer_configs;
+  nlohmann::json scheduler_config;
+
+  bool has(std::string_view name) const { return components.find(name) != components.end(); }
+  // Throws naming the checkpoint and the component when absent.
+  const ComponentData& at(std::string_view name) const;
 };
 
 // `tensors` are all tensors of the checkpoint; `source` names the file in error messages.

@@ -47,6 +47,9 @@ std::string attention_kind_name(AttentionKind a);  // "flash" | "original" | "fl
 // The attention kernel a backend with these granted options runs on this CPU: "flash-amx" |
 // "flash-bf16" (AVX512-BF16) | "flash-avx512" | "flash-generic" | "original".
 std::string attention_kernel_name(const BackendOptions& granted);
+// Why and to what an explicit flash-amx request fell back ("attention flash-amx is unavailable (<reason>);
+// using flash-bf16"), for the caller to show; "" when nothing fell back.
+std::string attention_fallback_note(AttentionKind requested, const BackendOptions& granted);
 
 struct Conv2dParams {
   int stride = 1;

@@ -1,5 +1,4 @@
 // The CPU implementation of Backend: forwards each method to its kernel in src/kernels/cpu.
-#include <cstdio>
 #include <map>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -27,6 +26,11 @@ std::string attention_kernel_name(const BackendOptions& granted) {
   if (granted.attention == AttentionKind::FlashAmx) return "flash-amx";
   if (granted.compute == ComputeType::BF16 && cpu::cpu_has_avx512_bf16()) return "flash-bf16";
   return cpu::cpu_has_avx512() ? "flash-avx512" : "flash-generic";
+}
+
+std::string attention_fallback_note(AttentionKind requested, const BackendOptions& granted) {
+  if (requested != AttentionKind::FlashAmx || granted.attention == AttentionKind::FlashAmx) return "";
+  return "attention flash-amx is unavailable (" + amx_unusable_reason() + "); using " + attention_kernel_name(granted);
 }
 
 Tensor Conv2dOp::forward_upsampled2x(const Tensor& x, int64_t) const { return forward(cpu::upsample_nearest2x(x)); }
@@ -126,15 +130,8 @@ Backend& cpu_backend(const BackendOptions& requested) {
   BackendOptions granted = requested;
   if (granted.compute == ComputeType::BF16 && !cpu_has_bf16()) granted.compute = ComputeType::F32;
   std::lock_guard lock(mutex);
-  if (granted.attention == AttentionKind::FlashAmx && !amx_usable()) {
-    granted.attention = AttentionKind::Flash;
-    // An explicit request deserves a word, once per process; options() and the bench JSON show the rest.
-    static bool noted = false;
-    if (!noted)
-      std::fprintf(stderr, "sdrt: note: attention flash-amx is unavailable (%s); using %s\n",
-                   amx_unusable_reason().c_str(), attention_kernel_name(granted).c_str());
-    noted = true;
-  }
+  // options() tells the caller; attention_fallback_note() words it (a library does not print).
+  if (granted.attention == AttentionKind::FlashAmx && !amx_usable()) granted.attention = AttentionKind::Flash;
   return backends.try_emplace(granted, granted).first->second;
 }
 
