@@ -42,7 +42,8 @@ ModelSource open_single_file(const std::string& path, const SourceOptions& optio
   };
   const bool has_text_encoder = src.has(component::text_encoder);
   if (has_text_encoder)
-    src.tokenizer.pad_token = tokenizer_config("tokenizer").value("pad_token", src.family == "sd2" ? "!" : "<|endoftext|>");
+    src.tokenizer.pad_token =
+        tokenizer_config("tokenizer").value("pad_token", src.family == "sd2" ? "!" : "<|endoftext|>");
   if (src.has(component::text_encoder_2)) {  // SDXL: the same BPE files, padded with "!"
     src.tokenizer_2 = bpe;
     src.tokenizer_2->pad_token = tokenizer_config("tokenizer_2").value("pad_token", "!");

@@ -348,10 +348,12 @@ ConvertedCheckpoint convert_sgm(const TensorTable& table, const LdmConfig& confi
   // SDXL's 64-dim heads; 1024 pixels (latent 128) unless the yaml says otherwise.
   const int64_t vae_scale = int64_t{1} << (vae.channels.size() - 1);
   const int64_t latent_size = config.image_size.value_or(128);
-  unet_out.config = ldm::unet_config_json(unet, attention_heads(config, unet, true, config_source, options.configs_given), latent_size);
+  unet_out.config = ldm::unet_config_json(
+      unet, attention_heads(config, unet, true, config_source, options.configs_given), latent_size);
   vae_out.config = ldm::vae_config_json(vae, latent_size * vae_scale, config.scale_factor.value_or(0.13025));
   if (!options.configs_given)  // else config_dir's configs replace these
-    unet_out.config["norm_num_groups"] = vae_out.config["norm_num_groups"] = norm_groups(config, unet, vae, config_source);
+    unet_out.config["norm_num_groups"] = vae_out.config["norm_num_groups"] =
+        norm_groups(config, unet, vae, config_source);
   BetaSchedule schedule = schedule_from_buffer(table).value_or(BetaSchedule{});
   if (config.linear_start) schedule.start = *config.linear_start;
   if (config.linear_end) schedule.end = *config.linear_end;
@@ -401,10 +403,12 @@ ConvertedCheckpoint convert_ldm_checkpoint(const std::vector<io::NamedTensor>& t
   // Latent size: the yaml's, else diffusers' guess of 512 (SD 1.x) or 768 (SD 2.x) pixels over the VAE's 8.
   const int64_t vae_scale = int64_t{1} << (vae.channels.size() - 1);
   const int64_t latent_size = config.image_size.value_or(sd2 ? 96 : 64);
-  unet_out.config = ldm::unet_config_json(unet, attention_heads(config, unet, sd2, config_source, options.configs_given), latent_size);
+  unet_out.config = ldm::unet_config_json(
+      unet, attention_heads(config, unet, sd2, config_source, options.configs_given), latent_size);
   vae_out.config = ldm::vae_config_json(vae, latent_size * vae_scale, config.scale_factor.value_or(0.18215));
   if (!options.configs_given)  // else config_dir's configs replace these
-    unet_out.config["norm_num_groups"] = vae_out.config["norm_num_groups"] = norm_groups(config, unet, vae, config_source);
+    unet_out.config["norm_num_groups"] = vae_out.config["norm_num_groups"] =
+        norm_groups(config, unet, vae, config_source);
   text_out.config = ldm::text_encoder_config_json(text, text_heads(config, text, config_source, options, false));
   out.tokenizer_configs["tokenizer"] = ldm::tokenizer_config_json(sd2, text.positions);
 

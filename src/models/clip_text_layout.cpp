@@ -20,12 +20,15 @@ ParameterLayout clip_text_layout(const CLIPTextConfig& c, bool with_projection, 
              0.01f);
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string n = std::to_string(i);
-    const LayoutScope layer = text("encoder.layers." + n, open_clip ? "transformer.resblocks." + n : "encoder.layers." + n);
+    const LayoutScope layer =
+        text("encoder.layers." + n, open_clip ? "transformer.resblocks." + n : "encoder.layers." + n);
     const char* qkv[] = {"q_proj", "k_proj", "v_proj"};
     for (int64_t part = 0; part < 3; ++part) {
       const LayoutScope proj = layer["self_attn"][qkv[part]];
-      if (open_clip) proj.originally(layer.original() + ".attn").linear_from_fused("in_proj_weight", "in_proj_bias", d, d, part, 3);
-      else proj.linear(d, d);
+      if (open_clip)
+        proj.originally(layer.original() + ".attn").linear_from_fused("in_proj_weight", "in_proj_bias", d, d, part, 3);
+      else
+        proj.linear(d, d);
     }
     layer("self_attn.out_proj", open_clip ? "attn.out_proj" : "self_attn.out_proj").linear(d, d);
     layer("layer_norm1", open_clip ? "ln_1" : "layer_norm1").norm(d);

@@ -3,7 +3,6 @@
 #include <cmath>
 
 #include "sdrt/base/error.hpp"
-#include "sdrt/core/weights.hpp"
 
 namespace sdrt::models {
 
@@ -22,20 +21,6 @@ int64_t ParameterLayout::numel() const {
   int64_t n = 0;
   for (const Parameter& p : parameters_) n += shape_numel(p.shape);
   return n;
-}
-
-void ParameterLayout::check(const Weights& weights) const {
-  for (const Parameter& p : parameters_) {
-    if (!weights.has(p.name))
-      throw Error(weights.source() + ": missing " + network_ + " tensor '" + p.name + "' (expected shape " +
-                  shape_str(p.shape) + ")");
-    const auto compressed = weights.all_compressed().find(p.name);
-    const Shape& actual =
-        compressed != weights.all_compressed().end() ? compressed->second->shape : weights.stored(p.name).shape();
-    if (actual != p.shape)
-      throw Error(weights.source() + ": " + network_ + " tensor '" + p.name + "' has shape " + shape_str(actual) +
-                  ", expected " + shape_str(p.shape));
-  }
 }
 
 std::string LayoutScope::join(const std::string& prefix, const std::string& leaf) {

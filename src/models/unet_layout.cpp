@@ -58,7 +58,8 @@ void declare_encoder(const LayoutScope& s, const UNetEncoderConfig& c) {
       if (has_attention(c.down_block_types[i]))
         declare_transformer_2d(block["attentions"][j].originally(original + ".1"), transformer(a, a.out_channels));
     }
-    if (a.add_downsample) block["downsamplers"][0]["conv"].originally(input.next() + ".0.op").conv(a.out_channels, a.out_channels, 3);
+    if (a.add_downsample)
+      block["downsamplers"][0]["conv"].originally(input.next() + ".0.op").conv(a.out_channels, a.out_channels, 3);
   }
 
   const BlockArgs mid = c.mid_block();

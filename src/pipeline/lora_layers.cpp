@@ -356,7 +356,7 @@ std::vector<std::string> ModelLoras::activate(const std::vector<LoraInput>& lora
                                std::pair{LoraNetwork::TextEncoder, component::text_encoder},
                                std::pair{LoraNetwork::TextEncoder2, component::text_encoder_2}})
     if (const ComponentData* c = source_.find(name)) targets[network] = &c->weights;
-  const ComponentData* unet_data = source_.find(component::unet);
+  const ComponentData* unet_data = loras.empty() ? nullptr : source_.find(component::unet);
   const LoraModuleAliases aliases = unet_data ? unet_module_aliases(unet_data->config) : LoraModuleAliases{};
   std::vector<ResolvedLora> unet, text, text_2;
   std::vector<std::string> notes;

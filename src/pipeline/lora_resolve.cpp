@@ -77,7 +77,8 @@ std::map<std::string, std::string> original_module_names(const models::Parameter
         p.name.compare(p.name.size() - suffix.size(), suffix.size(), suffix) != 0 ||
         p.original.compare(p.original.size() - suffix.size(), suffix.size(), suffix) != 0)
       continue;
-    out.emplace(p.original.substr(0, p.original.size() - suffix.size()), p.name.substr(0, p.name.size() - suffix.size()));
+    out.emplace(p.original.substr(0, p.original.size() - suffix.size()),
+                p.name.substr(0, p.name.size() - suffix.size()));
   }
   return out;
 }

@@ -54,11 +54,11 @@ class FeedForward {
   Linear proj_, out_;
 };
 
-// x += attn1(norm1(x)); x += attn2(norm2(x), context); x += ff(norm3(x)). LayerNorm eps 1e-5, no attention
-// biases, FeedForward inner size 4 * dim.
 // The tensors BasicTransformerBlock reads (LDM names them alike).
 void declare_basic_transformer_block(const LayoutScope& scope, int64_t dim, int64_t cross_attention_dim);
 
+// x += attn1(norm1(x)); x += attn2(norm2(x), context); x += ff(norm3(x)). LayerNorm eps 1e-5, no attention
+// biases, FeedForward inner size 4 * dim.
 class BasicTransformerBlock {
  public:
   BasicTransformerBlock(kernels::Backend& backend, const WeightScope& scope, int64_t dim, int heads, int64_t dim_head,

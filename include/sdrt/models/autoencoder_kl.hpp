@@ -23,8 +23,13 @@ struct AutoencoderKLConfig {
 
   // Image pixels per latent pixel along each side.
   int64_t downscale_factor() const { return int64_t{1} << (block_out_channels.size() - 1); }
-  VaeCoderArgs encoder_args() const { return {in_channels, latent_channels, block_out_channels, layers_per_block, norm_num_groups}; }
-  VaeCoderArgs decoder_args() const { return {latent_channels, out_channels, block_out_channels, layers_per_block, norm_num_groups}; }
+  // What AutoencoderKL gives its Encoder (image -> latents) and Decoder (latents -> image).
+  VaeCoderArgs encoder_args() const {
+    return {in_channels, latent_channels, block_out_channels, layers_per_block, norm_num_groups};
+  }
+  VaeCoderArgs decoder_args() const {
+    return {latent_channels, out_channels, block_out_channels, layers_per_block, norm_num_groups};
+  }
 
   // Reads vae/config.json; throws sdrt::Error naming unsupported values (block types, activation, ...).
   static AutoencoderKLConfig from_json(const nlohmann::json& j);

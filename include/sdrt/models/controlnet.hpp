@@ -22,10 +22,10 @@ struct ControlNetConfig : UNetEncoderConfig {
   static ControlNetConfig from_json(const nlohmann::json& j);
 };
 
-// conv_in -> SiLU -> (3x3 conv -> SiLU, stride-2 3x3 conv -> SiLU) per channel step -> conv_out.
 // The tensors ControlNetModel reads (diffusers names; sdrt converts no original ControlNet layout).
 ParameterLayout controlnet_layout(const ControlNetConfig& config);
 
+// conv_in -> SiLU -> (3x3 conv -> SiLU, stride-2 3x3 conv -> SiLU) per channel step -> conv_out.
 class ControlNetConditioningEmbedding {
  public:
   ControlNetConditioningEmbedding(kernels::Backend& backend, const WeightScope& scope, int64_t conditioning_channels,

@@ -10,10 +10,6 @@
 
 #include "sdrt/core/tensor.hpp"
 
-namespace sdrt {
-class Weights;
-}
-
 namespace sdrt::models {
 
 // torch's initialisation of the layer the tensor belongs to.
@@ -52,8 +48,6 @@ class ParameterLayout {
   const std::vector<Parameter>& parameters() const { return parameters_; }
   const Parameter* find(const std::string& name) const;
   int64_t numel() const;
-  // Every parameter present with its shape; throws naming the source, the tensor and both shapes.
-  void check(const Weights& weights) const;
 
  private:
   std::string network_;
