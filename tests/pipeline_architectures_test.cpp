@@ -141,6 +141,36 @@ TEST(PipelineArchitectures, SdxlLayoutConstructsAndRuns) {
   EXPECT_FALSE(pipeline::random_text_encoder_weights(sdxl.text_encoder, DType::BF16).has("text_projection.weight"));
 }
 
+// SDXL 1.0 refiner from its published config: four levels, attention only in the middle two (4 layers),
+// OpenCLIP bigG alone (no text_encoder), 5 time ids with the aesthetic score.
+TEST(PipelineArchitectures, SdxlRefinerLayout) {
+  const auto refiner = architecture("sdxl-refiner");
+  EXPECT_EQ(refiner.family, "sdxl-refiner");
+  EXPECT_TRUE(refiner.text_encoder.is_null());
+  EXPECT_EQ(refiner.unet.at("cross_attention_dim"), refiner.text_encoder_2.at("hidden_size"));
+  const auto full = models::UNet2DConditionConfig::from_json(refiner.unet);
+  // Counted by hand from the config (a separate tally of resnets, transformers and resamplers).
+  EXPECT_EQ(models::unet_layout(full).numel(), 2259526660);
+  auto cfg = refiner.unet;
+  cfg["block_out_channels"] = {32, 64, 96, 96};
+  cfg["attention_head_dim"] = {1, 2, 3, 3};
+  cfg["cross_attention_dim"] = 40;
+  cfg["addition_time_embed_dim"] = 8;
+  cfg["projection_class_embeddings_input_dim"] = 24 + 5 * 8;
+  const Weights w = pipeline::random_unet_weights(cfg, DType::F32);
+  EXPECT_TRUE(w.has("up_blocks.2.attentions.2.transformer_blocks.3.attn2.to_k.weight"));
+  EXPECT_FALSE(w.has("up_blocks.0.attentions.0.norm.weight"));
+  EXPECT_FALSE(w.has("down_blocks.3.downsamplers.0.conv.weight"));
+  const models::UNet2DConditionModel unet(models::UNet2DConditionConfig::from_json(cfg), w, kernels::cpu_backend());
+  models::UNetInputs in;
+  in.sample = Tensor::zeros({2, 4, 16, 16});
+  in.timesteps = {500.0f, 500.0f};
+  in.cond.context = Tensor::zeros({2, 77, 40});
+  in.cond.pooled = Tensor::zeros({2, 24});
+  in.cond.time_ids = Tensor::zeros({2, 5});
+  EXPECT_EQ(unet.forward(in).shape(), Shape({2, 4, 16, 16}));
+}
+
 TEST(PipelineArchitectures, RejectsUnknownNamesAndPrecisions) {
   EXPECT_THROW(architecture("sdxl-xxl"), Error);
   EXPECT_THROW(pipeline::precision_dtype("int8"), Error);

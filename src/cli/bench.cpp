@@ -459,7 +459,8 @@ void print_table(const nlohmann::json& j) {
 Command add_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   app.add_option("--resource-path", a->resource_path, "sdrt bundle, diffusers folder or single-file checkpoint");
-  app.add_option("--architecture", a->architecture, "Built-in model with random weights: sd15 | sd21-base | sd21 | sdxl");
+  app.add_option("--architecture", a->architecture,
+                 "Built-in model with random weights: sd15 | sd21-base | sd21 | sdxl | sdxl-refiner");
   app.add_option("--width", a->width, "Image width (default: the model's native size)");
   app.add_option("--height", a->height, "Image height (default: the model's native size)");
   app.add_option("--lora", a->loras, "LoRA PATH[:SCALE] applied to the UNet step and the generation; repeatable")

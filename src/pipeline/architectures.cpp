@@ -96,6 +96,22 @@ json sdxl_unet() {
   return u;
 }
 
+// SDXL 1.0 refiner (stabilityai/stable-diffusion-xl-refiner-1.0's config.json): four levels of 384/768/1536/1536
+// channels, four transformer layers in the middle two, conditioned on OpenCLIP bigG alone (1280) and on
+// 5 time ids with an aesthetic score (pooled 1280 + 5 x 256 = 2560).
+json sdxl_refiner_unet() {
+  json u = sd_unet(json::array({6, 12, 24, 24}), 1280, true, 128, false);
+  u["block_out_channels"] = {384, 768, 1536, 1536};
+  u["down_block_types"] = {"DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"};
+  u["up_block_types"] = {"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"};
+  u["transformer_layers_per_block"] = 4;
+  u["addition_embed_type"] = "text_time";
+  u["addition_embed_type_num_heads"] = 64;
+  u["addition_time_embed_dim"] = 256;
+  u["projection_class_embeddings_input_dim"] = 2560;
+  return u;
+}
+
 json sdxl_vae() {
   json v = sd_vae(1024);
   v["scaling_factor"] = 0.13025;
@@ -208,7 +224,7 @@ Weights random_text_encoder_weights(const json& cfg, DType dtype) {
 // --- architectures ---
 
 const std::vector<std::string>& architecture_names() {
-  static const std::vector<std::string> names{"sd15", "sd21-base", "sd21", "sdxl"};
+  static const std::vector<std::string> names{"sd15", "sd21-base", "sd21", "sdxl", "sdxl-refiner"};
   return names;
 }
 
@@ -228,6 +244,8 @@ Architecture architecture(const std::string& name) {
   if (name == "sdxl")
     return {name, "sdxl", clip_text(768, 3072, 12, 12, "quick_gelu", 768), sdxl_unet(), sdxl_vae(), sdxl_scheduler(),
             clip_big_g()};
+  if (name == "sdxl-refiner")  // no text_encoder: it encodes with text_encoder_2 alone
+    return {name, "sdxl-refiner", nullptr, sdxl_refiner_unet(), sdxl_vae(), sdxl_scheduler(), clip_big_g()};
   std::string known;
   for (const auto& n : architecture_names()) known += (known.empty() ? "" : ", ") + n;
   throw Error("unknown architecture '" + name + "' (known: " + known + ")");
@@ -241,7 +259,8 @@ ModelSource random_model_source(const std::string& name, const std::string& prec
   src.format = "random";
   src.family = arch.family;
   src.precision = precision_name(precision);
-  src.set(component::text_encoder, {random_text_encoder_weights(arch.text_encoder, dtype), arch.text_encoder});
+  if (!arch.text_encoder.is_null())
+    src.set(component::text_encoder, {random_text_encoder_weights(arch.text_encoder, dtype), arch.text_encoder});
   src.set(component::unet, {random_unet_weights(arch.unet, dtype), arch.unet});
   src.set(component::vae, {random_vae_weights(arch.vae, dtype), arch.vae});
   src.has_vae_encoder = src.has_vae_decoder = true;
@@ -249,10 +268,12 @@ ModelSource random_model_source(const std::string& name, const std::string& prec
   src.scheduler_config = arch.scheduler;
   const std::string dir = default_tokenizer_dir();
   src.tokenizer = {dir + "/vocab.json", dir + "/merges.txt", arch.family == "sd2" ? "!" : "<|endoftext|>"};
-  if (!arch.text_encoder_2.is_null()) {  // SDXL: model_index.json's values for the base
+  if (!arch.text_encoder_2.is_null()) {  // SDXL: model_index.json's values for the base and the refiner
     src.set(component::text_encoder_2, {random_text_encoder_weights(arch.text_encoder_2, dtype), arch.text_encoder_2});
     src.tokenizer_2 = TokenizerFiles{dir + "/vocab.json", dir + "/merges.txt", "!"};
-    src.force_zeros_for_empty_prompt = true;
+    src.requires_aesthetics_score = arch.family == "sdxl-refiner";
+    src.force_zeros_for_empty_prompt = !src.requires_aesthetics_score;
+    if (arch.text_encoder.is_null()) src.tokenizer = *src.tokenizer_2;  // unused: as the importer does
   }
   return src;
 }

@@ -15,13 +15,13 @@
 namespace sdrt::pipeline {
 
 struct Architecture {
-  std::string name;    // sd15 | sd21-base | sd21 | sdxl
-  std::string family;  // sd1 | sd2 | sdxl
-  nlohmann::json text_encoder, unet, vae, scheduler;  // the diffusers config.json of each component
+  std::string name;    // sd15 | sd21-base | sd21 | sdxl | sdxl-refiner
+  std::string family;  // sd1 | sd2 | sdxl | sdxl-refiner
+  nlohmann::json text_encoder, unet, vae, scheduler;  // the diffusers config.json of each; no text_encoder: null
   nlohmann::json text_encoder_2;  // SDXL's CLIPTextModelWithProjection; null for SD 1.x/2.x
 };
 
-// "sd15", "sd21-base", "sd21", "sdxl".
+// "sd15", "sd21-base", "sd21", "sdxl", "sdxl-refiner".
 const std::vector<std::string>& architecture_names();
 // Throws sdrt::Error listing the known names when `name` is not one of them.
 Architecture architecture(const std::string& name);
