@@ -176,7 +176,7 @@ void expect_failure(const std::string& args, const std::string& message) {
 
 TEST(CliBench, BadValuesFailClearly) {
   const std::string tiny = "--resource-path " + shell_quote(test::reference_path("models/sd1-tiny"));
-  expect_failure("--architecture sdxl-xxl", "unknown architecture 'sdxl-xxl' (known: sd15, sd21-base, sd21, sdxl)");
+  expect_failure("--architecture sdxl-xxl", "unknown architecture 'sdxl-xxl' (known: sd15, sd21-base, sd21, sdxl, sdxl-refiner)");
   expect_failure(tiny + " --precision int8", "unknown precision 'int8'");
   expect_failure(tiny + " --attention sparse", "unknown attention 'sparse' (flash, original or flash-amx)");
   expect_failure(tiny + " --compute-precision int4", "unknown compute precision 'int4'");
