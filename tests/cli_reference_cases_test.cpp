@@ -104,6 +104,8 @@ std::vector<CliCase> cli_cases() {
 TEST(CliBundles, ConvertEverySource) {
   if (std::getenv("SDRT_FRESH_BUNDLES")) fs::remove_all(SDRT_TEST_BUNDLES);
   for (const auto& kv : sources()) EXPECT_TRUE(fs::exists(bundle(kv.first) + "/manifest.json")) << kv.first;
+  for (const auto& key : test::sdxl_bundle_keys())
+    EXPECT_TRUE(fs::exists(test::sdxl_bundle(SDRT_TEST_BUNDLES, key) + "/manifest.json")) << key;
 }
 
 TEST(CliReferenceIndex, RunsEveryCase) {

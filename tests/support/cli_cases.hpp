@@ -22,4 +22,12 @@ std::string generate_args(const nlohmann::json& c, const std::string& resource_p
 // HxWxC float tensor of an image's 0..255 values.
 Tensor pixels(const io::Image& img);
 
+// `generate ...` for a pack v2 SDXL case (cases/pipelines_v2/) on `resource_path`, writing into `out`.
+std::string sdxl_generate_args(const nlohmann::json& c, const std::string& resource_path, const std::string& out);
+// The float32 SDXL bundles the CLI tests share, converted into `bundles_dir` when missing: "sdxl" (sdxl-tiny),
+// "sdxl-sgm" (sdxl-tiny-ldm.safetensors), "sdxl-refiner" (sdxl-tiny-refiner) and "sdxl-refiner-sgm" (that
+// folder written as an SGM single file first); the single files with --config-dir for the tiny sizes.
+const std::vector<std::string>& sdxl_bundle_keys();
+std::string sdxl_bundle(const std::string& bundles_dir, const std::string& key);
+
 }  // namespace sdrt::test
