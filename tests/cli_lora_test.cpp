@@ -2,6 +2,7 @@
 // with --lora-dir, errors that name the flag, and LoRA on 6-bit palettized and int8 bundles.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -23,8 +24,12 @@ using test::shell_quote;
 constexpr double kMinPsnr = 40.0;
 // LoRA on a compressed bundle vs diffusers' LoRA image may lose at most this much more than the same
 // bundle without LoRA loses against the fp32 model without LoRA (the cost of compression alone).
-// Observed: 6-bit: alone 52.7 dB, with LoRA 51.0 dB; int8: alone 53.9 dB, with LoRA 52.9 dB.
+// Observed: 6-bit: alone 52.7 dB, with LoRA 51.0 dB; int8: alone 53.9 dB, with LoRA 52.9 dB (AVX-512
+// machine); 6-bit 55.0 / 52.2, int8 60.9 / 57.9 (AVX2 machine).
 constexpr double kCompressedMarginDb = 3.0;
+// Above this, two 8-bit images differ by scattered 1-LSB roundings whose count varies with the CPU's
+// kernels, so "alone" is capped here before the margin is taken (a LoRA applied wrongly costs 20+ dB).
+constexpr double kRoundingFloorDb = 50.0;
 
 std::string adapters() { return test::reference_path("models/adapters"); }
 std::string sd1() { return test::reference_path("models/sd1-tiny"); }
@@ -207,7 +212,7 @@ TEST(CliLora, CompressedBundlesLoseNoMoreThanCompressionAlone) {
     const double alone = psnr(plain, plain_fp32), db = psnr(with_lora, reference);
     std::printf("%s bundle: compression alone %.1f dB, with LoRA vs diffusers %.1f dB\n", tag.c_str(), alone, db);
     EXPECT_LT(alone, 200.0) << "the compressed weights were used";
-    EXPECT_GE(db, alone - kCompressedMarginDb) << tag;
+    EXPECT_GE(db, std::min(alone, kRoundingFloorDb) - kCompressedMarginDb) << tag;
     EXPECT_LT(db, 200.0);
     // Streaming decodes every layer's weights (and the LoRA's) on each use: the same image.
     const io::Image streamed = run_to_image(generate_args(c, bundle, bundle + "-stream", prompt) + lora +

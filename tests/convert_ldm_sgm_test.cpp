@@ -6,6 +6,8 @@
 // whose SGM writer reproduces the pack's file). Also the SGM yaml and the errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -93,8 +95,8 @@ TEST(SgmCheckpoint, GivesTheDiffusersFoldersTensorsAndLayout) {
     EXPECT_EQ(scheduler.at(key), expected.at(key)) << key;
 }
 
-// The pack's stand-in sizes need config_dir; the pipeline then gives diffusers' image, bit for bit, as the
-// diffusers folder does (observed identical PNGs).
+// The pack's stand-in sizes need config_dir; the pipeline then gives the diffusers folder's image bit for
+// bit, and diffusers' own within 1 LSB.
 TEST(SgmCheckpoint, GeneratesDiffusersImagesWithConfigDir) {
   PipelineOptions options;
   options.source.config_dir = test::reference_path("models/sdxl-tiny");
@@ -107,9 +109,16 @@ TEST(SgmCheckpoint, GeneratesDiffusersImagesWithConfigDir) {
   EXPECT_EQ(single.pixels, folder.pixels);
   const io::Image expected = io::read_image(test::reference_path("cases/pipelines_v2/" + name + ".png"), 3);
   ASSERT_EQ(single.pixels.size(), expected.pixels.size());
-  int off = 0;
-  for (size_t i = 0; i < expected.pixels.size(); ++i) off += single.pixels[i] != expected.pixels[i];
-  EXPECT_LE(off, 1);  // diffusers' PNG: one value 1 LSB off, as from the folder (pipeline_sdxl_reference_test)
+  // diffusers' PNG: every value within 1 LSB, and few of them off at all (as from the folder; observed 1 on
+  // an AVX-512 machine, 2 on an AVX2 one, where attention sums in another order).
+  int off = 0, worst = 0;
+  for (size_t i = 0; i < expected.pixels.size(); ++i) {
+    const int diff = std::abs(int{single.pixels[i]} - int{expected.pixels[i]});
+    off += diff != 0;
+    worst = std::max(worst, diff);
+  }
+  EXPECT_LE(worst, 1);
+  EXPECT_LE(off, 4);
 }
 
 // The test writer (written from the published SGM layout, not from sdrt's converter) gives exactly the

@@ -125,7 +125,9 @@ TEST(AttentionBf16, SharpScoresStayStable) {
 TEST(AttentionBf16, OnlyRunsWhenAskedFor) {
   const Tensor q = random({1, 70, 32}, 7, 1.0f), k = random({1, 70, 32}, 8, 1.0f), v = random({1, 70, 32}, 9, 1.0f);
   const Tensor automatic = cpu::attention_flash(q, k, v, 2, 0.25f, false);
-  const cpu::AttentionIsa widest_fp32 = cpu::cpu_has_avx512() ? cpu::AttentionIsa::Avx512 : cpu::AttentionIsa::Generic;
+  const cpu::AttentionIsa widest_fp32 = cpu::cpu_has_avx512() ? cpu::AttentionIsa::Avx512
+                                        : cpu::cpu_has_avx2()   ? cpu::AttentionIsa::Avx2
+                                                                : cpu::AttentionIsa::Generic;
   EXPECT_TRUE(identical(automatic, cpu::attention_flash(q, k, v, 2, 0.25f, false, widest_fp32)));
   if (!cpu::cpu_has_avx512_bf16()) {
     EXPECT_NE(test::error_message([&] {

@@ -261,6 +261,20 @@ const std::vector<AttentionCase> kAttentionCases = {
     {2, 130, 7, 2, 72, false}, {1, 5, 3, 1, 160, false},   {1, 40, 20, 2, 8, true},
 };
 
+// Every fp32 flash path this CPU can run (the generic one everywhere).
+std::vector<kernels::cpu::AttentionIsa> flash_isas() {
+  using kernels::cpu::AttentionIsa;
+  std::vector<AttentionIsa> isas = {AttentionIsa::Generic};
+  if (kernels::cpu::cpu_has_avx2()) isas.push_back(AttentionIsa::Avx2);
+  if (kernels::cpu::cpu_has_avx512()) isas.push_back(AttentionIsa::Avx512);
+  return isas;
+}
+
+std::string isa_name(kernels::cpu::AttentionIsa isa) {
+  using kernels::cpu::AttentionIsa;
+  return isa == AttentionIsa::Avx2 ? "avx2" : isa == AttentionIsa::Avx512 ? "avx512" : "generic";
+}
+
 TEST(KernelsCpu, AttentionMatchesNaiveLoops) {
   uint32_t seed = 40;
   for (const AttentionCase& c : kAttentionCases) {
@@ -277,10 +291,9 @@ TEST(KernelsCpu, AttentionMatchesNaiveLoops) {
     EXPECT_TRUE(close(cpu().attention(q, k, v, c.heads, scale, c.causal), shape, expected, 1e-5)) << what;
     EXPECT_TRUE(close(kernels::cpu::attention_reference(q, k, v, c.heads, scale, c.causal), shape, expected, 1e-5))
         << what;
-    EXPECT_TRUE(
-        close(kernels::cpu::attention_flash(q, k, v, c.heads, scale, c.causal, kernels::cpu::AttentionIsa::Generic),
-              shape, expected, 1e-5))
-        << what;
+    for (const auto isa : flash_isas())
+      EXPECT_TRUE(close(kernels::cpu::attention_flash(q, k, v, c.heads, scale, c.causal, isa), shape, expected, 1e-5))
+          << what << ", " << isa_name(isa);
   }
 }
 
@@ -291,8 +304,9 @@ TEST(KernelsCpu, FlashAttentionMatchesMaterialisedReference) {
     const Tensor ref = kernels::cpu::attention_reference(q, k, v, 2, 1.0f, causal);
     // Both fp32 with different summation orders; logits ~20 carry ~2e-6 absolute rounding each.
     EXPECT_TRUE(test::all_close(cpu().attention(q, k, v, 2, 1.0f, causal), ref, 1e-5));
-    EXPECT_TRUE(test::all_close(
-        kernels::cpu::attention_flash(q, k, v, 2, 1.0f, causal, kernels::cpu::AttentionIsa::Generic), ref, 1e-5));
+    for (const auto isa : flash_isas())
+      EXPECT_TRUE(test::all_close(kernels::cpu::attention_flash(q, k, v, 2, 1.0f, causal, isa), ref, 1e-5))
+          << isa_name(isa);
   }
 }
 

@@ -45,7 +45,7 @@ struct BackendOptions {
 std::string compute_type_name(ComputeType t);  // "float32" | "bfloat16"
 std::string attention_kind_name(AttentionKind a);  // "flash" | "original" | "flash-amx"
 // The attention kernel a backend with these granted options runs on this CPU: "flash-amx" |
-// "flash-bf16" (AVX512-BF16) | "flash-avx512" | "flash-generic" | "original".
+// "flash-bf16" (AVX512-BF16) | "flash-avx512" | "flash-avx2" | "flash-generic" | "original".
 std::string attention_kernel_name(const BackendOptions& granted);
 // Why and to what an explicit flash-amx request fell back ("attention flash-amx is unavailable (<reason>);
 // using flash-bf16"), for the caller to show; "" when nothing fell back.

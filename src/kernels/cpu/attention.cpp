@@ -1,4 +1,4 @@
-// Attention: a tiled online-softmax kernel (generic C++ and AVX-512 paths) and the materialised
+// Attention: a tiled online-softmax kernel (generic C++, AVX2 and AVX-512 paths) and the materialised
 // reference: softmax over each query row of (q . k) * scale, applied to v.
 #include "kernels/cpu/attention.hpp"
 
@@ -24,6 +24,7 @@ void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, i
   if (k.dim(1) == 0 && q.dim(1) > 0) fail(op, "k " + shape_str(k.shape()) + " has no keys");
 }
 
+bool cpu_has_avx2() { return cpu_features().avx2_f16c; }
 bool cpu_has_avx512() { return cpu_features().avx512; }
 
 namespace {
@@ -59,8 +60,10 @@ Tensor attention_flash(const Tensor& q, const Tensor& k, const Tensor& v, int he
                        AttentionIsa isa) {
   if (isa == AttentionIsa::Avx512Bf16) return attention_flash_bf16(q, k, v, heads, scale, causal);
   check_attention_inputs(q, k, v, heads);
-  const bool avx512 = isa == AttentionIsa::Avx512 || (isa == AttentionIsa::Auto && cpu_has_avx512());
   if (isa == AttentionIsa::Avx512 && !cpu_has_avx512()) fail("attention", "this CPU has no AVX-512");
+  if (isa == AttentionIsa::Avx2 && !cpu_has_avx2()) fail("attention", "this CPU has no AVX2 with FMA and F16C");
+  if (isa == AttentionIsa::Auto)
+    isa = cpu_has_avx512() ? AttentionIsa::Avx512 : cpu_has_avx2() ? AttentionIsa::Avx2 : AttentionIsa::Generic;
   AttentionProblem pb;
   pb.batch = q.dim(0);
   pb.heads = heads;
@@ -76,8 +79,10 @@ Tensor attention_flash(const Tensor& q, const Tensor& k, const Tensor& v, int he
   pb.k = k_heads.f32();
   pb.v = v_heads.f32();
   pb.out = out.f32();
-  if (avx512)
+  if (isa == AttentionIsa::Avx512)
     flash_attention_avx512(pb);
+  else if (isa == AttentionIsa::Avx2)
+    flash_attention_avx2(pb);
   else
     flash_attention_generic(pb);
   return out;

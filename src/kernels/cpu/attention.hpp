@@ -7,7 +7,7 @@ namespace sdrt::kernels::cpu {
 
 // Which code path the tiled kernel uses. Auto picks the widest fp32 one the CPU supports; Avx512Bf16
 // (attention_flash_bf16: bf16 products) runs only when asked for, and throws on a CPU without it.
-enum class AttentionIsa { Auto, Generic, Avx512, Avx512Bf16 };
+enum class AttentionIsa { Auto, Generic, Avx2, Avx512, Avx512Bf16 };
 
 // Tiled online-softmax ("flash") attention: never holds more than a block of scores per thread.
 Tensor attention_flash(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal,
@@ -23,6 +23,7 @@ Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, in
 void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, int heads);
 
 // Both read cpu_features(), the one probe.
+bool cpu_has_avx2();
 bool cpu_has_avx512();
 bool cpu_has_avx512_bf16();
 

@@ -33,6 +33,7 @@ struct TileKernels {
 
 void run_flash_attention(const AttentionProblem& pb, const TileKernels& kernels);
 void flash_attention_generic(const AttentionProblem& pb);
+void flash_attention_avx2(const AttentionProblem& pb);
 void flash_attention_avx512(const AttentionProblem& pb);
 
 }  // namespace sdrt::kernels::cpu

@@ -25,7 +25,7 @@ std::string attention_kernel_name(const BackendOptions& granted) {
   if (granted.attention == AttentionKind::Original) return "original";
   if (granted.attention == AttentionKind::FlashAmx) return "flash-amx";
   if (granted.compute == ComputeType::BF16 && cpu::cpu_has_avx512_bf16()) return "flash-bf16";
-  return cpu::cpu_has_avx512() ? "flash-avx512" : "flash-generic";
+  return cpu::cpu_has_avx512() ? "flash-avx512" : cpu::cpu_has_avx2() ? "flash-avx2" : "flash-generic";
 }
 
 std::string attention_fallback_note(AttentionKind requested, const BackendOptions& granted) {

@@ -6,6 +6,7 @@
 // activations channels-last, write their output in that layout straight from the primitive.
 #include <cstring>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include "kernels/cpu/cpu_ops.hpp"
@@ -190,10 +191,12 @@ class DnnlConv2d final : public Conv2dOp {
       add_(out, forward(x));
       return;
     }
-    guarded("conv2d", [&] {
-      run(plan(plan_key(x, out_shape, true)), x, out);
-      return 0;
+    const bool add_separately = guarded("conv2d", [&] {
+      const Plan& p = plan(plan_key(x, out_shape, true));
+      if (!p.add_separately) run(p, x, out);
+      return p.add_separately;
     });
+    if (add_separately) add_(out, forward(x));
   }
 
  private:
@@ -242,6 +245,9 @@ class DnnlConv2d final : public Conv2dOp {
     memory::desc src, weights, dst;
     Staging src_staging = Staging::None, dst_staging = Staging::None;
     std::optional<dnnl::reorder> src_in, dst_out;
+    // Accumulating into the caller's layout left oneDNN only its reference implementation (AVX2 has
+    // no fp32 NHWC kernel): convolve as forward() does and add instead.
+    bool add_separately = false;
   };
 
   const Plan& plan(const std::vector<int64_t>& s) const {
@@ -265,6 +271,10 @@ class DnnlConv2d final : public Conv2dOp {
     // Accumulating: the primitive adds its result to what the caller's tensor holds (a sum post-op),
     // so the destination is that tensor as it is.
     dnnl::convolution_forward::primitive_desc pd(d, layer_attr(act_, accumulate), engine());
+    if (accumulate && std::string(pd.impl_info_str()).starts_with("ref")) {
+      p.add_separately = true;
+      return plans_.emplace(s, std::move(p)).first->second;
+    }
     p.conv = Compiled{dnnl::convolution_forward(pd), pd};
     p.src = pd.src_desc();
     p.weights = pd.weights_desc();
