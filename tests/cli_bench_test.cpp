@@ -43,6 +43,8 @@ TEST(CliBench, JsonReportOnTheTinyModel) {
   EXPECT_EQ(j["threads"], 1);
   EXPECT_EQ(j["attention"], "flash");
   EXPECT_EQ(j["attention_kernel"], kernels::attention_kernel_name(kernels::cpu_backend().options()));
+  // No oneDNN primitive of the whole run on a reference implementation (a slow path on this CPU).
+  EXPECT_TRUE(j["reference_primitives"].is_array() && j["reference_primitives"].empty()) << j["reference_primitives"];
   EXPECT_EQ(j["scheduler"], "pndm");  // sd1-tiny's own (PNDMScheduler)
   EXPECT_EQ(j["guidance_scale"], 7.5);
   EXPECT_EQ(j["batch"], 2);  // classifier-free guidance: unconditional and conditional

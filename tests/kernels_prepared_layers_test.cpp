@@ -211,6 +211,36 @@ TEST(PreparedLayers, FusedActivationsMatchTheActivationKernel) {
   }
 }
 
+// The layers a UNet or VAE builds (3x3 and 1x1 convolutions forward, accumulating into a residual and
+// through the upsampling stripes; linear layers forward and accumulating), in every layout and weight mode,
+// never land on one of oneDNN's reference implementations: on a CPU without an optimised kernel for some
+// combination (AVX2 has no fp32 NHWC convolution) that is tens of times slower, and must be avoided.
+TEST(PreparedLayers, NoLayerRunsOnOneDnnsReferenceImplementation) {
+  const size_t before = kernels::reference_primitives().size();
+  const Tensor image = random({2, 64, 12, 10}, 51), tokens = random({2, 120, 64}, 52);
+  const Tensor w3 = random({64, 64, 3, 3}, 53, 0.05f), w1 = random({64, 64, 1, 1}, 54, 0.1f), wl = random({64, 64}, 55, 0.1f);
+  for (ComputeType compute : {ComputeType::F32, ComputeType::BF16})
+    for (bool channels_last : {false, true})
+      for (bool stream : {false, true}) {
+        if (compute == ComputeType::BF16 && !kernels::cpu_has_bf16()) continue;
+        auto& be = kernels::cpu_backend(options(compute, stream, channels_last));
+        const Tensor x = channels_last ? kernels::cpu::to_channels_last(image) : image;
+        for (const Tensor& w : {w3, w1}) {
+          const auto conv = be.make_conv2d(WeightTensor(w.to(DType::F16)), random({64}, 56),
+                                           Conv2dParams::same(1, static_cast<int>(w.dim(2) / 2)));
+          Tensor residual = conv->forward(x);
+          conv->forward_accumulate(x, residual);
+          if (w.dim(2) == 3) conv->forward_upsampled2x(x);
+        }
+        const auto linear = be.make_linear(WeightTensor(wl.to(DType::F16)), random({64}, 57));
+        Tensor out = linear->forward(tokens);
+        linear->forward_accumulate(tokens, out);
+      }
+  const auto found = kernels::reference_primitives();
+  for (size_t i = before; i < found.size(); ++i) ADD_FAILURE() << "oneDNN reference implementation: " << found[i];
+  if (!kernels::cpu_has_bf16()) GTEST_SKIP() << "this CPU lacks native bf16: only the fp32 layers were checked";
+}
+
 TEST(PreparedLayers, AccumulatorsOfTheWrongShapeFailClearly) {
   auto& be = kernels::cpu_backend();
   const auto conv = be.make_conv2d(WeightTensor(random({8, 4, 3, 3}, 38)), Tensor(), Conv2dParams::same(1, 1));

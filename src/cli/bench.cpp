@@ -391,6 +391,7 @@ nlohmann::json report(const BenchArgs& a, const pipeline::ModelSource& src, cons
                                                        [](const auto& x, const auto& y) { return x.second < y.second; })
                                           ->second},
                    {"peak_rss_bytes_by_phase", t.peak_rss},
+                   {"reference_primitives", kernels::reference_primitives()},
                    {"unet_step_buffers", {{"reused", t.unet_step_buffers.reused},
                                           {"fresh", t.unet_step_buffers.fresh},
                                           {"fresh_bytes", t.unet_step_buffers.fresh_bytes}}},
@@ -431,6 +432,9 @@ void print_table(const nlohmann::json& j) {
               j["attention_kernel"].get<std::string>().c_str(), j["reduce_memory"].get<std::string>().c_str());
   std::printf("oneDNN ISA       %s; sdrt kernels: %s\n", j["cpu_isa"].get<std::string>().c_str(),
               j["cpu_features"].get<std::string>().c_str());
+  if (!j["reference_primitives"].empty())
+    std::printf("slow paths       %zu oneDNN primitives on its reference implementation, e.g. %s\n",
+                j["reference_primitives"].size(), j["reference_primitives"][0].get<std::string>().c_str());
   std::printf("text encoder     %10.4f s  (batch %d)\n", j["text_encoder_s"].get<double>(), j["batch"].get<int>());
   std::printf("UNet step        %10.4f s  (batch %d, %d LoRA layers; %lld buffers reused, %lld fresh)\n",
               j["unet_step_s"].get<double>(), j["batch"].get<int>(), j["unet_lora_layers"].get<int>(),

@@ -152,5 +152,8 @@ bool cpu_has_bf16();
 // The instruction set oneDNN's kernels use on this CPU, as oneDNN names it ("avx512_core_bf16",
 // "avx512_core_amx", ...). oneDNN 2.6 enables AMX by itself and asks the kernel for the tile state.
 std::string cpu_isa_name();
+// The oneDNN primitives this process created on oneDNN's reference (plain C++, not JIT) implementations,
+// as "kind: implementation" lines: a slow path for that shape on this CPU (ONEDNN_VERBOSE=1 says more).
+std::vector<std::string> reference_primitives();
 
 }  // namespace sdrt::kernels

@@ -2,11 +2,14 @@
 #include <map>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include "kernels/cpu/attention.hpp"
 #include "kernels/cpu/attention_amx.hpp"
 #include "kernels/cpu/cpu_ops.hpp"
+#include "kernels/cpu/dnnl_common.hpp"
 #include "sdrt/core/cpu_features.hpp"
 
 namespace sdrt::kernels {
@@ -50,6 +53,40 @@ std::string cpu_isa_name() {
     case isa::avx512_core_amx: return "avx512_core_amx";
     default: return "other";
   }
+}
+
+namespace {
+
+std::mutex reference_mutex;
+std::vector<std::string> reference_list;
+
+std::string kind_name(dnnl::primitive::kind k) {
+  using kind = dnnl::primitive::kind;
+  switch (k) {
+    case kind::convolution: return "convolution";
+    case kind::matmul: return "matmul";
+    case kind::inner_product: return "inner product";
+    case kind::reorder: return "reorder";
+    default: return "primitive";
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> reference_primitives() {
+  std::lock_guard lock(reference_mutex);
+  return reference_list;
+}
+
+void cpu::dnnl_util::note_implementation(const dnnl::primitive_desc_base& pd) {
+  const std::string impl = pd.impl_info_str();
+  if (!impl.starts_with("ref")) return;
+  // Appended piecewise: GCC 12 warns (-Wrestrict) on a chain of std::string operator+ here.
+  std::string line = kind_name(pd.get_kind());
+  line.append(": ").append(impl).append(", src");
+  for (const auto d : pd.src_desc().dims()) line.append(" ").append(std::to_string(d));
+  std::lock_guard lock(reference_mutex);
+  reference_list.push_back(std::move(line));
 }
 
 namespace {

@@ -44,13 +44,18 @@ class Workspace {
   std::vector<Tensor> buffers_;
 };
 
+// Records a primitive whose implementation is one of oneDNN's reference ones (kernels::reference_primitives).
+void note_implementation(const dnnl::primitive_desc_base& pd);
+
 // A primitive and the scratchpad it needs per execution.
 struct Compiled {
   dnnl::primitive prim;
   memory::desc scratchpad;
   Compiled() = default;
   Compiled(dnnl::primitive p, const dnnl::primitive_desc_base& pd)
-      : prim(std::move(p)), scratchpad(pd.scratchpad_desc()) {}
+      : prim(std::move(p)), scratchpad(pd.scratchpad_desc()) {
+    note_implementation(pd);
+  }
 };
 
 // Primitive cache keyed by an op-specific tuple of integers (shapes and parameters).
@@ -93,7 +98,9 @@ auto guarded(const char* op, F f) {
 // A reorder between two layouts, or none when they are the same.
 inline std::optional<dnnl::reorder> reorder_if_needed(const memory::desc& from, const memory::desc& to) {
   if (from == to) return std::nullopt;
-  return dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from, engine(), to));
+  const dnnl::reorder::primitive_desc pd(engine(), from, engine(), to);
+  note_implementation(pd);
+  return dnnl::reorder(pd);
 }
 
 // `t` (described by `user`) as `wanted`: the tensor itself, or a reordered copy in `ws`.
