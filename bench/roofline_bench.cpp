@@ -1,6 +1,6 @@
 // The CPU's arithmetic ceiling on all OpenMP threads: register loops of independent AVX512-BF16 dot products
-// (vdpbf16ps, 64 FLOP each) and fp32 FMAs (32 FLOP each with AVX-512, 16 with AVX2), with no memory traffic. The kernels' GFLOP/s in
-// kernels_bench.cpp read against these.
+// (vdpbf16ps, 64 FLOP each) and fp32 FMAs (32 FLOP each with AVX-512, 16 with AVX2), with no memory traffic.
+// The kernels' GFLOP/s in kernels_bench.cpp read against these.
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
 #include <omp.h>

@@ -1,8 +1,6 @@
 // AVX2 + FMA tile kernels for the flash-attention driver, for CPUs without AVX-512 (Zen 2/3, Intel
 // before Skylake-SP): the AVX-512 kernels with 8-lane registers, a 32-query block being four of them.
 // Only called after cpu_features().avx2_f16c.
-#include <algorithm>
-
 #include "kernels/cpu/attention_tiles.hpp"
 #include "sdrt/core/cpu_features.hpp"
 // GCC 12 flags the intrinsics' own deliberately-undefined temporaries.
