@@ -323,6 +323,14 @@ TEST(Image, RejectsBadFiles) {
     const std::string err = test::error_message([&] { io::read_image(path, 3); });
     EXPECT_NE(err.find(path), std::string::npos) << name << ": " << err;
   }
+  // A JPEG declaring 60000x2048 pixels with a few bytes of scan data (libjpeg would fill the rest with gray
+  // after a warning): refused before any decoding, naming the size.
+  std::string bomb = jpeg;
+  const size_t sof = bomb.find("\xff\xc0");
+  ASSERT_NE(sof, std::string::npos);
+  bomb[sof + 5] = '\x08', bomb[sof + 6] = '\x00', bomb[sof + 7] = '\xea', bomb[sof + 8] = '\x60';  // height, width
+  const std::string bomb_error = test::error_message([&] { io::read_image(write_bytes(dir + "/bomb.jpg", bomb), 3); });
+  EXPECT_NE(bomb_error.find("60000x2048 pixels needs at least 15000 bytes"), std::string::npos) << bomb_error;
   // A bit flipped inside the compressed data fails the CRC / zlib checks.
   std::string flipped = png;
   flipped[png.size() / 2] = static_cast<char>(flipped[png.size() / 2] ^ 0x40);

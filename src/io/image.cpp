@@ -187,6 +187,7 @@ struct JpegLayout {
   uint32_t width = 0, height = 0;
   int components = 0;   // of the decoded pixels: 1 gray, 3 RGB, 4 CMYK
   int orientation = 1;  // EXIF, 1..8
+  bool arithmetic = false;  // arithmetic-coded (SOF9-SOF15) rather than Huffman-coded
 };
 
 J_COLOR_SPACE output_space(int file_components) {
@@ -223,6 +224,7 @@ bool read_jpeg_layout(const uint8_t* data, size_t size, JpegLayout* layout, char
   layout->height = cinfo.image_height;
   layout->components = cinfo.num_components;
   layout->orientation = jpeg_orientation(cinfo);
+  layout->arithmetic = cinfo.arith_code != 0;
   jpeg_destroy_decompress(&cinfo);
   return true;
 }
@@ -268,6 +270,14 @@ Image read_jpeg(const MappedFile& file, int channels) {
     throw Error(path + ": cannot read JPEG: " + message);
   if (layout.components != 1 && layout.components != 3 && layout.components != 4)
     throw Error(path + ": JPEG with " + std::to_string(layout.components) + " components is not supported");
+  // A Huffman-coded 8x8 block takes at least one bit, and a component is subsampled at most 4x4, so a JPEG
+  // holds at least one byte per 8192 pixels. Fewer means data is missing that libjpeg would fill with gray
+  // after a warning: a file of a few bytes would cost a full-size decode (a decompression bomb).
+  const uint64_t pixels = uint64_t{layout.width} * layout.height, least = pixels / 8192;
+  if (!layout.arithmetic && file.size() < least)
+    throw Error(path + ": JPEG of " + std::to_string(layout.width) + "x" + std::to_string(layout.height) +
+                " pixels needs at least " + std::to_string(least) + " bytes, the file has " +
+                std::to_string(file.size()) + " (truncated or corrupt JPEG?)");
   Image im = make_image(path, layout.width, layout.height, channels);
   std::vector<uint8_t> decoded(static_cast<size_t>(layout.width) * layout.height * static_cast<size_t>(layout.components));
   if (!decode_jpeg(file.data(), file.size(), &layout, decoded.data(), message))
