@@ -44,10 +44,14 @@ uint8_t cmyk_channel(uint8_t c, uint8_t k) {
   return static_cast<uint8_t>(v < 0 ? 0 : v);
 }
 
-Image make_image(const std::string& path, uint32_t width, uint32_t height, int channels) {
+void check_pixel_limit(const std::string& path, uint32_t width, uint32_t height) {
   if (static_cast<uint64_t>(width) * height > kMaxPixels)
     throw Error(path + ": image of " + std::to_string(width) + "x" + std::to_string(height) + " pixels is over the " +
                 std::to_string(kMaxPixels) + "-pixel limit");
+}
+
+Image make_image(const std::string& path, uint32_t width, uint32_t height, int channels) {
+  check_pixel_limit(path, width, height);
   Image im;
   im.width = static_cast<int>(width);
   im.height = static_cast<int>(height);
@@ -273,6 +277,7 @@ Image read_jpeg(const MappedFile& file, int channels) {
   // A Huffman-coded 8x8 block takes at least one bit, and a component is subsampled at most 4x4, so a JPEG
   // holds at least one byte per 8192 pixels. Fewer means data is missing that libjpeg would fill with gray
   // after a warning: a file of a few bytes would cost a full-size decode (a decompression bomb).
+  check_pixel_limit(path, layout.width, layout.height);
   const uint64_t pixels = uint64_t{layout.width} * layout.height, least = pixels / 8192;
   if (!layout.arithmetic && file.size() < least)
     throw Error(path + ": JPEG of " + std::to_string(layout.width) + "x" + std::to_string(layout.height) +
