@@ -6,10 +6,12 @@ function(sdrt_warnings target)
   endif()
 endfunction()
 
-# libFuzzer coverage plus ASan and UBSan (UB aborts, so the fuzzer sees it) for the SDRT_FUZZ build.
+# libFuzzer coverage plus ASan and UBSan (UB aborts, so the fuzzer sees it) for the SDRT_FUZZ build, with the
+# flags libFuzzer's documentation recommends (-O1 comes from scripts/fuzz.sh).
 function(sdrt_fuzz_instrument target)
   target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
-                         -fno-omit-frame-pointer -g)
+                         -fsanitize-coverage-ignorelist=${PROJECT_SOURCE_DIR}/tests/fuzz/coverage_ignorelist.txt
+                         -fno-omit-frame-pointer -gline-tables-only)
 endfunction()
 
 # A layer is src/<name>/*.cpp (recursively) with public headers in include/sdrt/<name>.

@@ -24,12 +24,7 @@ done
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 ref=${SDRT_REFERENCE:-../shared/reference}
 jobs=${FUZZ_JOBS:-$(nproc)}
-command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found (Debian packages: clang libclang-rt-14-dev libomp-dev)" >&2; exit 1; }
-
-launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DSDRT_FUZZ=ON \
-  -DSDRT_BUILD_TESTS=OFF -DSDRT_BUILD_BENCH=OFF "${launcher[@]}" >/dev/null
+./scripts/configure-sanitized.sh "$build"
 cmake --build "$build" -j"$(nproc)" --target sdrt_fuzzers
 rm -rf "$build/seeds"
 "$build/tests/fuzz/sdrt_fuzz_seeds" "$ref" "$build/seeds"

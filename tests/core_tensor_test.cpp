@@ -3,6 +3,10 @@
 // buffers is served from the cache alone.
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <limits>
+#include <vector>
+
 #include "sdrt/core/tensor.hpp"
 
 namespace sdrt {
@@ -25,6 +29,21 @@ TEST(Tensor, SoleOwnerUntilAnotherTensorSharesTheStorage) {
   const Tensor copy = t.clone();
   EXPECT_TRUE(t.sole_owner());
   EXPECT_FALSE(Tensor().sole_owner());
+}
+
+TEST(Tensor, ConversionToIntegersSaturatesAndMapsNanToZero) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const Tensor t = Tensor::from_vector({8}, {130.f, -300.f, nan, 1e30f, -1e30f, 3.7f, -3.7f, 255.5f});
+  const Tensor i8 = t.to(DType::I8), u8 = t.to(DType::U8), i64 = t.to(DType::I64);
+  const std::vector<int8_t> want_i8 = {127, -128, 0, 127, -128, 3, -3, 127};
+  const std::vector<uint8_t> want_u8 = {130, 0, 0, 255, 0, 3, 0, 255};
+  for (size_t k = 0; k < 8; ++k) {
+    EXPECT_EQ(i8.data<int8_t>()[k], want_i8[k]) << k;
+    EXPECT_EQ(u8.data<uint8_t>()[k], want_u8[k]) << k;
+  }
+  EXPECT_EQ(i64.data<int64_t>()[3], std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(i64.data<int64_t>()[4], std::numeric_limits<int64_t>::lowest());
+  EXPECT_EQ(i64.data<int64_t>()[2], 0);
 }
 
 class BlockCache : public ::testing::Test {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/exif.hpp"
@@ -221,6 +222,44 @@ TEST(ExifTranspose, AllOrientationsMatchPillowTranspose) {
     EXPECT_EQ(im.height, c.height);
     EXPECT_EQ(im.channels, 2);
     EXPECT_EQ(im.pixels, with_second_channel(c.channel0));
+  }
+}
+
+TEST(ExifTranspose, LargeImagesMatchTheFormulasInEveryChannelCount) {
+  // 131x70 crosses the 64-pixel tiles of the 1-, 3- and 4-channel paths on both axes. Where input pixel
+  // (x, y) lands, per orientation (Pillow's libImaging/Geometry.c); 5..8 give an H x W image.
+  const int w = 131, h = 70;
+  auto place = [&](int orientation, int x, int y) -> std::pair<int, int> {
+    switch (orientation) {
+      case 2: return {w - 1 - x, y};
+      case 3: return {w - 1 - x, h - 1 - y};
+      case 4: return {x, h - 1 - y};
+      case 5: return {y, x};
+      case 6: return {h - 1 - y, x};
+      case 7: return {h - 1 - y, w - 1 - x};
+      default: return {y, w - 1 - x};  // 8
+    }
+  };
+  for (int channels : {1, 3, 4}) {
+    Image in{w, h, channels, Bytes(static_cast<size_t>(w * h * channels))};
+    for (size_t i = 0; i < in.pixels.size(); ++i) in.pixels[i] = static_cast<uint8_t>(i * 7 + i / 251);
+    for (int orientation = 2; orientation <= 8; ++orientation) {
+      SCOPED_TRACE(testing::Message() << channels << " channels, orientation " << orientation);
+      Image out = in;
+      io::apply_exif_orientation(out, orientation);
+      const int out_w = orientation >= 5 ? h : w;
+      ASSERT_EQ(out.width, out_w);
+      ASSERT_EQ(out.height, orientation >= 5 ? w : h);
+      size_t wrong = 0;
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+          const auto [ox, oy] = place(orientation, x, y);
+          for (int c = 0; c < channels; ++c)
+            wrong += out.pixels[static_cast<size_t>((oy * out_w + ox) * channels + c)] !=
+                     in.pixels[static_cast<size_t>((y * w + x) * channels + c)];
+        }
+      EXPECT_EQ(wrong, 0u);
+    }
   }
 }
 

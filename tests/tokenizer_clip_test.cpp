@@ -148,7 +148,9 @@ TEST(ClipTokenizer, InvalidUtf8IsAnErrorNamingTheOffset) {
       {"\xF4\x90\x80\x80", 0},   // U+110000
       {"\xFF", 0},               // never valid
   };
-  for (const auto& [text, offset] : cases) {
+  for (const auto& test_case : cases) {
+    const std::string& text = test_case.first;  // a named reference: clang 14 cannot capture a structured binding
+    const size_t offset = test_case.second;
     const std::string message = error_of([&] { sd1().encode(text); });
     EXPECT_NE(message.find("byte offset " + std::to_string(offset)), std::string::npos)
         << hex_of(text) << " -> '" << message << "'";

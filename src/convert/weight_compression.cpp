@@ -327,11 +327,16 @@ CompressedWeight quantize_int8(const Tensor& dense) {
       for (int64_t i = 0; i < row_size; i += kChunk)
         load_chunk(dense, r * row_size + i, std::min(kChunk, row_size - i), row.data() + i, nullptr);
       float max_abs = 0;
+      bool finite = true;
       for (int64_t i = 0; i < row_size; ++i) {
         const float v = row[static_cast<size_t>(i)];
-        if (!std::isfinite(v)) local_bad = std::min(local_bad, r * row_size + i);
+        if (!std::isfinite(v)) {
+          local_bad = std::min(local_bad, r * row_size + i);
+          finite = false;
+        }
         max_abs = std::max(max_abs, std::fabs(v));
       }
+      if (!finite) continue;  // reported below; converting NaN to an integer is undefined
       float scale = max_abs > 0 ? static_cast<float>(static_cast<double>(max_abs) / 127) : 1.0f;
       if (scale == 0) scale = std::numeric_limits<float>::denorm_min();  // max_abs tiny: keep the scale positive
       w.scale.data<float>()[r] = scale;

@@ -3,8 +3,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #include "sdrt/base/error.hpp"
 #include "sdrt/base/half.hpp"
@@ -167,17 +169,28 @@ double load_as_double(const void* p, DType t, int64_t i) {
   return 0;
 }
 
+// Out-of-range values saturate and NaN becomes 0: a plain cast of either is undefined behaviour.
+template <typename T>
+T saturating_cast(double v) {
+  if (std::isnan(v)) return 0;
+  constexpr double kLow = static_cast<double>(std::numeric_limits<T>::lowest());
+  constexpr double kAboveMax = static_cast<double>(std::numeric_limits<T>::max()) + 1.0;  // 2^63 for int64
+  if (v >= kAboveMax) return std::numeric_limits<T>::max();
+  if (v <= kLow) return std::numeric_limits<T>::lowest();
+  return static_cast<T>(v);
+}
+
 void store_from_double(void* p, DType t, int64_t i, double v) {
   switch (t) {
     case DType::F64: static_cast<double*>(p)[i] = v; break;
     case DType::F32: static_cast<float*>(p)[i] = static_cast<float>(v); break;
     case DType::F16: static_cast<uint16_t*>(p)[i] = f32_to_f16(static_cast<float>(v)); break;
     case DType::BF16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(static_cast<float>(v)); break;
-    case DType::I64: static_cast<int64_t*>(p)[i] = static_cast<int64_t>(v); break;
-    case DType::I32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(v); break;
-    case DType::I16: static_cast<int16_t*>(p)[i] = static_cast<int16_t>(v); break;
-    case DType::I8: static_cast<int8_t*>(p)[i] = static_cast<int8_t>(v); break;
-    case DType::U8: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v); break;
+    case DType::I64: static_cast<int64_t*>(p)[i] = saturating_cast<int64_t>(v); break;
+    case DType::I32: static_cast<int32_t*>(p)[i] = saturating_cast<int32_t>(v); break;
+    case DType::I16: static_cast<int16_t*>(p)[i] = saturating_cast<int16_t>(v); break;
+    case DType::I8: static_cast<int8_t*>(p)[i] = saturating_cast<int8_t>(v); break;
+    case DType::U8: static_cast<uint8_t*>(p)[i] = saturating_cast<uint8_t>(v); break;
     case DType::Bool: static_cast<uint8_t*>(p)[i] = v != 0; break;
   }
 }

@@ -62,18 +62,35 @@ Image make_image(const std::string& path, uint32_t width, uint32_t height, int c
 
 // Converts `n` pixels of `in_channels` (1 gray, 3 RGB, 4 RGBA) to im.channels (1, 3 or 4); alpha is kept
 // only for 4 and is opaque where the input has none.
-void convert_pixels(const uint8_t* in, int in_channels, Image& im) {
-  const size_t n = static_cast<size_t>(im.width) * static_cast<size_t>(im.height);
-  uint8_t* out = im.pixels.data();
-  const auto step = static_cast<size_t>(in_channels);
-  for (size_t i = 0; i < n; ++i, in += step) {
-    if (im.channels == 1) {
-      *out++ = in_channels == 1 ? in[0] : luma(in[0], in[1], in[2]);
+template <int In, int Out>
+void convert_loop(const uint8_t* in, uint8_t* out, size_t n) {
+  for (size_t i = 0; i < n; ++i, in += In, out += Out) {
+    if constexpr (Out == 1) {
+      out[0] = In == 1 ? in[0] : luma(in[0], in[1], in[2]);
     } else {
-      for (int c = 0; c < 3; ++c) *out++ = in[in_channels == 1 ? 0 : c];
-      if (im.channels == 4) *out++ = in_channels == 4 ? in[3] : 255;
+      for (int c = 0; c < 3; ++c) out[c] = in[In == 1 ? 0 : c];
+      if constexpr (Out == 4) out[3] = In == 4 ? in[3] : 255;
     }
   }
+}
+
+// One loop per channel pair: a per-pixel branch on the counts made a 50-megapixel image cost seconds.
+template <int In>
+void convert_from(const uint8_t* in, uint8_t* out, int out_channels, size_t n) {
+  if (out_channels == 1) convert_loop<In, 1>(in, out, n);
+  else if (out_channels == 3) convert_loop<In, 3>(in, out, n);
+  else convert_loop<In, 4>(in, out, n);
+}
+
+void convert_pixels(const uint8_t* in, int in_channels, uint8_t* out, int out_channels, size_t n) {
+  if (in_channels == 1) convert_from<1>(in, out, out_channels, n);
+  else if (in_channels == 3) convert_from<3>(in, out, out_channels, n);
+  else convert_from<4>(in, out, out_channels, n);
+}
+
+void convert_pixels(const uint8_t* in, int in_channels, Image& im) {
+  convert_pixels(in, in_channels, im.pixels.data(), im.channels,
+                 static_cast<size_t>(im.width) * static_cast<size_t>(im.height));
 }
 
 // ---- PNG (libspng) ----
@@ -233,8 +250,26 @@ bool read_jpeg_layout(const uint8_t* data, size_t size, JpegLayout* layout, char
   return true;
 }
 
-// Decodes into `out` (layout.width * layout.height * layout.components bytes).
-bool decode_jpeg(const uint8_t* data, size_t size, const JpegLayout* layout, uint8_t* out, char* message) {
+// One decoded row (layout components) into `out_channels`, in place for CMYK: Pillow reads 4-component JPEGs
+// as Adobe (inverted) CMYK, then converts CMYK -> RGB (-> L).
+void convert_jpeg_row(uint8_t* row, int components, uint8_t* out, int out_channels, size_t width) {
+  if (components == 4) {
+    for (size_t i = 0; i < width; ++i) {
+      const uint8_t* in = row + 4 * i;
+      const auto k = static_cast<uint8_t>(255 - in[3]);
+      uint8_t rgb[3];
+      for (size_t c = 0; c < 3; ++c) rgb[c] = cmyk_channel(static_cast<uint8_t>(255 - in[c]), k);
+      std::memcpy(row + 3 * i, rgb, 3);  // pixel i's 3 bytes end before pixel i+1's 4 begin
+    }
+    components = 3;
+  }
+  convert_pixels(row, components, out, out_channels, width);
+}
+
+// Decodes into `out` (layout.width * layout.height * out_channels bytes) one row at a time through `row`
+// (layout.width * layout.components bytes), so that no second full-size buffer is needed.
+bool decode_jpeg(const uint8_t* data, size_t size, const JpegLayout* layout, uint8_t* row, uint8_t* out,
+                 int out_channels, char* message) {
   jpeg_decompress_struct cinfo;
   JpegErrorManager err;
   cinfo.err = jpeg_std_error(&err.mgr);
@@ -256,10 +291,11 @@ bool decode_jpeg(const uint8_t* data, size_t size, const JpegLayout* layout, uin
     jpeg_destroy_decompress(&cinfo);
     return false;
   }
-  const size_t row_bytes = static_cast<size_t>(layout->width) * static_cast<size_t>(layout->components);
+  const size_t out_row = static_cast<size_t>(layout->width) * static_cast<size_t>(out_channels);
   while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW row = out + static_cast<size_t>(cinfo.output_scanline) * row_bytes;
+    uint8_t* dst = out + static_cast<size_t>(cinfo.output_scanline) * out_row;
     jpeg_read_scanlines(&cinfo, &row, 1);
+    convert_jpeg_row(row, layout->components, dst, out_channels, layout->width);
   }
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
@@ -284,20 +320,9 @@ Image read_jpeg(const MappedFile& file, int channels) {
                 " pixels needs at least " + std::to_string(least) + " bytes, the file has " +
                 std::to_string(file.size()) + " (truncated or corrupt JPEG?)");
   Image im = make_image(path, layout.width, layout.height, channels);
-  std::vector<uint8_t> decoded(static_cast<size_t>(layout.width) * layout.height * static_cast<size_t>(layout.components));
-  if (!decode_jpeg(file.data(), file.size(), &layout, decoded.data(), message))
+  std::vector<uint8_t> row(static_cast<size_t>(layout.width) * static_cast<size_t>(layout.components));
+  if (!decode_jpeg(file.data(), file.size(), &layout, row.data(), im.pixels.data(), channels, message))
     throw Error(path + ": cannot decode JPEG: " + message);
-  if (layout.components == 4) {
-    // Pillow reads 4-component JPEGs as Adobe (inverted) CMYK, then converts CMYK -> RGB (-> L).
-    std::vector<uint8_t> rgb(decoded.size() / 4 * 3);
-    for (size_t i = 0, o = 0; i < decoded.size(); i += 4, o += 3) {
-      const auto k = static_cast<uint8_t>(255 - decoded[i + 3]);
-      for (size_t c = 0; c < 3; ++c) rgb[o + c] = cmyk_channel(static_cast<uint8_t>(255 - decoded[i + c]), k);
-    }
-    convert_pixels(rgb.data(), 3, im);
-  } else {
-    convert_pixels(decoded.data(), layout.components, im);
-  }
   apply_exif_orientation(im, layout.orientation);
   return im;
 }
