@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer harnesses (tests/fuzz) with clang in build-fuzz, writes their seed corpora from the
-# reference pack and runs each harness for SECONDS, $(nproc) harnesses at a time, with a per-input timeout
-# and an RSS limit. Prints total executions and coverage per harness; exits 1 when any harness found
-# something (the reproducer is in build-fuzz/findings/, see docs/fuzzing.md).
+# Builds the libFuzzer harnesses (tests/fuzz) with clang in build-fuzz (scripts/configure-sanitized.sh),
+# writes their seed corpora from the reference pack and runs each harness for SECONDS, $(nproc) harnesses
+# at a time, with a per-input timeout and an RSS limit. Prints total executions and coverage per harness;
+# exits 1 when any harness found something (the reproducer is in build-fuzz/findings/, see docs/fuzzing.md).
 #
 # Usage: scripts/fuzz.sh [SECONDS] [HARNESS...]
 #   SECONDS  per harness (default 60); HARNESS among: safetensors torch zip image json ldm_yaml tokenizer bundle
