@@ -30,7 +30,9 @@ rm -rf "$build/seeds"
 "$build/tests/fuzz/sdrt_fuzz_seeds" "$ref" "$build/seeds"
 mkdir -p "$build/findings" "$build/logs"
 
-opts=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1)
+# 25 s: a valid JPEG at the pixel limit (179 megapixels, ~700 KB) takes ~12 s to read under the fuzz build's
+# instrumentation; a hang or a bomb takes far longer. Inputs over 10 s are still listed as slow units.
+opts=(-timeout=25 -report_slow_units=10 -rss_limit_mb=2048 -print_final_stats=1)
 [ "${FUZZ_KEEP_GOING:-0}" = 1 ] && opts+=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
