@@ -7,7 +7,7 @@ function(sdrt_warnings target)
 endfunction()
 
 # libFuzzer coverage plus ASan and UBSan (UB aborts, so the fuzzer sees it) for the SDRT_FUZZ build, with the
-# flags libFuzzer's documentation recommends (-O1 comes from scripts/fuzz.sh).
+# flags libFuzzer's documentation recommends (-O1 comes from scripts/configure-sanitized.sh).
 function(sdrt_fuzz_instrument target)
   target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
                          -fsanitize-coverage-ignorelist=${PROJECT_SOURCE_DIR}/tests/fuzz/coverage_ignorelist.txt

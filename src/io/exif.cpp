@@ -80,30 +80,25 @@ PixelMap pixel_map(int orientation, ptrdiff_t w, ptrdiff_t h) {
   }
 }
 
-// Moves each pixel of the w x h input to `map`'s place. In tiles of kTile x kTile pixels, so that the
-// transposing orientations write whole cache lines instead of one pixel per line.
+// Moves each pixel of the w x h input to `map`'s place, C channels (0: `c`, known only at run time). In tiles
+// of kTile x kTile pixels, so that the transposing orientations write whole cache lines instead of one pixel
+// per line.
 template <size_t C>
-void remap(const uint8_t* in, uint8_t* out, size_t w, size_t h, const PixelMap& map) {
+void remap(const uint8_t* in, uint8_t* out, size_t w, size_t h, size_t c, const PixelMap& map) {
   constexpr size_t kTile = 64;
+  const size_t n = C != 0 ? C : c;
   for (size_t y0 = 0; y0 < h; y0 += kTile) {
     for (size_t x0 = 0; x0 < w; x0 += kTile) {
       const size_t y1 = std::min(h, y0 + kTile), x1 = std::min(w, x0 + kTile);
       for (size_t y = y0; y < y1; ++y) {
-        const uint8_t* src = in + (y * w + x0) * C;
+        const uint8_t* src = in + (y * w + x0) * n;
         ptrdiff_t o = map.start + static_cast<ptrdiff_t>(y) * map.step_y + static_cast<ptrdiff_t>(x0) * map.step_x;
-        for (size_t x = x0; x < x1; ++x, src += C, o += map.step_x) {
-          uint8_t* dst = out + static_cast<size_t>(o) * C;
-          for (size_t k = 0; k < C; ++k) dst[k] = src[k];
+        for (size_t x = x0; x < x1; ++x, src += n, o += map.step_x) {
+          uint8_t* dst = out + static_cast<size_t>(o) * n;
+          for (size_t k = 0; k < n; ++k) dst[k] = src[k];
         }
       }
     }
-  }
-}
-
-void remap_any(const uint8_t* in, uint8_t* out, size_t w, size_t h, size_t c, const PixelMap& map) {
-  for (size_t y = 0; y < h; ++y) {
-    ptrdiff_t o = map.start + static_cast<ptrdiff_t>(y) * map.step_y;
-    for (size_t x = 0; x < w; ++x, in += c, o += map.step_x) std::memcpy(out + static_cast<size_t>(o) * c, in, c);
   }
 }
 
@@ -141,10 +136,10 @@ void apply_exif_orientation(Image& image, int orientation) {
   const PixelMap map = pixel_map(orientation, static_cast<ptrdiff_t>(w), static_cast<ptrdiff_t>(h));
   std::vector<uint8_t> out(image.pixels.size());
   switch (c) {
-    case 1: remap<1>(image.pixels.data(), out.data(), w, h, map); break;
-    case 3: remap<3>(image.pixels.data(), out.data(), w, h, map); break;
-    case 4: remap<4>(image.pixels.data(), out.data(), w, h, map); break;
-    default: remap_any(image.pixels.data(), out.data(), w, h, c, map); break;
+    case 1: remap<1>(image.pixels.data(), out.data(), w, h, c, map); break;
+    case 3: remap<3>(image.pixels.data(), out.data(), w, h, c, map); break;
+    case 4: remap<4>(image.pixels.data(), out.data(), w, h, c, map); break;
+    default: remap<0>(image.pixels.data(), out.data(), w, h, c, map); break;
   }
   image.pixels = std::move(out);
   if (orientation >= 5) std::swap(image.width, image.height);

@@ -310,10 +310,10 @@ Image read_jpeg(const MappedFile& file, int channels) {
     throw Error(path + ": cannot read JPEG: " + message);
   if (layout.components != 1 && layout.components != 3 && layout.components != 4)
     throw Error(path + ": JPEG with " + std::to_string(layout.components) + " components is not supported");
+  check_pixel_limit(path, layout.width, layout.height);
   // A Huffman-coded 8x8 block takes at least one bit, and a component is subsampled at most 4x4, so a JPEG
   // holds at least one byte per 8192 pixels. Fewer means data is missing that libjpeg would fill with gray
   // after a warning: a file of a few bytes would cost a full-size decode (a decompression bomb).
-  check_pixel_limit(path, layout.width, layout.height);
   const uint64_t pixels = uint64_t{layout.width} * layout.height, least = pixels / 8192;
   if (!layout.arithmetic && file.size() < least)
     throw Error(path + ": JPEG of " + std::to_string(layout.width) + "x" + std::to_string(layout.height) +
